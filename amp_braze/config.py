@@ -1,0 +1,586 @@
+"""The amp_braze YAML configuration: its model, its loading, and its one clear error.
+
+Every key is validated before any data moves; a bad file raises ``ConfigError`` naming the key path
+(``braze.instance``, ``sources.pos.path``, ...) and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amp_braze.braze.instances import INSTANCES, check_endpoint
+
+BUNDLED_CONFIG = Path(__file__).parent / "demo" / "amp_braze.yaml"
+ENV_VAR = "AMP_BRAZE_CONFIG"
+HOME_VAR = "AMP_BRAZE_HOME"  # ${AMP_BRAZE_HOME} expands to the working directory when unset
+
+FEED_FORMATS = ("csv", "parquet", "ndjson")
+IDENTIFIERS = ("external_id", "braze_id", "user_alias")
+COLUMN_TYPES = ("string", "int", "float", "bool", "date", "datetime", "decimal")
+KEY_NORMALIZERS = ("none", "trim", "lower", "email")
+RULE_OPS = (
+    "=",
+    "!=",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "in",
+    "not_in",
+    "contains",
+    "starts_with",
+    "is_null",
+    "not_null",
+    "between",
+    "within_last_days",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key path it concerns."""
+
+    def __init__(self, key: str, problem: str, source: str | None = None):
+        self.key = key
+        self.problem = problem
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {problem}")
+
+
+_REQUIRED = object()
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: str, key: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if name == HOME_VAR:
+            return str(Path.cwd())
+        if default is not None:
+            return default
+        raise ConfigError(key, f"environment variable {name} is not set (and no default given)")
+
+    return _ENV_REF.sub(repl, value)
+
+
+class _Node:
+    """A mapping being read, which remembers its key path and rejects keys nobody asked for."""
+
+    def __init__(self, data: Any, path: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(path or "(top level)", f"must be a mapping, got {_kind(data)}")
+        self.data = data
+        self.path = path
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
+        self.seen.add(name)
+        if name not in self.data or self.data[name] is None:
+            if default is _REQUIRED:
+                typo = difflib.get_close_matches(name, [str(k) for k in self.data], n=1)
+                hint = f" (is {typo[0]!r} a misspelling of it?)" if typo else ""
+                raise ConfigError(self.key(name), f"is required{hint}")
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(self.key(name), f"must be {_names(kinds)}, got a boolean")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise ConfigError(self.key(name), f"must be {_names(kinds)}, got {_kind(value)}")
+        if isinstance(value, str):
+            value = _expand_env(value, self.key(name))
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise ConfigError(self.key(name), f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def child(self, name: str, required: bool = False) -> _Node:
+        self.seen.add(name)
+        if required and name not in self.data:
+            raise ConfigError(self.key(name), "is required")
+        return _Node(self.data.get(name), self.key(name))
+
+    def done(self) -> None:
+        unknown = [k for k in self.data if k not in self.seen]
+        if unknown:
+            k = str(unknown[0])
+            close = difflib.get_close_matches(k, sorted(self.seen), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(sorted(self.seen))
+            raise ConfigError(self.key(k), f"unknown key{hint}; known keys here: {known}")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    words = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+    words |= {dict: "a mapping", list: "a list"}
+    return " or ".join(words.get(k, k.__name__) for k in kinds)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    path: str  # absolute local path (may be a glob) or s3:// URL
+    format: str
+    customer_key: str
+    updated_at: str | None
+    priority: int
+    columns: dict[str, str]  # source column -> our column
+    types: dict[str, str]  # our column -> type name
+    key_normalize: str
+    separator: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.path.startswith("s3://")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int = 3000
+    per_seconds: float = 3.0
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.per_seconds
+
+
+@dataclass(frozen=True)
+class BrazeConfig:
+    instance: str | None = "US-03"
+    rest_endpoint: str | None = None
+    identifier: str = "external_id"
+    update_existing_only: bool = False
+    on_removed_user: str = "ignore"
+    segment_attributes: str = "boolean"
+    segment_prefix: str = "amp_"
+    segment_array_attribute: str = "amp_segments"
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    columns: dict[str, str] = field(default_factory=dict)
+    shadowed_fields: str = "error"
+    unset_removed_attributes: bool = False
+    max_rejected_share: float = 0.01
+    concurrency: int = 8
+    objects_per_request: int = 75
+    timeout_seconds: float = 30.0
+    max_retries: int = 6
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    name: str
+    sql: str | None
+    rules: dict[str, Any] | None
+    exclude: tuple[str, ...]
+    max_change: float
+    allow_large_change: bool
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    schedule: str = "0 6 * * *"
+    checkpoint_rows: int = 50_000
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class CurrentsConfig:
+    bucket: str
+    prefix: str
+    lookback_hours: int = 48
+    minimum_interval_seconds: int = 60
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    base_dir: Path
+    storage: str
+    sources: dict[str, SourceConfig]
+    profile_sql: Path
+    braze: BrazeConfig
+    segments: dict[str, SegmentConfig]
+    sync: SyncConfig
+    currents: CurrentsConfig | None
+
+    @property
+    def profile_sql_text(self) -> str:
+        return self.profile_sql.read_text()
+
+
+def _resolve(path: str, base: Path) -> str:
+    if path.startswith("s3://"):
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _format_of(path: str, key: str) -> str:
+    lower = path.lower()
+    for suffixes, fmt in (
+        ((".csv", ".csv.gz", ".tsv"), "csv"),
+        ((".parquet", ".pq"), "parquet"),
+        ((".ndjson", ".jsonl", ".json"), "ndjson"),
+    ):
+        if lower.endswith(suffixes):
+            return fmt
+    raise ConfigError(
+        key,
+        f"cannot tell the format of {path!r} from its extension; set `format:` to csv, parquet or ndjson",
+    )
+
+
+def _str_map(node: _Node, name: str) -> dict[str, str]:
+    raw = node.get(name, dict, {})
+    for k, v in raw.items():
+        if not isinstance(v, str):
+            raise ConfigError(f"{node.key(name)}.{k}", f"must be a string, got {_kind(v)}")
+    return {str(k): v for k, v in raw.items()}
+
+
+def _source(name: str, node: _Node, base: Path) -> SourceConfig:
+    raw_path = node.get("path", str)
+    path = _resolve(raw_path, base)
+    fmt = node.get("format", str, None)
+    if fmt is None:
+        fmt = _format_of(raw_path, node.key("path"))
+    elif fmt not in FEED_FORMATS:
+        raise ConfigError(
+            node.key("format"), f"must be one of {', '.join(FEED_FORMATS)}; got {fmt!r}"
+        )
+    types = _str_map(node, "types")
+    for col, t in types.items():
+        if t not in COLUMN_TYPES:
+            raise ConfigError(
+                f"{node.key('types')}.{col}",
+                f"unknown type {t!r}; use one of {', '.join(COLUMN_TYPES)}",
+            )
+    src = SourceConfig(
+        name=name,
+        path=path,
+        format=fmt,
+        customer_key=node.get("customer_key", str),
+        updated_at=node.get("updated_at", str, None),
+        priority=node.get("priority", int, 0),
+        columns=_str_map(node, "columns"),
+        types=types,
+        key_normalize=node.choice("key_normalize", KEY_NORMALIZERS, "trim"),
+        separator=node.get("separator", str, ","),
+    )
+    node.done()
+    return src
+
+
+def _rate_limit(node: _Node) -> RateLimit:
+    rl = RateLimit(
+        requests=node.get("requests", int, 3000), per_seconds=node.get("per_seconds", float, 3.0)
+    )
+    node.done()
+    if rl.requests <= 0:
+        raise ConfigError(node.key("requests"), "must be positive")
+    if rl.per_seconds <= 0:
+        raise ConfigError(node.key("per_seconds"), "must be positive")
+    return rl
+
+
+def _braze(node: _Node) -> BrazeConfig:
+    instance = node.get("instance", str, None)
+    rest_endpoint = node.get("rest_endpoint", str, None)
+    if instance is not None and instance.upper() not in INSTANCES:
+        close = difflib.get_close_matches(instance.upper(), INSTANCES, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(
+            node.key("instance"),
+            f"unknown Braze instance {instance!r}{hint}; known: {', '.join(INSTANCES)}",
+        )
+    if rest_endpoint is not None:
+        problem = check_endpoint(rest_endpoint)
+        if problem:
+            raise ConfigError(node.key("rest_endpoint"), problem)
+    if instance is None and rest_endpoint is None:
+        raise ConfigError(node.key("instance"), "is required (or give rest_endpoint)")
+    if instance is not None and rest_endpoint is not None:
+        raise ConfigError(
+            node.key("rest_endpoint"), "give either instance or rest_endpoint, not both"
+        )
+    cfg = BrazeConfig(
+        instance=instance.upper() if instance else None,
+        rest_endpoint=rest_endpoint,
+        identifier=node.choice("identifier", IDENTIFIERS, "external_id"),
+        update_existing_only=node.get("update_existing_only", bool, False),
+        on_removed_user=node.choice("on_removed_user", ("ignore", "unset"), "ignore"),
+        segment_attributes=node.choice("segment_attributes", ("boolean", "array"), "boolean"),
+        segment_prefix=node.get("segment_prefix", str, "amp_"),
+        segment_array_attribute=node.get("segment_array_attribute", str, "amp_segments"),
+        rate_limit=_rate_limit(node.child("rate_limit")),
+        columns=_str_map(node, "columns"),
+        shadowed_fields=node.choice("shadowed_fields", ("error", "warn"), "error"),
+        unset_removed_attributes=node.get("unset_removed_attributes", bool, False),
+        max_rejected_share=node.get("max_rejected_share", float, 0.01),
+        concurrency=node.get("concurrency", int, 8),
+        objects_per_request=node.get("objects_per_request", int, 75),
+        timeout_seconds=node.get("timeout_seconds", float, 30.0),
+        max_retries=node.get("max_retries", int, 6),
+    )
+    node.done()
+    if not 1 <= cfg.objects_per_request <= 75:
+        raise ConfigError(
+            node.key("objects_per_request"), "must be between 1 and 75 (Braze's limit)"
+        )
+    if not 0 <= cfg.max_rejected_share <= 1:
+        raise ConfigError(node.key("max_rejected_share"), "must be between 0 and 1")
+    if not 1 <= cfg.concurrency <= 64:
+        raise ConfigError(node.key("concurrency"), "must be between 1 and 64")
+    if not re.fullmatch(r"[A-Za-z0-9_]*", cfg.segment_prefix):
+        raise ConfigError(node.key("segment_prefix"), "may hold only letters, digits and _")
+    return cfg
+
+
+def check_rule(rule: Any, key: str) -> None:
+    """Validate a rule tree's shape and ops (attributes are checked against the data's schema)."""
+    if not isinstance(rule, dict):
+        raise ConfigError(key, f"a rule must be a mapping, got {_kind(rule)}")
+    groups = [k for k in ("all", "any", "not") if k in rule]
+    if groups:
+        if len(rule) != 1:
+            raise ConfigError(
+                key, f"a {groups[0]!r} rule must be alone in its mapping; got {sorted(rule)}"
+            )
+        g = groups[0]
+        if g == "not":
+            check_rule(rule["not"], f"{key}.not")
+            return
+        items = rule[g]
+        if not isinstance(items, list) or not items:
+            raise ConfigError(f"{key}.{g}", "must be a non-empty list of rules")
+        for i, item in enumerate(items):
+            check_rule(item, f"{key}.{g}[{i}]")
+        return
+    unknown = set(rule) - {"attribute", "op", "value"}
+    if unknown:
+        raise ConfigError(
+            f"{key}.{sorted(unknown)[0]}",
+            "unknown key in a condition; a condition has attribute, op and value "
+            "(or use all/any/not to combine conditions)",
+        )
+    if not isinstance(rule.get("attribute"), str):
+        raise ConfigError(f"{key}.attribute", "is required and must be a string")
+    op = rule.get("op")
+    if op not in RULE_OPS:
+        raise ConfigError(f"{key}.op", f"unknown op {op!r}; use one of {' '.join(RULE_OPS)}")
+    value = rule.get("value")
+    if op in ("is_null", "not_null"):
+        if "value" in rule:
+            raise ConfigError(f"{key}.value", f"op {op} takes no value")
+    elif "value" not in rule:
+        raise ConfigError(f"{key}.value", f"op {op} needs a value")
+    elif op in ("in", "not_in") and not isinstance(value, list):
+        raise ConfigError(f"{key}.value", f"op {op} needs a list")
+    elif op == "between" and not (isinstance(value, list) and len(value) == 2):
+        raise ConfigError(f"{key}.value", "op between needs a list of two values [low, high]")
+    elif op == "within_last_days" and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
+        raise ConfigError(f"{key}.value", "op within_last_days needs a number of days")
+    elif op in ("contains", "starts_with") and not isinstance(value, str):
+        raise ConfigError(f"{key}.value", f"op {op} needs a string")
+
+
+def _segments(node: _Node, base: Path) -> dict[str, SegmentConfig]:
+    segments: dict[str, SegmentConfig] = {}
+    for name in list(node.data):
+        key = node.key(str(name))
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(name)):
+            raise ConfigError(
+                key, "a segment name must start with a letter and hold only letters, digits and _"
+            )
+        seg = node.child(str(name))
+        sql = seg.get("sql", str, None)
+        sql_file = seg.get("sql_file", str, None)
+        if sql_file is not None:
+            p = Path(_resolve(sql_file, base))
+            if not p.is_file():
+                raise ConfigError(seg.key("sql_file"), f"file not found: {p}")
+            sql = p.read_text()
+        rules = seg.get("rules", dict, None)
+        if (sql is None) == (rules is None):
+            raise ConfigError(key, "needs exactly one of `sql:` (or `sql_file:`) and `rules:`")
+        if rules is not None:
+            check_rule(rules, seg.key("rules"))
+        exclude = seg.get("exclude", list, [])
+        for i, ex in enumerate(exclude):
+            if not isinstance(ex, str):
+                raise ConfigError(f"{seg.key('exclude')}[{i}]", "must be a segment name")
+        segments[str(name)] = SegmentConfig(
+            name=str(name),
+            sql=sql,
+            rules=rules,
+            exclude=tuple(exclude),
+            max_change=seg.get("max_change", float, 0.5),
+            allow_large_change=seg.get("allow_large_change", bool, False),
+            description=seg.get("description", str, ""),
+        )
+        seg.done()
+    for name, seg in segments.items():
+        for i, ex in enumerate(seg.exclude):
+            if ex not in segments:
+                raise ConfigError(f"{node.key(name)}.exclude[{i}]", f"unknown segment {ex!r}")
+            if ex == name:
+                raise ConfigError(
+                    f"{node.key(name)}.exclude[{i}]", "a segment cannot exclude itself"
+                )
+    _check_exclusion_cycles(segments, node)
+    return segments
+
+
+def _check_exclusion_cycles(segments: dict[str, SegmentConfig], node: _Node) -> None:
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise ConfigError(
+                node.key(trail[0]), f"exclusions form a cycle: {' -> '.join(trail + [name])}"
+            )
+        state[name] = 1
+        for ex in segments[name].exclude:
+            visit(ex, trail + [name])
+        state[name] = 2
+
+    for name in segments:
+        visit(name, [])
+
+
+def _sync(node: _Node) -> SyncConfig:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    cfg = SyncConfig(
+        schedule=node.get("schedule", str, "0 6 * * *"),
+        checkpoint_rows=node.get("checkpoint_rows", int, 50_000),
+        timezone=node.get("timezone", str, "UTC"),
+    )
+    node.done()
+    if not is_valid_cron_string(cfg.schedule):
+        raise ConfigError(node.key("schedule"), f"{cfg.schedule!r} is not a valid cron expression")
+    if cfg.checkpoint_rows < 75:
+        raise ConfigError(node.key("checkpoint_rows"), "must be at least 75")
+    return cfg
+
+
+def _currents(node: _Node) -> CurrentsConfig | None:
+    if not node.data:
+        return None
+    cfg = CurrentsConfig(
+        bucket=node.get("bucket", str),
+        prefix=node.get("prefix", str, "").strip("/"),
+        lookback_hours=node.get("lookback_hours", int, 48),
+        minimum_interval_seconds=node.get("minimum_interval_seconds", int, 60),
+        region=node.get("region", str, "us-east-1"),
+    )
+    node.done()
+    if cfg.lookback_hours < 1:
+        raise ConfigError(node.key("lookback_hours"), "must be at least 1")
+    return cfg
+
+
+def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
+    """Build a Config from parsed YAML; relative paths resolve against ``base_dir``."""
+    source = str(path) if path else None
+    try:
+        top = _Node(data, "")
+        storage_raw = top.get("storage", str, ".amp_braze")
+        storage = (
+            storage_raw if storage_raw.startswith("s3://") else _resolve(storage_raw, base_dir)
+        )
+        srcs_node = top.child("sources", required=True)
+        if not srcs_node.data:
+            raise ConfigError("sources", "needs at least one source feed")
+        sources = {}
+        for name in list(srcs_node.data):
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(name)):
+                raise ConfigError(
+                    srcs_node.key(str(name)),
+                    "a source name must start with a letter and hold only letters, digits and _",
+                )
+            sources[str(name)] = _source(str(name), srcs_node.child(str(name)), base_dir)
+        profile_sql = Path(_resolve(top.get("profile_sql", str), base_dir))
+        if not profile_sql.is_file():
+            raise ConfigError("profile_sql", f"file not found: {profile_sql}")
+        cfg = Config(
+            path=path,
+            base_dir=base_dir,
+            storage=storage,
+            sources=sources,
+            profile_sql=profile_sql,
+            braze=_braze(top.child("braze", required=True)),
+            segments=_segments(top.child("segments"), base_dir),
+            sync=_sync(top.child("sync")),
+            currents=_currents(top.child("currents")),
+        )
+        top.done()
+        return cfg
+    except ConfigError as e:
+        if source and not e.source:
+            raise ConfigError(e.key, e.problem, source) from None
+        raise
+
+
+def config_path() -> tuple[Path, bool]:
+    """Which file to load: $AMP_BRAZE_CONFIG, else ./amp_braze.yaml, else the bundled demo.
+
+    The second value tells whether it is the bundled demo configuration."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env), False
+    local = Path("amp_braze.yaml")
+    if local.is_file():
+        return local.resolve(), False
+    return BUNDLED_CONFIG, True
+
+
+def load_config(path: str | Path | None = None, base_dir: str | Path | None = None) -> Config:
+    """Load and validate a configuration file; relative paths resolve against its folder.
+
+    ``${VAR}`` and ``${VAR:-default}`` in values expand from the environment; ``${AMP_BRAZE_HOME}``
+    is the working directory unless set (the bundled demo keeps its data there)."""
+    if path is None:
+        path, _ = config_path()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            ENV_VAR if os.environ.get(ENV_VAR) else "(file)", f"config file not found: {path}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError("(file)", f"is not valid YAML: {e}", str(path)) from None
+    if base_dir is None:
+        base_dir = path.resolve().parent
+    return parse_config(data, Path(base_dir).resolve(), path)

@@ -1,0 +1,123 @@
+"""customer_profiles: one row per customer, unified across feeds with per-field survivorship.
+
+Rule: for each field, the most recent non-null (and non-blank) value wins, by the feed's configured
+``updated_at``; rows without a timestamp rank after those with one; ties go to the feed with the
+higher ``priority``, then to the feed listed first in the configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from amp_braze.config import SourceConfig
+
+SOURCES_COL = "source_feeds"
+UPDATED_COL = "profile_updated_at"
+_TS, _PRIO, _ORDER, _SRC = "__ts", "__priority", "__order", "__source"
+
+
+def key_column(sources: list[SourceConfig]) -> str:
+    """The unified key's name: the feeds' shared customer_key name, else ``customer_key``."""
+    names = {s.customer_key for s in sources}
+    return names.pop() if len(names) == 1 else "customer_key"
+
+
+def normalize_key(expr: pl.Expr, how: str) -> pl.Expr:
+    s = expr.cast(pl.String)
+    if how == "none":
+        return s
+    s = s.str.strip_chars()
+    if how in ("lower", "email"):
+        s = s.str.to_lowercase()
+    return pl.when(s.str.len_chars() > 0).then(s)
+
+
+@dataclass
+class Unified:
+    profiles: pl.DataFrame
+    key: str
+    contribution: dict[
+        str, dict[str, int]
+    ]  # source -> {rows, customers, fields_won, rows_without_key}
+
+
+def _prepare(src: SourceConfig, lf: pl.LazyFrame, order: int, key: str) -> pl.LazyFrame:
+    schema = lf.collect_schema()
+    blank_to_null = [
+        pl.when(pl.col(c).str.strip_chars().str.len_chars() > 0).then(pl.col(c)).alias(c)
+        for c, dt in schema.items()
+        if dt == pl.String and c not in (src.customer_key,)
+    ]
+    ts = (
+        pl.col(src.updated_at).cast(pl.Datetime("us", "UTC"))
+        if src.updated_at
+        else pl.lit(None, pl.Datetime("us", "UTC"))
+    )
+    drop = [c for c in (src.updated_at,) if c]
+    return (
+        lf.with_columns(blank_to_null)
+        .with_columns(
+            normalize_key(pl.col(src.customer_key), src.key_normalize).alias(key),
+            ts.alias(_TS),
+            pl.lit(src.priority, pl.Int64).alias(_PRIO),
+            pl.lit(order, pl.Int64).alias(_ORDER),
+            pl.lit(src.name).alias(_SRC),
+        )
+        .drop([c for c in drop + [src.customer_key] if c != key])
+    )
+
+
+def unify(feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]) -> Unified:
+    """Unify feeds (name -> (config, frame)) into one row per customer."""
+    key = key_column([cfg for cfg, _ in feeds.values()])
+    parts = [_prepare(cfg, lf, i, key) for i, (cfg, lf) in enumerate(feeds.values())]
+    stacked = pl.concat(parts, how="diagonal_relaxed")
+    fields = [c for c in stacked.collect_schema() if c not in (key, _TS, _PRIO, _ORDER, _SRC)]
+    with_key = stacked.filter(pl.col(key).is_not_null())
+    ordered = with_key.sort(
+        [key, _TS, _PRIO, _ORDER], descending=[False, True, True, False], nulls_last=True
+    )
+    aggs = [pl.col(f).drop_nulls().first().alias(f) for f in fields]
+    winners = [
+        pl.col(_SRC).filter(pl.col(f).is_not_null()).first().alias(f"__won_{f}") for f in fields
+    ]
+    grouped = (
+        ordered.group_by(key, maintain_order=True)
+        .agg(
+            aggs
+            + winners
+            + [
+                pl.col(_TS).max().alias(UPDATED_COL),
+                pl.col(_SRC).unique(maintain_order=True).sort().alias(SOURCES_COL),
+            ]
+        )
+        .collect()
+    )
+    won_cols = [f"__won_{f}" for f in fields]
+    profiles = grouped.drop(won_cols)
+
+    counts = stacked.group_by(_SRC).agg(
+        pl.len().alias("rows"),
+        pl.col(key).is_null().sum().alias("rows_without_key"),
+        pl.col(key).drop_nulls().n_unique().alias("customers"),
+    )
+    counts = counts.collect()
+    won = (
+        grouped.select(won_cols)
+        .unpivot()
+        .drop_nulls("value")
+        .group_by("value")
+        .agg(pl.len().alias("fields_won"))
+    )
+    contribution: dict[str, dict[str, int]] = {
+        name: {"rows": 0, "customers": 0, "rows_without_key": 0, "fields_won": 0} for name in feeds
+    }
+    for row in counts.iter_rows(named=True):
+        contribution[row[_SRC]].update(
+            rows=row["rows"], customers=row["customers"], rows_without_key=row["rows_without_key"]
+        )
+    for name, n in won.iter_rows():
+        contribution[name]["fields_won"] = n
+    return Unified(profiles=profiles, key=key, contribution=contribution)

@@ -1,0 +1,219 @@
+"""Parquet tables and small JSON documents under a storage root: a local folder or s3://bucket/prefix.
+
+Writes are atomic: a reader sees the old table or the new one, never half of one. Locally a table is
+written to a temporary file beside its target and renamed over it; on S3 an object only becomes
+visible when its upload completes. Names are relative paths such as ``sources/pos`` or
+``sync/state/v000003/part-0000``; tables get the ``.parquet`` suffix.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+TABLES = "tables"
+
+
+def s3_storage_options() -> dict[str, str]:
+    """polars/object_store options from the usual AWS variables; AWS_ENDPOINT_URL points at a local S3."""
+    opts: dict[str, str] = {}
+    env = os.environ
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["aws_endpoint_url"] = endpoint
+        if endpoint.startswith("http://"):
+            opts["aws_allow_http"] = "true"
+        opts["aws_virtual_hosted_style_request"] = "false"
+    for var, key in (
+        ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+        ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+        ("AWS_SESSION_TOKEN", "aws_session_token"),
+    ):
+        if env.get(var):
+            opts[key] = env[var]
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    opts["aws_region"] = region or "us-east-1"
+    return opts
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client; boto3 itself honours AWS_ENDPOINT_URL."""
+    import boto3
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("s3", region_name=region)
+
+
+def split_s3(url: str) -> tuple[str, str]:
+    rest = url[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    return bucket, key.strip("/")
+
+
+class Storage:
+    """One storage root. Cheap to create; S3 clients are made on first use."""
+
+    def __init__(self, root: str | Path):
+        root = str(root)
+        self.is_s3 = root.startswith("s3://")
+        self.root = root.rstrip("/")
+        if self.is_s3:
+            self.bucket, self.prefix = split_s3(self.root)
+        else:
+            self.bucket, self.prefix = "", ""
+
+    def __repr__(self) -> str:
+        return f"Storage({self.root!r})"
+
+    @cached_property
+    def _s3(self) -> Any:
+        return s3_client()
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        return s3_storage_options() if self.is_s3 else None
+
+    # -- naming ---------------------------------------------------------------------------------
+    def uri(self, name: str) -> str:
+        """The full path or URL of an object under the root."""
+        name = name.strip("/")
+        return f"{self.root}/{name}"
+
+    def _key(self, name: str) -> str:
+        name = name.strip("/")
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    @staticmethod
+    def table_name(table: str) -> str:
+        return f"{TABLES}/{table.strip('/')}.parquet"
+
+    # -- bytes ----------------------------------------------------------------------------------
+    def write_bytes(self, name: str, data: bytes) -> None:
+        if self.is_s3:
+            self._s3.put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
+            return
+        target = Path(self.uri(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def read_bytes(self, name: str) -> bytes:
+        if self.is_s3:
+            try:
+                return self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+            except self._s3.exceptions.NoSuchKey:
+                raise FileNotFoundError(self.uri(name)) from None
+        return Path(self.uri(name)).read_bytes()
+
+    def write_json(self, name: str, value: Any) -> None:
+        self.write_bytes(name, orjson.dumps(value, option=orjson.OPT_INDENT_2))
+
+    def read_json(self, name: str, default: Any = None) -> Any:
+        try:
+            return orjson.loads(self.read_bytes(name))
+        except FileNotFoundError:
+            return default
+
+    def exists(self, name: str) -> bool:
+        if self.is_s3:
+            try:
+                self._s3.head_object(Bucket=self.bucket, Key=self._key(name))
+                return True
+            except Exception as e:  # botocore ClientError 404
+                if getattr(e, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    return False
+                raise
+        return Path(self.uri(name)).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        """Names (relative to the root) of the objects under a folder, sorted; temp files excluded."""
+        prefix = prefix.strip("/")
+        if self.is_s3:
+            names = []
+            paginator = self._s3.get_paginator("list_objects_v2")
+            key_prefix = self._key(prefix) + "/"
+            strip = len(self.prefix) + 1 if self.prefix else 0
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix):
+                names += [o["Key"][strip:] for o in page.get("Contents", [])]
+            return sorted(names)
+        base = Path(self.uri(prefix))
+        if not base.is_dir():
+            return []
+        root = Path(self.root)
+        return sorted(
+            str(p.relative_to(root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def delete(self, name: str) -> None:
+        if self.is_s3:
+            self._s3.delete_object(Bucket=self.bucket, Key=self._key(name))
+        else:
+            Path(self.uri(name)).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        for name in self.list(prefix):
+            self.delete(name)
+
+    # -- parquet --------------------------------------------------------------------------------
+    def write_parquet(self, name: str, df: pl.DataFrame) -> str:
+        """Write a frame atomically to ``name`` (a path ending in .parquet); returns its URI."""
+        uri = self.uri(name)
+        if self.is_s3:
+            if df.estimated_size() < 64 * 1024 * 1024:
+                buf = io.BytesIO()
+                df.write_parquet(buf, statistics=True)
+                self.write_bytes(name, buf.getvalue())
+            else:  # multipart upload: the object appears only when complete
+                df.write_parquet(uri, storage_options=self.storage_options, statistics=True)
+            return uri
+        target = Path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            df.write_parquet(tmp, statistics=True)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return uri
+
+    def scan_parquet(self, name: str | list[str]) -> pl.LazyFrame:
+        uris = [self.uri(n) for n in name] if isinstance(name, list) else self.uri(name)
+        return pl.scan_parquet(uris, storage_options=self.storage_options)
+
+    def read_parquet(self, name: str) -> pl.DataFrame:
+        if not self.exists(name):
+            raise FileNotFoundError(f"{self.uri(name)} does not exist (materialize it first)")
+        return self.scan_parquet(name).collect()
+
+    # -- tables (named datasets the assets produce) ---------------------------------------------
+    def write_table(self, table: str, df: pl.DataFrame) -> str:
+        return self.write_parquet(self.table_name(table), df)
+
+    def table_exists(self, table: str) -> bool:
+        return self.exists(self.table_name(table))
+
+    def scan_table(self, table: str) -> pl.LazyFrame:
+        if not self.table_exists(table):
+            raise FileNotFoundError(
+                f"table {table!r} is not in {self.root} yet: materialize the asset {table!r} first"
+            )
+        return self.scan_parquet(self.table_name(table))
+
+    def read_table(self, table: str) -> pl.DataFrame:
+        return self.scan_table(table).collect()

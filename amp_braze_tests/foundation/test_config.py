@@ -1,0 +1,280 @@
+"""Configuration: loading order, path resolution, and one clear error per kind of mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from amp_braze.config import BUNDLED_CONFIG, ConfigError, load_config
+from amp_braze_tests.conftest import MINIMAL, write_config
+
+
+def _bad(tmp_path: Path, body: str) -> ConfigError:
+    path = write_config(tmp_path, body)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value
+
+
+def test_minimal_config_resolves_paths_against_its_folder(tmp_path):
+    cfg = load_config(write_config(tmp_path / "conf", MINIMAL))
+    assert cfg.storage == str((tmp_path / "conf" / "store").resolve())
+    assert cfg.sources["pos"].path == str((tmp_path / "conf" / "pos.csv").resolve())
+    assert cfg.sources["pos"].format == "csv"
+    assert cfg.profile_sql == (tmp_path / "conf" / "profile.sql").resolve()
+    assert cfg.braze.identifier == "external_id"
+    assert cfg.braze.rate_limit.requests == 3000 and cfg.braze.rate_limit.per_seconds == 3.0
+    assert cfg.sync.schedule == "0 6 * * *"
+    assert cfg.currents is None
+
+
+def test_bundled_demo_config_is_valid(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMP_BRAZE_HOME", str(tmp_path))
+    cfg = load_config(BUNDLED_CONFIG)
+    assert set(cfg.sources) == {"pos", "ecommerce", "loyalty"}
+    assert cfg.sources["pos"].path == str(tmp_path / ".amp_braze/demo_data/pos_customers.csv")
+    assert cfg.sources["loyalty"].format == "ndjson"
+    assert cfg.segments["lapsed"].exclude == ("vip",)
+    assert cfg.currents is not None and cfg.currents.lookback_hours == 48
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "words"),
+    [
+        (
+            "storage: ./store",
+            "storage: ./store\nstorag: x",
+            "storag",
+            "unknown key (did you mean 'storage'?)",
+        ),
+        (
+            "    updated_at: updated_at",
+            "    updated_at: updated_at\n    priorty: 2",
+            "sources.pos.priorty",
+            "did you mean 'priority'",
+        ),
+        (
+            "    updated_at: updated_at",
+            "    updated_at: updated_at\n    priority: high",
+            "sources.pos.priority",
+            "must be an integer, got a string",
+        ),
+        ("profile.sql", "missing.sql", "profile_sql", "file not found"),
+        (
+            "  rest_endpoint: http://127.0.0.1:9",
+            "  instance: US-99",
+            "braze.instance",
+            "unknown Braze instance 'US-99'",
+        ),
+        (
+            "  rest_endpoint: http://127.0.0.1:9",
+            "  instance: US-3",
+            "braze.instance",
+            "did you mean US-03",
+        ),
+        (
+            "  rest_endpoint: http://127.0.0.1:9",
+            "  rest_endpoint: http://rest.iad-03.braze.com",
+            "braze.rest_endpoint",
+            "plain http",
+        ),
+        (
+            "profile_sql: profile.sql",
+            "profile_sql: profile.sql\nsync: {schedule: '61 * * * *'}",
+            "sync.schedule",
+            "not a valid cron expression",
+        ),
+        ("    customer_key: customer_id\n", "", "sources.pos.customer_key", "is required"),
+        ("    path: pos.csv", "    path: pos.xlsx", "sources.pos.path", "cannot tell the format"),
+        (
+            "  rest_endpoint: http://127.0.0.1:9",
+            "  rest_endpoint: http://127.0.0.1:9\n  identifier: email",
+            "braze.identifier",
+            "must be one of external_id, braze_id, user_alias",
+        ),
+        (
+            "  rest_endpoint: http://127.0.0.1:9",
+            "  rest_endpoint: http://127.0.0.1:9\n  rate_limit: {requests: 0}",
+            "braze.rate_limit.requests",
+            "must be positive",
+        ),
+        (
+            "    updated_at: updated_at",
+            "    updated_at: updated_at\n    types: {phone: text}",
+            "sources.pos.types.phone",
+            "unknown type 'text'",
+        ),
+        ("storage: ./store", "storage: [a, b]", "storage", "must be a string, got a list"),
+        (
+            "storage: ./store",
+            "storage: ${NOT_SET_ANYWHERE_42}",
+            "storage",
+            "environment variable NOT_SET_ANYWHERE_42 is not set",
+        ),
+    ],
+)
+def test_each_mistake_names_its_key(tmp_path, old, new, key, words):
+    assert old in MINIMAL
+    err = _bad(tmp_path, MINIMAL.replace(old, new))
+    assert err.key == key
+    assert words in str(err)
+    assert str(err).startswith(str(tmp_path / "amp_braze.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("segments", "key", "words"),
+    [
+        (
+            "  a: {rules: {attribute: x, op: '~', value: 1}}",
+            "segments.a.rules.op",
+            "unknown op '~'",
+        ),
+        (
+            "  a: {rules: {all: [{attribute: x, op: in, value: 3}]}}",
+            "segments.a.rules.all[0].value",
+            "needs a list",
+        ),
+        ("  a: {rules: {any: []}}", "segments.a.rules.any", "non-empty list"),
+        (
+            "  a: {rules: {attribute: x, op: between, value: [1]}}",
+            "segments.a.rules.value",
+            "two values",
+        ),
+        ("  a: {sql: SELECT 1, exclude: [b]}", "segments.a.exclude[0]", "unknown segment 'b'"),
+        (
+            "  a: {sql: SELECT 1, rules: {attribute: x, op: is_null}}",
+            "segments.a",
+            "exactly one of",
+        ),
+        (
+            "  a: {sql: SELECT 1, exclude: [b]}\n  b: {sql: SELECT 1, exclude: [a]}",
+            "segments.a",
+            "cycle",
+        ),
+        (
+            "  a: {rules: {attribute: x, op: is_null, value: 1}}",
+            "segments.a.rules.value",
+            "takes no value",
+        ),
+        (
+            "  a: {rules: {not: {attribute: x, op: within_last_days, value: soon}}}",
+            "segments.a.rules.not.value",
+            "number of days",
+        ),
+        ("  1a: {sql: SELECT 1}", "segments.1a", "must start with a letter"),
+    ],
+)
+def test_segment_mistakes_name_their_key(tmp_path, segments, key, words):
+    err = _bad(tmp_path, MINIMAL + "segments:\n" + segments + "\n")
+    assert err.key == key
+    assert words in str(err)
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "amp_braze.yaml"
+    path.write_text("storage: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(path)
+
+
+def test_environment_expansion_with_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_BUCKET", "brand-currents")
+    body = MINIMAL + "currents: {bucket: '${MY_BUCKET}', prefix: '${MY_PREFIX:-braze/currents}/'}\n"
+    cfg = load_config(write_config(tmp_path, body))
+    assert cfg.currents.bucket == "brand-currents"
+    assert cfg.currents.prefix == "braze/currents"
+
+
+def test_load_order_env_then_local_then_bundled(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AMP_BRAZE_CONFIG", raising=False)
+    assert load_config().path == BUNDLED_CONFIG
+    local = write_config(tmp_path, MINIMAL)
+    assert load_config().path == local.resolve()
+    other = write_config(tmp_path / "elsewhere", MINIMAL.replace("./store", "./other"))
+    monkeypatch.setenv("AMP_BRAZE_CONFIG", str(other))
+    cfg = load_config()
+    assert cfg.path == other
+    assert cfg.storage.endswith("elsewhere/other")
+
+
+def test_bad_file_stops_the_code_location_with_one_clear_error(tmp_path):
+    path = write_config(
+        tmp_path, MINIMAL.replace("US-03", "x").replace("http://127.0.0.1:9", "ftp://x")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", "import amp_braze.definitions"],
+        env={"AMP_BRAZE_CONFIG": str(path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "ConfigError" in proc.stderr
+    assert "braze.rest_endpoint: 'ftp://x' is not an http(s) URL" in proc.stderr
+
+
+def test_cli_validate_reports_key_and_missing_feed(tmp_path):
+    cli = [sys.executable, "-m", "amp_braze.cli", "validate", "--config"]
+    bad = write_config(tmp_path / "bad", MINIMAL.replace("customer_key", "customer_kye"))
+    proc = subprocess.run([*cli, str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert (
+        "sources.pos.customer_key: is required (is 'customer_kye' a misspelling of it?)"
+        in proc.stderr
+    )
+    good = write_config(tmp_path / "good", MINIMAL)
+    proc = subprocess.run([*cli, str(good)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "sources.pos.path: no file matches" in proc.stdout
+    (tmp_path / "good" / "pos.csv").write_text("customer_id,updated_at\n1,2026-01-01\n")
+    proc = subprocess.run([*cli, str(good)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+    assert "sources.pos: 1 file(s) (csv)" in proc.stdout
+
+
+def test_yaml_documented_example_in_design_parses(tmp_path):
+    body = textwrap.dedent(
+        """
+        storage: s3://bucket/prefix
+        sources:
+          pos:
+            path: s3://bucket/feeds/pos_*.csv
+            customer_key: customer_id
+            updated_at: updated_at
+            priority: 2
+            columns: {EMAIL: email}
+        profile_sql: profile.sql
+        braze:
+          instance: US-03
+          identifier: external_id
+          update_existing_only: false
+          on_removed_user: ignore
+          segment_attributes: boolean
+          segment_prefix: amp_
+          rate_limit: {requests: 3000, per_seconds: 3}
+        segments:
+          vip:
+            sql: SELECT external_id FROM braze_customer_attributes WHERE lifetime_value > 1000
+          lapsed:
+            rules:
+              all:
+                - {attribute: days_since_last_purchase, op: ">", value: 180}
+                - {attribute: email_subscribe, op: "=", value: opted_in}
+            exclude: [vip]
+        sync:
+          schedule: "0 6 * * *"
+        currents:
+          bucket: my-currents-bucket
+          prefix: currents
+          lookback_hours: 48
+        """
+    )
+    cfg = load_config(write_config(tmp_path, body))
+    assert cfg.storage == "s3://bucket/prefix"
+    assert cfg.sources["pos"].path == "s3://bucket/feeds/pos_*.csv"
+    assert cfg.braze.instance == "US-03"
+    assert cfg.segments["lapsed"].rules["all"][0]["op"] == ">"

@@ -1,0 +1,111 @@
+"""Source feeds: CSV, Parquet and NDJSON, local, glob and s3://, renames, types, clear errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from amp_braze.config import SourceConfig
+from amp_braze.profiles.feeds import FeedError, read_feed
+from amp_braze.storage import s3_client
+
+UTC = dt.UTC
+
+
+def _src(path: str | Path, **kw) -> SourceConfig:
+    base = dict(
+        name="pos",
+        path=str(path),
+        format="csv",
+        customer_key="customer_id",
+        updated_at="updated_at",
+        priority=0,
+        columns={},
+        types={},
+        key_normalize="trim",
+        separator=",",
+    )
+    base.update(kw)
+    return SourceConfig(**base)
+
+
+CSV = (
+    "customer_id,EMAIL,PHONE,zip,dob,vip,updated_at\n"
+    "007,A@X.COM,+1 555 010 9999,02134,1980-12-21,yes,2026-01-02 03:04:05\n"
+    "8,b@x.com,0044 20 7946 0000,,not a date,no,2026-01-03\n"
+)
+
+
+def test_csv_with_renames_types_and_leading_zeros(tmp_path):
+    (tmp_path / "pos.csv").write_text(CSV)
+    src = _src(
+        tmp_path / "pos.csv",
+        columns={"EMAIL": "email", "PHONE": "phone"},
+        types={"phone": "string", "zip": "string", "dob": "date", "vip": "bool"},
+    )
+    df = read_feed(src)
+    assert df.columns == ["customer_id", "email", "phone", "zip", "dob", "vip", "updated_at"]
+    assert df["customer_id"].to_list() == ["007", "8"]
+    assert df["zip"].to_list() == ["02134", None]
+    assert df["phone"].to_list() == ["+1 555 010 9999", "0044 20 7946 0000"]
+    assert df["dob"].to_list() == [dt.date(1980, 12, 21), None]
+    assert df["vip"].to_list() == [True, False]
+    assert df["updated_at"].to_list() == [
+        dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        dt.datetime(2026, 1, 3, tzinfo=UTC),
+    ]
+
+
+def test_parquet_and_ndjson_and_globs(tmp_path):
+    pl.DataFrame(
+        {"customer_id": ["1", "2"], "tier": ["gold", None], "updated_at": [dt.date(2026, 1, 1)] * 2}
+    ).write_parquet(tmp_path / "loyalty_1.parquet")
+    pl.DataFrame(
+        {"customer_id": ["3"], "tier": ["silver"], "updated_at": [dt.date(2026, 2, 1)]}
+    ).write_parquet(tmp_path / "loyalty_2.parquet")
+    df = read_feed(_src(tmp_path / "loyalty_*.parquet", format="parquet"))
+    assert sorted(df["customer_id"].to_list()) == ["1", "2", "3"]
+    assert df.schema["updated_at"] == pl.Datetime("us", "UTC")
+
+    (tmp_path / "ecom.ndjson").write_text(
+        '{"cid": 5, "points": 10, "updated_at": "2026-03-01T10:00:00Z"}\n'
+        '{"cid": 6, "points": null, "updated_at": "2026-03-02T11:30:00+01:00"}\n'
+    )
+    df = read_feed(
+        _src(tmp_path / "ecom.ndjson", format="ndjson", customer_key="id", columns={"cid": "id"})
+    )
+    assert df["id"].to_list() == ["5", "6"]
+    assert df["points"].to_list() == [10, None]
+    assert df["updated_at"].to_list() == [
+        dt.datetime(2026, 3, 1, 10, tzinfo=UTC),
+        dt.datetime(2026, 3, 2, 10, 30, tzinfo=UTC),
+    ]
+
+
+def test_s3_feed(s3_bucket):
+    s3_client().put_object(Bucket=s3_bucket, Key="feeds/pos.csv", Body=CSV.encode())
+    df = read_feed(_src(f"s3://{s3_bucket}/feeds/pos.csv", columns={"EMAIL": "email"}))
+    assert df["email"].to_list() == ["A@X.COM", "b@x.com"]
+
+
+def test_missing_file_and_missing_columns_name_the_key(tmp_path):
+    with pytest.raises(FeedError, match=r"sources\.pos\.path: no file matches .*/nope\.csv"):
+        read_feed(_src(tmp_path / "nope.csv"))
+    (tmp_path / "pos.csv").write_text(CSV)
+    with pytest.raises(
+        FeedError, match=r"sources\.pos\.customer_key: column 'cust' is not in the feed"
+    ):
+        read_feed(_src(tmp_path / "pos.csv", customer_key="cust"))
+    with pytest.raises(FeedError, match=r"sources\.pos\.columns: column 'MAIL' is not in the feed"):
+        read_feed(_src(tmp_path / "pos.csv", columns={"MAIL": "email"}))
+    with pytest.raises(
+        FeedError, match=r"sources\.pos\.updated_at: column 'changed' is not in the feed"
+    ):
+        read_feed(_src(tmp_path / "pos.csv", updated_at="changed"))
+    with pytest.raises(
+        FeedError, match=r"sources\.pos\.types\.points: column 'points' is not in the feed"
+    ):
+        read_feed(_src(tmp_path / "pos.csv", types={"points": "int"}))
