@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from amp_braze.braze.emulator import EmulatorServer, Settings
+
+    settings = Settings(
+        api_key=args.api_key or os.environ.get("BRAZE_API_KEY") or "emulator-key",
+        rate_limit=args.rate_limit,
+        rate_window=args.rate_window,
+        legacy_limits=args.legacy_limits,
+        array_cap=args.array_cap,
+        reset_header=args.reset_header,
+    )
+    server = EmulatorServer(args.host, args.port, settings=settings, state_file=args.state)
+
+    def _terminate(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    server.serve_forever(on_ready=lambda s: print(f"listening on {s.url}", flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="amp-braze", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -65,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="config file (default $AMP_BRAZE_CONFIG, ./amp_braze.yaml, bundled)"
     )
     v.set_defaults(func=_cmd_validate)
+
+    e = sub.add_parser("emulator", help="serve the Braze REST API emulator until interrupted")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    e.add_argument(
+        "--api-key", help="the key clients must send (default $BRAZE_API_KEY or emulator-key)"
+    )
+    e.add_argument(
+        "--rate-limit", type=int, default=3000, help="requests per window (default 3000)"
+    )
+    e.add_argument("--rate-window", type=float, default=3.0, help="window in seconds (default 3)")
+    e.add_argument(
+        "--legacy-limits", action="store_true", help="75 objects per array, not combined"
+    )
+    e.add_argument("--array-cap", type=int, default=25, help="array attribute length (default 25)")
+    e.add_argument("--reset-header", choices=("seconds", "epoch"), default="seconds")
+    e.add_argument("--state", help="load profiles from and save them to this JSON file")
+    e.set_defaults(func=_cmd_emulator)
 
     d = sub.add_parser("demo", help="run the whole loop offline on generated data")
     d.add_argument("--profiles", type=int, default=10_000)

@@ -1,0 +1,17 @@
+"""A local HTTP server that behaves like Braze's REST API for /users/track and /users/export/ids.
+
+It is how the demo, the tests and users' own CI exercise a sync without a Braze account. It imports
+nothing from Dagster or the pipeline. Run it with ``amp-braze emulator`` or::
+
+    from amp_braze.braze.emulator import EmulatorServer, Settings
+    with EmulatorServer(settings=Settings(api_key="k")) as server:
+        print(server.url)
+
+Admin routes (no key needed): GET /_emulator/users, GET /_emulator/stats, POST /_emulator/reset,
+GET|POST /_emulator/faults, GET|POST /_emulator/config.
+"""
+
+from amp_braze.braze.emulator.core import Emulator, Faults, Settings
+from amp_braze.braze.emulator.server import EmulatorServer
+
+__all__ = ["Emulator", "EmulatorServer", "Faults", "Settings"]

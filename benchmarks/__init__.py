@@ -1,0 +1,1 @@
+"""amp_braze benchmarks: ``python -m benchmarks <scenario> [options]``."""

@@ -1,0 +1,24 @@
+"""Entry point: ``python -m benchmarks <scenario> [options]``; ``python -m benchmarks --help`` lists them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SCENARIOS = {
+    "emulator": ("benchmarks.emulator_speed", "Braze emulator requests/s for 75-object requests"),
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help") or sys.argv[1] not in SCENARIOS:
+        print("usage: python -m benchmarks <scenario> [options]\n\nscenarios:")
+        for name, (_, text) in SCENARIOS.items():
+            print(f"  {name:<12} {text}")
+        sys.exit(0 if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help") else 2)
+    module = importlib.import_module(SCENARIOS[sys.argv[1]][0])
+    module.run(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

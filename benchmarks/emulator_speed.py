@@ -1,0 +1,140 @@
+"""How many 75-object /users/track requests per second the emulator serves on one core.
+
+The emulator runs in its own process (``amp-braze emulator``); the load comes from other processes,
+each with a pool of threads on keep-alive urllib3 connections, so the client is not what is measured.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import orjson
+import urllib3
+
+from benchmarks.harness import Row, report
+
+
+def body(kind: str, n: int = 75, offset: int = 0) -> bytes:
+    if kind == "delta":  # what an incremental sync sends: one or two changed attributes per user
+        objs = [
+            {"external_id": f"user-{offset + i}", "amp_vip": i % 2 == 0, "points_balance": i}
+            for i in range(n)
+        ]
+    else:  # a first sync: identifier plus 20 attributes
+        objs = [
+            {
+                "external_id": f"user-{offset + i}",
+                "email": f"user{offset + i}@example.com",
+                "first_name": "Ann",
+                "last_name": "Smith",
+                "dob": "1980-12-21",
+                "gender": "F",
+                "country": "US",
+                "home_city": "Boston",
+                "email_subscribe": "opted_in",
+                **{f"attr_{k}": k * 1.5 for k in range(12)},
+            }
+            for i in range(n)
+        ]
+    return orjson.dumps({"attributes": objs})
+
+
+def _load(url: str, key: str, kind: str, seconds: float, threads: int, out: mp.Queue) -> None:
+    pool = urllib3.HTTPConnectionPool(
+        url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1]), maxsize=threads
+    )
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    bodies = [body(kind, offset=k * 75) for k in range(40)]
+    deadline = time.time() + seconds
+    counts = [0] * threads
+    errors = [0] * threads
+
+    def worker(t: int) -> None:
+        i = t
+        while time.time() < deadline:
+            r = pool.urlopen("POST", "/users/track", body=bodies[i % len(bodies)], headers=headers)
+            if r.status == 201:
+                counts[t] += 1
+            else:
+                errors[t] += 1
+            i += threads
+
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put((sum(counts), sum(errors)))
+
+
+def measure(kind: str, seconds: float, procs: int, threads: int) -> tuple[float, float, int]:
+    """(requests/s, emulator CPU seconds per 1,000 requests, non-201 responses)."""
+    cmd = [sys.executable, "-m", "amp_braze.cli", "emulator", "--port", "0", "--api-key", "k",
+           "--rate-limit", "1000000000"]  # fmt: skip
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[-1]
+        before = _cpu(server.pid)
+        q: mp.Queue = mp.Queue()
+        ps = [
+            mp.Process(target=_load, args=(url, "k", kind, seconds, threads, q))
+            for _ in range(procs)
+        ]
+        start = time.perf_counter()
+        for p in ps:
+            p.start()
+        results = [q.get() for _ in ps]
+        for p in ps:
+            p.join()
+        wall = time.perf_counter() - start
+        cpu = _cpu(server.pid) - before
+    finally:
+        server.terminate()
+        server.wait()
+    ok = sum(r[0] for r in results)
+    return ok / wall, cpu / ok * 1000, sum(r[1] for r in results)
+
+
+def _cpu(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(argv: list[str]) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks emulator")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--procs", type=int, default=1, help="load-generating processes")
+    p.add_argument("--threads", type=int, default=8, help="threads per load process")
+    p.add_argument("--no-record", action="store_true")
+    a = p.parse_args(argv)
+    rows = []
+    for kind in ("delta", "full"):
+        rps, cpu_per_k, errors = measure(kind, a.seconds, a.procs, a.threads)
+        rows.append(
+            Row(
+                f"emulator req/s, 75 objects ({kind})",
+                round(rps),
+                unit="req/s",
+                goal=">= 1,500 on one core",
+            )
+        )
+        rows.append(Row(f"emulator CPU per 1,000 requests ({kind})", cpu_per_k, unit="CPU-s",
+                        goal="<= 0.667 means one core serves 1,500/s"))  # fmt: skip
+        if errors:
+            rows.append(Row(f"non-201 responses ({kind})", errors))
+    report(
+        "Braze emulator throughput",
+        "emulator " + " ".join(argv),
+        rows,
+        notes="Load: urllib3 keep-alive pool, "
+        f"{a.procs} process(es) x {a.threads} threads, on the same 2-core machine as the emulator. "
+        "'delta' objects carry 2 attributes, 'full' objects 20.",
+        record=not a.no_record,
+    )
