@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from amp_braze.audiences.assets import build_audience_assets
 from amp_braze.config import Config, load_config
 from amp_braze.profiles.assets import build_profile_assets
 from amp_braze.storage import Storage
@@ -12,7 +13,7 @@ from amp_braze.storage import Storage
 def build_defs(config: Config) -> dg.Definitions:
     """Definitions for one configuration; tests build their own from their own files."""
     storage = Storage(config.storage)
-    assets = build_profile_assets(config, storage)
+    assets = build_profile_assets(config, storage) + build_audience_assets(config, storage)
     return dg.Definitions(assets=assets)
 
 

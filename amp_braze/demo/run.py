@@ -11,6 +11,8 @@ import dagster as dg
 from amp_braze.config import BUNDLED_CONFIG, load_config
 from amp_braze.profiles.sample_data import generate
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 
 class Progress:
     def __init__(self) -> None:
@@ -42,14 +44,11 @@ def run_demo(
     defs = build_defs(config)
     instance = dg.DagsterInstance.ephemeral()
 
-    progress.step("materializing sources/* and customer_profiles")
-    profile_keys = [dg.AssetKey(["sources", n]) for n in config.sources] + [
-        dg.AssetKey("customer_profiles")
-    ]
+    progress.step(
+        "materializing sources/*, customer_profiles, braze_customer_attributes, segment_memberships"
+    )
     result = dg.materialize(
-        [a for a in defs.assets if any(k in profile_keys for k in a.keys)],
-        instance=instance,
-        raise_on_error=True,
+        list(defs.assets), instance=instance, raise_on_error=True, run_config=QUIET
     )
     meta = _materialized(result)
     progress.step("done")
@@ -63,6 +62,14 @@ def run_demo(
         )
     cp = meta["customer_profiles"]
     print(f"  customer_profiles {cp['dagster/row_count']:>10,} unified customers")
+    ba = meta["braze_customer_attributes"]
+    print(
+        f"  braze attributes  {ba['dagster/row_count']:>10,} users ready, {ba['rejected_rows']:,} rows set aside "
+        f"by field rules (braze_customer_attributes_rejections)"
+    )
+    sm = meta["segment_memberships"]
+    for seg in config.segments:
+        print(f"  segment {seg:<12} {sm[f'size_{seg}']:>8,} members")
     print(f"  storage: {config.storage}")
     if keep_running:
         print("  --keep-running has nothing to keep up yet: the servers arrive with the sync.")

@@ -4,7 +4,9 @@ import dagster as dg
 
 from amp_braze.config import Config, SourceConfig
 from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.profiles.attributes import build_attributes
 from amp_braze.profiles.feeds import feed_files, read_feed
+from amp_braze.profiles.sql import base_tables, run_sql
 from amp_braze.profiles.unify import unify
 from amp_braze.storage import Storage
 
@@ -82,5 +84,79 @@ def _customer_profiles(config: Config, storage: Storage) -> dg.AssetsDefinition:
 
 def build_profile_assets(config: Config, storage: Storage) -> list[dg.AssetsDefinition]:
     return [_source_asset(src, storage) for src in config.sources.values()] + [
-        _customer_profiles(config, storage)
+        _customer_profiles(config, storage),
+        _braze_customer_attributes(config, storage),
     ]
+
+
+ATTRIBUTES = "braze_customer_attributes"
+REJECTIONS = "braze_customer_attributes_rejections"
+
+
+def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDefinition:
+    check = dg.AssetCheckSpec(
+        "rejected_share",
+        asset=ATTRIBUTES,
+        blocking=True,
+        description=f"Fails (and stops the sync) when more than {config.braze.max_rejected_share:.1%} "
+        "of the rows break a Braze field rule.",
+    )
+
+    @dg.asset(
+        name=ATTRIBUTES,
+        group_name=GROUP,
+        deps=[dg.AssetKey("customer_profiles")]
+        + [dg.AssetKey(["sources", n]) for n in config.sources],
+        kinds={"polars", "sql", "braze"},
+        check_specs=[check],
+        description=(
+            "The user's profile SQL (config profile_sql) over customer_profiles, engagement_summary and "
+            "the feeds; checked and normalised by Braze's field rules. Rows that break a rule go to "
+            "braze_customer_attributes_rejections."
+        ),
+    )
+    def braze_customer_attributes(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        tables = base_tables(config, storage)
+        raw = run_sql(config.profile_sql_text, tables, "profile_sql")
+        result = build_attributes(raw, config.braze)
+        for w in result.warnings:
+            context.log.warning(w)
+        uri = storage.write_table(ATTRIBUTES, result.table)
+        storage.write_table(REJECTIONS, result.rejections)
+        by_rule = result.rejections.group_by("rule").len().sort("len", descending=True)
+        meta = table_metadata(result.table, uri)
+        meta |= {
+            "input_rows": dg.MetadataValue.int(result.input_rows),
+            "rejected_rows": dg.MetadataValue.int(result.rejected_rows),
+            "rejected_share": dg.MetadataValue.float(round(result.rejected_share, 6)),
+            "standard_fields": dg.MetadataValue.text(", ".join(result.standard_fields) or "-"),
+            "custom_attributes": dg.MetadataValue.int(len(result.custom_attributes)),
+            "rejections_by_rule": markdown_table(
+                [{"rule": r, "rows": n} for r, n in by_rule.iter_rows()]
+            ),
+            "rejection_sample": markdown_table(result.rejections.drop("__id").head(20).to_dicts()),
+        }
+        limit = config.braze.max_rejected_share
+        passed = result.rejected_share <= limit
+        return dg.MaterializeResult(
+            metadata=meta,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="rejected_share",
+                    passed=passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "rejected_rows": dg.MetadataValue.int(result.rejected_rows),
+                        "rejected_share": dg.MetadataValue.float(round(result.rejected_share, 6)),
+                        "max_rejected_share": dg.MetadataValue.float(limit),
+                    },
+                    description=None
+                    if passed
+                    else f"{result.rejected_rows:,} of {result.input_rows:,} rows "
+                    f"({result.rejected_share:.2%}) broke a field rule; the limit is "
+                    f"braze.max_rejected_share = {limit:.2%}. See braze_customer_attributes_rejections.",
+                )
+            ],
+        )
+
+    return braze_customer_attributes

@@ -82,6 +82,8 @@ def _messy_email(r: pl.Expr) -> pl.Expr:
         .then(pl.format("  {} ", e))
         .when(r < 0.40)
         .then(pl.concat_str(e.str.slice(0, 1).str.to_uppercase(), e.str.slice(1)))
+        .when(r > 0.997)
+        .then(pl.lit("n/a"))  # a placeholder a cashier typed: not an email
         .otherwise(e)
     )
 

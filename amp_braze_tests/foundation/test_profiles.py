@@ -21,7 +21,8 @@ from amp_braze_tests.conftest import write_config
 def _materialize(config_path: Path) -> tuple[dg.ExecuteInJobResult, Storage]:
     cfg = load_config(config_path)
     defs = build_defs(cfg)
-    result = dg.materialize(list(defs.assets), instance=dg.DagsterInstance.ephemeral())
+    wanted = [a for a in defs.assets if a.key.path[0] in ("sources", "customer_profiles")]
+    result = dg.materialize(wanted, instance=dg.DagsterInstance.ephemeral())
     assert result.success
     return result, Storage(cfg.storage)
 

@@ -1,0 +1,102 @@
+"""The audiences group: segment_memberships, with its size guard."""
+
+import dagster as dg
+import polars as pl
+
+from amp_braze.audiences.memberships import (
+    check_rule_attributes,
+    compute_memberships,
+    membership_changes,
+    size_guard,
+)
+from amp_braze.config import Config
+from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.profiles.sql import base_tables
+from amp_braze.storage import Storage
+
+GROUP = "audiences"
+MEMBERSHIPS = "segment_memberships"
+BASELINE = "audiences/accepted_sizes.json"
+
+
+class MembershipConfig(dg.Config):
+    accept_segment_changes: bool = False  # let every segment's size move past its max_change once
+
+
+def build_audience_assets(cfg: Config, storage: Storage) -> list[dg.AssetsDefinition]:
+    guard = dg.AssetCheckSpec(
+        "segment_size_guard",
+        asset=MEMBERSHIPS,
+        blocking=True,
+        description="Fails (and stops the sync) when a segment shrinks or grows by more than its "
+        "max_change since the last accepted sizes.",
+    )
+
+    @dg.asset(
+        name=MEMBERSHIPS,
+        group_name=GROUP,
+        deps=[dg.AssetKey("braze_customer_attributes")],
+        kinds={"polars", "braze"},
+        check_specs=[guard],
+        description="Every user's membership of every configured segment (SQL and rule segments, "
+        "exclusions applied): one boolean column per segment.",
+    )
+    def segment_memberships(
+        context: dg.AssetExecutionContext, config: MembershipConfig
+    ) -> dg.MaterializeResult:
+        attributes = storage.read_table("braze_customer_attributes")
+        check_rule_attributes(cfg, attributes.schema)
+        tables = base_tables(cfg, storage)
+        memberships = compute_memberships(cfg, attributes, tables)
+        segments = list(cfg.segments)
+        before = storage.read_table(MEMBERSHIPS) if storage.table_exists(MEMBERSHIPS) else None
+        changes = membership_changes(memberships, before, segments)
+        baseline = storage.read_json(BASELINE, default={})
+        result = size_guard(cfg, changes.sizes, baseline, config.accept_segment_changes)
+        uri = storage.write_table(MEMBERSHIPS, memberships)
+        if result.passed:
+            storage.write_json(BASELINE, changes.sizes)
+        meta = table_metadata(memberships, uri)
+        for s in segments:
+            meta[f"size_{s}"] = dg.MetadataValue.int(changes.sizes[s])
+            meta[f"joiners_{s}"] = dg.MetadataValue.int(changes.joiners[s])
+            meta[f"leavers_{s}"] = dg.MetadataValue.int(changes.leavers[s])
+        meta["segments"] = markdown_table(
+            [
+                {
+                    "segment": s,
+                    "kind": "sql" if cfg.segments[s].sql else "rules",
+                    "members": changes.sizes[s],
+                    "joiners": changes.joiners[s],
+                    "leavers": changes.leavers[s],
+                    "accepted size": baseline.get(s, "-"),
+                    "excludes": ", ".join(cfg.segments[s].exclude) or "-",
+                }
+                for s in segments
+            ]
+        )
+        for s in segments:
+            context.log.info(
+                f"segment {s}: {changes.sizes[s]:,} members (+{changes.joiners[s]:,} / -{changes.leavers[s]:,})"
+            )
+        return dg.MaterializeResult(
+            metadata=meta,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="segment_size_guard",
+                    passed=result.passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description="; ".join(result.problems) or None,
+                    metadata={
+                        f"accepted_size_{s}": dg.MetadataValue.int(int(result.baseline.get(s, 0)))
+                        for s in segments
+                    },
+                )
+            ],
+        )
+
+    return [segment_memberships]
+
+
+def read_memberships(storage: Storage) -> pl.DataFrame:
+    return storage.read_table(MEMBERSHIPS)

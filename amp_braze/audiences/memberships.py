@@ -1,0 +1,142 @@
+"""segment_memberships: every user's membership of every segment, exclusions applied, plus the
+joiners/leavers against the previous table and the size guard against the last accepted sizes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from amp_braze.audiences.rules import compile_rule
+from amp_braze.braze.identifiers import ID, id_expr, identifier_columns
+from amp_braze.config import BrazeConfig, Config, ConfigError, SegmentConfig
+from amp_braze.profiles.sql import run_sql
+
+
+def exclusion_order(segments: dict[str, SegmentConfig]) -> list[str]:
+    """Segments ordered so that every excluded segment comes before the ones excluding it."""
+    done: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        for ex in segments[name].exclude:
+            visit(ex)
+        done.append(name)
+
+    for name in segments:
+        visit(name)
+    return done
+
+
+def check_rule_attributes(config: Config, schema: pl.Schema) -> None:
+    """Compile every rule segment against the attributes' schema: unknown attributes, bad values
+    and type mismatches become ConfigErrors before any data moves."""
+    for name, seg in config.segments.items():
+        if seg.rules is not None:
+            compile_rule(seg.rules, schema, f"segments.{name}.rules")
+
+
+def compute_memberships(
+    config: Config,
+    attributes: pl.DataFrame,
+    tables: dict[str, pl.LazyFrame],
+    now: dt.datetime | None = None,
+) -> pl.DataFrame:
+    """One row per user of ``attributes``: identifier columns, ``__id``, one boolean per segment."""
+    kind = config.braze.identifier
+    id_cols = identifier_columns(kind)
+    raw: dict[str, pl.Expr] = {}
+    sql_tables = tables | {"braze_customer_attributes": attributes.lazy()}
+    for name, seg in config.segments.items():
+        if seg.rules is not None:
+            raw[name] = compile_rule(seg.rules, attributes.schema, f"segments.{name}.rules", now)
+        else:
+            found = run_sql(seg.sql or "", sql_tables, f"segments.{name}.sql")
+            missing = [c for c in id_cols if c not in found.columns]
+            if missing:
+                raise ConfigError(
+                    f"segments.{name}.sql",
+                    f"the query must return the identifier column {missing[0]!r}; it returns {', '.join(found.columns)}",
+                )
+            ids = found.select(id_expr(kind)).get_column(ID).drop_nulls().unique()
+            raw[name] = pl.col(ID).is_in(ids.implode())
+    # Exclusions in dependency order, so a segment reads the final membership of those it excludes.
+    out = attributes.with_columns([raw[n].fill_null(False).alias(f"__raw_{n}") for n in raw])
+    for name in exclusion_order(config.segments):
+        expr = pl.col(f"__raw_{name}")
+        for ex in config.segments[name].exclude:
+            expr = expr & ~pl.col(f"__seg_{ex}")
+        out = out.with_columns(expr.alias(f"__seg_{name}"))
+    return out.select(id_cols + [ID] + [pl.col(f"__seg_{n}").alias(n) for n in config.segments])
+
+
+def segment_attributes(
+    memberships: pl.DataFrame, braze: BrazeConfig, segments: list[str]
+) -> pl.DataFrame:
+    """The Braze custom attributes that carry memberships: ``<prefix><segment>`` booleans, or one
+    array attribute holding the names of the user's segments (sorted)."""
+    if braze.segment_attributes == "boolean":
+        return memberships.select(
+            [ID] + [pl.col(s).alias(f"{braze.segment_prefix}{s}") for s in segments]
+        )
+    names = pl.concat_list(
+        [pl.when(pl.col(s)).then(pl.lit(s)).otherwise(pl.lit(None, pl.String)) for s in segments]
+    ).list.drop_nulls()
+    return memberships.select(pl.col(ID), names.list.sort().alias(braze.segment_array_attribute))
+
+
+@dataclass
+class Changes:
+    sizes: dict[str, int]
+    joiners: dict[str, int]
+    leavers: dict[str, int]
+
+
+def membership_changes(
+    now: pl.DataFrame, before: pl.DataFrame | None, segments: list[str]
+) -> Changes:
+    sizes = {s: int(now.get_column(s).sum()) for s in segments}
+    if before is None:
+        return Changes(sizes, dict(sizes), dict.fromkeys(segments, 0))
+    common = [s for s in segments if s in before.columns]
+    joined = now.select([ID] + segments).join(
+        before.select([ID] + common), on=ID, how="full", coalesce=True, suffix="__before"
+    )
+    joiners, leavers = {}, {}
+    for s in segments:
+        cur = pl.col(s).fill_null(False)
+        old = pl.col(f"{s}__before").fill_null(False) if s in common else pl.lit(False)
+        joiners[s] = int(joined.select((cur & ~old).sum()).item())
+        leavers[s] = int(joined.select((old & ~cur).sum()).item())
+    return Changes(sizes, joiners, leavers)
+
+
+@dataclass
+class GuardResult:
+    passed: bool
+    problems: list[str]
+    baseline: dict[str, int]
+
+
+def size_guard(
+    config: Config, sizes: dict[str, int], baseline: dict[str, int], accept_all: bool = False
+) -> GuardResult:
+    """A segment whose size moved more than its max_change since the last accepted sizes fails,
+    unless the segment allows large changes (or the run accepts them). A segment with no baseline,
+    or a baseline of zero, passes (there is nothing to compare with)."""
+    problems = []
+    for name, size in sizes.items():
+        seg = config.segments[name]
+        base = baseline.get(name)
+        if not base:
+            continue
+        change = abs(size - base) / base
+        if change > seg.max_change and not (seg.allow_large_change or accept_all):
+            problems.append(
+                f"segment {name!r} changed from {base:,} to {size:,} members ({change:.0%} > "
+                f"max_change {seg.max_change:.0%}); set segments.{name}.allow_large_change: true or "
+                "run with accept_segment_changes: true if this is intended"
+            )
+    return GuardResult(not problems, problems, baseline)

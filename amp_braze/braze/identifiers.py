@@ -1,0 +1,38 @@
+"""The Braze identifier a destination uses, and the internal key column derived from it."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from amp_braze.braze import rules
+
+ID = "__id"  # one string per user: the join key of attributes, memberships, plan and sync state
+ALIAS_SEPARATOR = "\x1f"
+
+
+def identifier_columns(kind: str) -> list[str]:
+    """Columns the profile SQL must return for an identifier kind."""
+    return ["alias_name", "alias_label"] if kind == "user_alias" else [kind]
+
+
+def id_expr(kind: str) -> pl.Expr:
+    if kind == "user_alias":
+        return pl.concat_str(
+            pl.col("alias_label").cast(pl.String),
+            pl.lit(ALIAS_SEPARATOR),
+            pl.col("alias_name").cast(pl.String),
+        ).alias(ID)
+    return pl.col(kind).cast(pl.String).str.strip_chars().alias(ID)
+
+
+def id_problem(kind: str) -> pl.Expr:
+    """The rule an identifier breaks (null when fine); duplicates are found separately."""
+    cols = identifier_columns(kind)
+    missing = pl.any_horizontal(
+        [pl.col(c).is_null() | (pl.col(c).cast(pl.String).str.strip_chars() == "") for c in cols]
+    )
+    expr = pl.when(missing).then(pl.lit("identifier_missing"))
+    if kind == "external_id":
+        too_long = pl.col(ID).str.len_bytes() > rules.MAX_EXTERNAL_ID_BYTES
+        expr = expr.when(too_long).then(pl.lit("external_id_over_987_bytes"))
+    return expr.otherwise(pl.lit(None, pl.String))

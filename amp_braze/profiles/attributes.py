@@ -1,0 +1,183 @@
+"""braze_customer_attributes: the profile SQL's result, renamed, checked against Braze's field rules.
+
+Output: one typed row per user (identifier columns, the internal key ``__id``, standard fields and
+custom attributes, normalised), and a rejection table (one row per broken rule: ``__id``, identifier,
+column, value, rule). A row that breaks any rule is set aside whole and retried on the next run; the
+rest go on. Columns whose name starts with ``_`` are helpers: available to segments, never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from amp_braze.braze import normalize, rules
+from amp_braze.braze.identifiers import ID, id_expr, id_problem, identifier_columns
+from amp_braze.config import BrazeConfig
+
+log = logging.getLogger(__name__)
+
+REJECTION_SCHEMA = pl.Schema(
+    {
+        ID: pl.String,
+        "identifier": pl.String,
+        "column": pl.String,
+        "value": pl.String,
+        "rule": pl.String,
+    }
+)
+
+
+class ProfileSqlError(ValueError):
+    """The profile SQL's result cannot become Braze attributes (a config-level problem)."""
+
+
+@dataclass
+class Attributes:
+    table: pl.DataFrame  # accepted rows
+    rejections: pl.DataFrame  # REJECTION_SCHEMA
+    input_rows: int
+    standard_fields: list[str]
+    custom_attributes: list[str]
+    helpers: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rejected_rows(self) -> int:
+        return self.input_rows - self.table.height
+
+    @property
+    def rejected_share(self) -> float:
+        return self.rejected_rows / self.input_rows if self.input_rows else 0.0
+
+
+def is_helper(column: str) -> bool:
+    return column.startswith("_")
+
+
+def sent_columns(table: pl.DataFrame | pl.Schema, kind: str) -> list[str]:
+    """The attribute columns a sync manages (not identifiers, the key, or helper columns)."""
+    names = table.columns if isinstance(table, pl.DataFrame) else list(table)
+    skip = set(identifier_columns(kind)) | {ID}
+    return [c for c in names if c not in skip and not is_helper(c)]
+
+
+def _check_columns(df: pl.DataFrame, cfg: BrazeConfig) -> list[str]:
+    warnings = []
+    for col in identifier_columns(cfg.identifier):
+        if col not in df.columns:
+            raise ProfileSqlError(
+                f"profile_sql: the result has no {col!r} column, which braze.identifier "
+                f"({cfg.identifier}) needs; it has {', '.join(df.columns)}"
+            )
+    ids = set(identifier_columns(cfg.identifier))
+    for col in df.columns:
+        if col in ids or is_helper(col):
+            continue
+        if col in rules.STANDARD_FIELDS and col not in rules.SYNCABLE_STANDARD_FIELDS:
+            raise ProfileSqlError(
+                f"profile_sql: column {col!r} is a Braze field amp_braze does not sync "
+                f"(it syncs {', '.join(rules.SYNCABLE_STANDARD_FIELDS)})"
+            )
+        shadowed = rules.shadowed_standard_field(col)
+        if shadowed:
+            msg = (
+                f"profile_sql: custom attribute {col!r} duplicates Braze's standard field {shadowed!r}; "
+                f"name the column {shadowed} so Braze fills its own field (or set braze.shadowed_fields: warn)"
+            )
+            if cfg.shadowed_fields == "error":
+                raise ProfileSqlError(msg)
+            warnings.append(msg)
+            log.warning(msg)
+        if len(col) > rules.MAX_STRING_CHARS or " " in col or col.startswith("$"):
+            raise ProfileSqlError(f"profile_sql: {col!r} is not a valid Braze attribute name")
+    return warnings
+
+
+def build_attributes(
+    raw: pl.DataFrame, cfg: BrazeConfig, phone_country_code: str = "1"
+) -> Attributes:
+    """Rename, check and normalise the profile SQL's result."""
+    missing = [src for src in cfg.columns if src not in raw.columns]
+    if missing:
+        raise ProfileSqlError(
+            f"braze.columns.{missing[0]}: the profile SQL returns no column {missing[0]!r}"
+        )
+    df = raw.rename(cfg.columns)
+    warnings = _check_columns(df, cfg)
+    kind = cfg.identifier
+    id_cols = identifier_columns(kind)
+    attrs = sent_columns(df, kind)
+    helpers = [c for c in df.columns if is_helper(c)]
+    schema = df.schema
+
+    checked: dict[str, normalize.Checked] = {}
+    for col in attrs + helpers:
+        c, dtype = pl.col(col), schema[col]
+        try:
+            if col in rules.STANDARD_FIELDS:
+                checked[col] = normalize.standard_field(col, c, dtype, phone_country_code)
+            elif is_helper(col):
+                checked[col] = normalize.Checked(c, pl.lit(None, pl.String))
+            else:
+                checked[col] = normalize.custom_attribute(col, c, dtype)
+        except normalize.UnsupportedType as e:
+            raise ProfileSqlError(f"profile_sql: {e}") from None
+
+    with_id = df.with_columns(id_expr(kind))
+    dup = pl.col(ID).is_duplicated() & pl.col(ID).is_not_null()
+    id_rule = (
+        pl.when(dup)
+        .then(pl.lit("identifier_duplicate"))
+        .otherwise(id_problem(kind))
+        .alias("__p_" + ID)
+    )
+    work = with_id.with_columns(
+        [id_rule]
+        + [ch.value.alias(f"__v_{col}") for col, ch in checked.items()]
+        + [ch.problem.alias(f"__p_{col}") for col, ch in checked.items()]
+    )
+    problem_cols = ["__p_" + ID] + [f"__p_{col}" for col in checked]
+    bad = pl.any_horizontal([pl.col(p).is_not_null() for p in problem_cols])
+
+    accepted = work.filter(~bad).select(
+        [pl.col(c) for c in id_cols] + [pl.col(ID)] + [pl.col(f"__v_{c}").alias(c) for c in checked]
+    )
+    rejected = work.filter(bad)
+    ident = pl.concat_str([pl.col(c).cast(pl.String) for c in id_cols], separator="/").alias(
+        "identifier"
+    )
+    parts = []
+    for col in [ID] + list(checked):
+        source_col = id_cols[0] if col == ID else col
+        p = f"__p_{col}"
+        parts.append(
+            rejected.filter(pl.col(p).is_not_null()).select(
+                pl.col(ID),
+                ident,
+                pl.lit("identifier" if col == ID else col).alias("column"),
+                _as_text(pl.col(source_col), schema[source_col]).alias("value"),
+                pl.col(p).alias("rule"),
+            )
+        )
+    rejections = pl.concat(parts) if parts else pl.DataFrame(schema=REJECTION_SCHEMA)
+    return Attributes(
+        table=accepted,
+        rejections=rejections.cast(dict(REJECTION_SCHEMA)),
+        input_rows=df.height,
+        standard_fields=[c for c in attrs if c in rules.STANDARD_FIELDS],
+        custom_attributes=[c for c in attrs if c not in rules.STANDARD_FIELDS],
+        helpers=helpers,
+        warnings=warnings,
+    )
+
+
+def _as_text(c: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Struct):
+        return c.struct.json_encode()
+    if isinstance(dtype, pl.List | pl.Array):
+        items = c.cast(pl.List(dtype.inner)).list.eval(pl.element().cast(pl.String)).list.join(", ")
+        return pl.concat_str(pl.lit("["), items, pl.lit("]"))
+    return c.cast(pl.String).str.slice(0, 300)

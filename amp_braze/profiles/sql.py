@@ -1,0 +1,40 @@
+"""The tables user SQL (the profile SQL and SQL segments) can read, and running it with polars SQL."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from amp_braze.config import Config
+from amp_braze.currents.summary_schema import empty_engagement_summary
+from amp_braze.storage import Storage
+
+ENGAGEMENT_TABLE = "engagement_summary"
+
+
+class SqlError(ValueError):
+    """User SQL that polars cannot run; the message names the config key of the SQL."""
+
+
+def source_sql_name(name: str) -> str:
+    return f"sources_{name}"
+
+
+def base_tables(config: Config, storage: Storage) -> dict[str, pl.LazyFrame]:
+    """customer_profiles, engagement_summary (empty with its schema until Currents data exists) and
+    one ``sources_<name>`` per feed."""
+    tables = {"customer_profiles": storage.scan_table("customer_profiles")}
+    if storage.table_exists(ENGAGEMENT_TABLE):
+        tables[ENGAGEMENT_TABLE] = storage.scan_table(ENGAGEMENT_TABLE)
+    else:
+        tables[ENGAGEMENT_TABLE] = empty_engagement_summary().lazy()
+    for name in config.sources:
+        tables[source_sql_name(name)] = storage.scan_table(f"sources/{name}")
+    return tables
+
+
+def run_sql(sql: str, tables: dict[str, pl.LazyFrame], key: str) -> pl.DataFrame:
+    try:
+        return pl.SQLContext(frames=tables, eager=False).execute(sql).collect()
+    except (pl.exceptions.PolarsError, ValueError) as e:
+        known = ", ".join(sorted(tables))
+        raise SqlError(f"{key}: polars SQL failed: {e}\n(tables you can use: {known})") from None
