@@ -41,6 +41,39 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """Materialize everything up to braze_sync_plan, then write the requests a sync would send."""
+    import dagster as dg
+
+    from amp_braze.definitions import build_defs
+    from amp_braze.storage import Storage
+    from amp_braze.sync.run import load_plan, write_dry_run
+
+    cfg = load_config(args.config)
+    defs = build_defs(cfg)
+    selection = dg.AssetSelection.assets("braze_sync_plan").upstream()
+    keys = selection.resolve(defs.resolve_asset_graph())
+    assets = [a for a in defs.assets if any(k in keys for k in a.keys)]
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    dg.materialize(
+        assets, instance=dg.DagsterInstance.ephemeral(), selection=selection, run_config=quiet
+    )
+    plan = load_plan(Storage(cfg.storage))
+    n_req, n_obj = write_dry_run(plan, cfg, args.out)
+    s = plan.stats
+    print(
+        f"dry run: nothing was sent. {n_req:,} requests with {n_obj:,} users written to {args.out}"
+    )
+    print(f"  attributes changed: {s['attributes_changed']:,}   new users: {s['new_users']:,}")
+    print(
+        f"  data points: {s['data_points']:,} (a full resend would cost {s['full_sync_data_points']:,})"
+    )
+    for name, n in sorted(s["attributes_changed_by_column"].items(), key=lambda kv: -kv[1]):
+        if n:
+            print(f"    {name:<30} {n:>10,}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from amp_braze.demo.run import run_demo
 
@@ -105,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--reset-header", choices=("seconds", "epoch"), default="seconds")
     e.add_argument("--state", help="load profiles from and save them to this JSON file")
     e.set_defaults(func=_cmd_emulator)
+
+    pl_ = sub.add_parser("plan", help="dry run: show and write the requests a sync would send")
+    pl_.add_argument(
+        "--config", help="config file (default $AMP_BRAZE_CONFIG, ./amp_braze.yaml, bundled)"
+    )
+    pl_.add_argument(
+        "--out", default="braze_requests.jsonl", help="JSON lines file of request bodies"
+    )
+    pl_.set_defaults(func=_cmd_plan)
 
     d = sub.add_parser("demo", help="run the whole loop offline on generated data")
     d.add_argument("--profiles", type=int, default=10_000)

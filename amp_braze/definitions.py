@@ -8,13 +8,19 @@ from amp_braze.audiences.assets import build_audience_assets
 from amp_braze.config import Config, load_config
 from amp_braze.profiles.assets import build_profile_assets
 from amp_braze.storage import Storage
+from amp_braze.sync.assets import build_sync_assets, build_sync_job_and_schedule
 
 
 def build_defs(config: Config) -> dg.Definitions:
     """Definitions for one configuration; tests build their own from their own files."""
     storage = Storage(config.storage)
-    assets = build_profile_assets(config, storage) + build_audience_assets(config, storage)
-    return dg.Definitions(assets=assets)
+    assets = (
+        build_profile_assets(config, storage)
+        + build_audience_assets(config, storage)
+        + build_sync_assets(config, storage)
+    )
+    job, schedule = build_sync_job_and_schedule(config)
+    return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])
 
 
 defs = build_defs(load_config())

@@ -111,6 +111,36 @@ class Storage:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def create_bytes(self, name: str, data: bytes) -> bool:
+        """Write only if nothing is there yet (atomically); False if the object already exists.
+
+        The sync state's version manifests use this so two racing commits cannot both win."""
+        if self.is_s3:
+            try:
+                self._s3.put_object(
+                    Bucket=self.bucket, Key=self._key(name), Body=data, IfNoneMatch="*"
+                )
+                return True
+            except Exception as e:  # botocore ClientError
+                code = getattr(e, "response", {}).get("Error", {}).get("Code")
+                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    return False
+                raise
+        target = Path(self.uri(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, target)  # fails if target exists
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def read_bytes(self, name: str) -> bytes:
         if self.is_s3:
             try:

@@ -405,3 +405,24 @@ def test_cli_prints_url_serves_and_persists_state(tmp_path):
     with EmulatorServer(settings=Settings(api_key="k"), state_file=state) as server:
         users = requests.get(f"{server.url}/_emulator/users").json()
         assert users[0]["custom_attributes"] == {"tier": "gold"}
+
+
+def test_blocklisted_ids_and_bad_request_faults(emulator):
+    emulator.faults(blocklisted_external_ids=["bad"])
+    r = emulator.track(
+        {"attributes": [{"external_id": "ok", "a": 1}, {"external_id": "bad", "a": 1}]}
+    )
+    assert r.status_code == 201
+    assert r.json()["errors"] == [
+        {
+            "type": "provided external_id is blacklisted and disallowed",
+            "input_array": "attributes",
+            "index": 1,
+        }
+    ]
+    emulator.faults(blocklisted_external_ids=[], bad_request_external_ids=["poison"])
+    r = emulator.track(
+        {"attributes": [{"external_id": "ok2", "a": 1}, {"external_id": "poison", "a": 1}]}
+    )
+    assert r.status_code == 400
+    assert set(emulator.users()) == {"ok"}

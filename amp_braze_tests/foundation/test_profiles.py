@@ -214,12 +214,14 @@ def test_dagster_cli_lists_the_assets(tmp_path):
     assert {"sources/pos", "sources/ecommerce", "sources/loyalty", "customer_profiles"} <= listed
 
 
-def test_demo_command_materializes_profiles(tmp_path):
+def test_demo_command_runs_the_loop_and_checks_braze(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "amp_braze.cli", "demo", "--profiles", "2000", "--workdir", str(tmp_path / "demo")],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "customer_profiles      2,000 unified customers" in proc.stdout
+    assert "sync day two:" in proc.stdout
+    assert ": EQUAL" in proc.stdout
     stored = pl.read_parquet(tmp_path / "demo/.amp_braze/storage/tables/customer_profiles.parquet")
     assert stored.height == 2000

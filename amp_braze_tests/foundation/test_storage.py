@@ -112,3 +112,9 @@ def test_writer_killed_mid_write_leaves_the_old_table_whole(tmp_path):
         assert df.height == 3_000_000
         assert df["v"].n_unique() == 1
     assert storage.list("tables") == ["tables/t.parquet"]
+
+
+def test_create_only_writes(storage):
+    assert storage.create_bytes("sync/state/v000001/manifest.json", b"first")
+    assert not storage.create_bytes("sync/state/v000001/manifest.json", b"second")
+    assert storage.read_bytes("sync/state/v000001/manifest.json") == b"first"

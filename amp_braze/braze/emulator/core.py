@@ -37,6 +37,12 @@ class Faults:
     drop_rate: float = 0.0  # share of connections closed before the request is applied
     drop_after_apply_rate: float = 0.0  # share applied, then the connection closed with no answer
     force_429_until: float = 0.0  # epoch seconds; every /users/* request is 429 until then
+    blocklisted_external_ids: list[str] = field(
+        default_factory=list
+    )  # objects for these are rejected
+    bad_request_external_ids: list[str] = field(
+        default_factory=list
+    )  # a request holding one is a 400
     seed: int | None = None
 
 
@@ -107,6 +113,8 @@ class Emulator:
         self.settings = settings or Settings()
         self.lock = threading.Lock()
         self.faults = Faults()
+        self._blocklist: frozenset[str] = frozenset()
+        self._bad_request: frozenset[str] = frozenset()
         self._rng = random.Random()
         self.reset()
 
@@ -154,6 +162,8 @@ class Emulator:
                 setattr(self.faults, k, v)
             if "seed" in changes:
                 self._rng.seed(self.faults.seed)
+            self._blocklist = frozenset(self.faults.blocklisted_external_ids)
+            self._bad_request = frozenset(self.faults.bad_request_external_ids)
             return asdict(self.faults)
 
     def users(self) -> list[dict]:
@@ -325,6 +335,11 @@ class Emulator:
                     )
                 ],
             }
+        if self._bad_request and any(
+            isinstance(o, dict) and o.get("external_id") in self._bad_request
+            for o in arrays["attributes"] or []
+        ):
+            return 400, {"message": "Bad Request (emulator fault: bad_request_external_ids)"}
         self.stats.objects += total
         errors: list[dict] = []
         processed = dict.fromkeys(arrays, 0)
@@ -368,6 +383,8 @@ class Emulator:
             ext = obj["external_id"]
             if not isinstance(ext, str) or not ext:
                 raise ObjectError("'external_id' must be a non-empty string")
+            if ext in self._blocklist:
+                raise ObjectError("provided external_id is blacklisted and disallowed")
             if len(ext.encode()) > rules.MAX_EXTERNAL_ID_BYTES:
                 raise ObjectError(
                     f"EXTERNAL_USER_ID_TOO_LARGE: external_id exceeds the maximum allowed length of "

@@ -1,0 +1,317 @@
+"""A small, fast /users/track client: pooled keep-alive connections, a shared pacer that keeps under
+the rate limit, a shared pause on 429, bounded retries with backoff and jitter for 5xx and network
+errors, batch splitting on 400, and per-object results mapped back to the rows they came from.
+
+It knows nothing of Dagster or the pipeline: requests in (``payload.Request``), results out.
+The API key is only ever put in the Authorization header; it is never logged or returned.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import orjson
+import urllib3
+
+from amp_braze.braze.instances import check_endpoint
+from amp_braze.braze.payload import Request
+
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+NETWORK_ERRORS = (
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.TimeoutError,
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ConnectTimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+class BrazeError(RuntimeError):
+    """Braze refused in a way that retrying will not fix (bad URL, bad content type, ...)."""
+
+
+class AuthError(BrazeError):
+    """401/403: the key is wrong, lacks users.track, or belongs to another instance."""
+
+
+@dataclass
+class BatchResult:
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (__id, Braze's reason)
+    failed: list[str] = field(default_factory=list)  # gave up after retries: sent again next sync
+
+
+@dataclass
+class SendStats:
+    requests: int = 0  # HTTP requests made, retries included
+    batches: int = 0  # request bodies handed in
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    rate_limited: int = 0  # 429s received
+    retries: int = 0  # 5xx / network retries
+    split_batches: int = 0
+    server_errors: int = 0
+    network_errors: int = 0
+    paused_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **kw: float) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+
+class Pacer:
+    """Spaces requests evenly at ``rate`` per second across threads; ``pause`` holds everyone."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate
+        self.lock = threading.Lock()
+        self.next_slot = time.monotonic()
+
+    def pause_until(self, t: float) -> None:
+        with self.lock:
+            self.next_slot = max(self.next_slot, t)
+
+    def acquire(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def retry_after_seconds(headers: urllib3.HTTPHeaderDict, now: float | None = None) -> float | None:
+    """Seconds to wait after a 429: X-Ratelimit-Retry-After, else X-RateLimit-Reset (epoch or delta)."""
+    for name in ("x-ratelimit-retry-after", "retry-after"):
+        v = headers.get(name)
+        if v:
+            try:
+                return max(0.0, float(v))
+            except ValueError:
+                pass
+    v = headers.get("x-ratelimit-reset")
+    if v:
+        try:
+            reset = float(v)
+        except ValueError:
+            return None
+        if reset > 1e9:  # epoch seconds
+            return max(0.0, reset - (now if now is not None else time.time()))
+        return max(0.0, reset)
+    return None
+
+
+class BrazeClient:
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str,
+        rate_per_second: float = 1000.0,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+        max_retries: int = 6,
+        backoff_base: float = 0.25,
+        backoff_cap: float = 20.0,
+        safety: float = 0.98,
+    ):
+        problem = check_endpoint(endpoint)
+        if problem:
+            raise BrazeError(problem)
+        if not api_key:
+            raise AuthError("no Braze API key: set BRAZE_API_KEY in the environment")
+        u = urlparse(endpoint)
+        self.endpoint = endpoint.rstrip("/")
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.pacer = Pacer(rate_per_second * safety)
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        timeout_ = urllib3.Timeout(connect=min(10.0, timeout), read=timeout)
+        pool_cls = (
+            urllib3.HTTPSConnectionPool if u.scheme == "https" else urllib3.HTTPConnectionPool
+        )
+        self.pool = pool_cls(
+            u.hostname, u.port, maxsize=concurrency, block=True, timeout=timeout_, retries=False
+        )
+        self.stats = SendStats()
+        self._stop = threading.Event()
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"BrazeClient({self.endpoint!r})"
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- one request, with everything that can happen to it -----------------------------------------
+    def _post(self, body: bytes) -> urllib3.BaseHTTPResponse:
+        self.pacer.acquire()
+        self.stats.add(requests=1)
+        return self.pool.urlopen(
+            "POST", "/users/track", body=body, headers=self._headers, preload_content=True
+        )
+
+    def send_one(self, objects: list[str], ids: list[str]) -> BatchResult:
+        body = b'{"attributes":[' + ",".join(objects).encode() + b"]}"
+        attempt = 0
+        while True:
+            if self._stop.is_set():
+                return BatchResult(failed=list(ids))
+            try:
+                resp = self._post(body)
+            except NETWORK_ERRORS:
+                self.stats.add(network_errors=1)
+                attempt += 1
+                if not self._backoff(attempt):
+                    return BatchResult(failed=list(ids))
+                continue
+            status = resp.status
+            if status in (200, 201):
+                return self._result(resp.data, ids)
+            if status == 429:
+                self.stats.add(rate_limited=1)
+                wait_s = retry_after_seconds(resp.headers)
+                if wait_s is None:
+                    wait_s = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 6))
+                resume = time.monotonic() + wait_s + self._rng.uniform(0, 0.05)
+                self.pacer.pause_until(resume)
+                self.stats.add(paused_seconds=wait_s)
+                continue
+            if status in (401, 403):
+                self._stop.set()
+                raise AuthError(
+                    f"Braze answered {status} {_message(resp.data)} for {self.endpoint}/users/track: check "
+                    "BRAZE_API_KEY (it needs the users.track permission and must belong to this "
+                    "workspace) and braze.instance / braze.rest_endpoint"
+                )
+            if status in (400, 413) and len(objects) > 1:
+                self.stats.add(split_batches=1)
+                half = len(objects) // 2
+                left = self.send_one(objects[:half], ids[:half])
+                right = self.send_one(objects[half:], ids[half:])
+                return BatchResult(
+                    left.accepted + right.accepted,
+                    left.rejected + right.rejected,
+                    left.failed + right.failed,
+                )
+            if status in (400, 413):
+                return BatchResult(rejected=[(ids[0], _reason(resp.data, status))])
+            if status in RETRYABLE_STATUS:
+                self.stats.add(server_errors=1)
+                attempt += 1
+                if not self._backoff(attempt):
+                    return BatchResult(failed=list(ids))
+                continue
+            self._stop.set()
+            raise BrazeError(
+                f"Braze answered {status} {_message(resp.data)} for {self.endpoint}/users/track"
+            )
+
+    def _backoff(self, attempt: int) -> bool:
+        if attempt > self.max_retries:
+            return False
+        self.stats.add(retries=1)
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)) * self._rng.uniform(
+            0.5, 1.5
+        )
+        time.sleep(delay)
+        return True
+
+    @staticmethod
+    def _result(data: bytes, ids: list[str]) -> BatchResult:
+        try:
+            out = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError:
+            out = {}
+        bad: dict[int, str] = {}
+        for err in out.get("errors") or []:
+            if isinstance(err, dict) and err.get("input_array", "attributes") == "attributes":
+                idx = err.get("index")
+                if isinstance(idx, int) and 0 <= idx < len(ids):
+                    bad[idx] = str(err.get("type", "rejected"))
+        return BatchResult(
+            accepted=[i for n, i in enumerate(ids) if n not in bad],
+            rejected=[(ids[n], reason) for n, reason in sorted(bad.items())],
+        )
+
+    # -- many requests ---------------------------------------------------------------------------
+    def send(
+        self, requests: Iterable[Request], on_result: Callable[[BatchResult], None]
+    ) -> SendStats:
+        """Send every request with ``concurrency`` workers; ``on_result`` runs in the calling thread
+        as results arrive (so it may write checkpoints without locks). At most twice the
+        concurrency of requests is held in memory."""
+        in_flight: set[Future] = set()
+        limit = self.concurrency * 2
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="braze") as pool:
+            try:
+                for req in requests:
+                    self.stats.add(batches=1)
+                    in_flight.add(pool.submit(self.send_one, req.objects, req.ids))
+                    # Record finished work at once: the less accepted-but-unrecorded work there is,
+                    # the less a crash makes us send again.
+                    in_flight = self._drain(in_flight, on_result, timeout=0)
+                    while len(in_flight) >= limit:
+                        in_flight = self._drain(in_flight, on_result)
+                while in_flight:
+                    in_flight = self._drain(in_flight, on_result)
+            except BaseException:
+                self._stop.set()
+                for f in in_flight:
+                    f.cancel()
+                raise
+        return self.stats
+
+    def _drain(
+        self,
+        in_flight: set[Future],
+        on_result: Callable[[BatchResult], None],
+        timeout: float | None = None,
+    ) -> set[Future]:
+        done, rest = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        for f in done:
+            result = f.result()  # re-raises AuthError / BrazeError
+            self.stats.add(
+                accepted=len(result.accepted),
+                rejected=len(result.rejected),
+                failed=len(result.failed),
+            )
+            on_result(result)
+        return rest
+
+
+def _message(data: bytes) -> str:
+    try:
+        msg = orjson.loads(data).get("message")
+        return f"({msg})" if msg else ""
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+
+
+def _reason(data: bytes, status: int) -> str:
+    try:
+        out = orjson.loads(data)
+        errors = out.get("errors") or []
+        if errors and isinstance(errors[0], dict):
+            return str(errors[0].get("type"))
+        return f"{status}: {out.get('message', '')}"
+    except (orjson.JSONDecodeError, AttributeError):
+        return f"HTTP {status}"

@@ -1,0 +1,163 @@
+"""The braze_sync group: braze_sync_plan (the delta) and braze_sync (sends it), the job and schedule."""
+
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+
+from amp_braze.braze.client import AuthError, BrazeError
+from amp_braze.braze.identifiers import ID
+from amp_braze.config import Config
+from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.storage import Storage
+from amp_braze.sync.run import (
+    destination,
+    load_plan,
+    make_plan,
+    run_sync,
+    save_plan,
+    write_dry_run,
+)
+
+GROUP = "braze_sync"
+
+
+class SyncRunConfig(dg.Config):
+    dry_run: bool = False  # write the planned requests as JSON lines instead of sending them
+
+
+def _plan_metadata(stats: dict) -> dict:
+    full = stats["full_sync_data_points"]
+    saved = 1 - stats["data_points"] / full if full else 0.0
+    meta = {
+        "users_changed": dg.MetadataValue.int(stats["users_changed"]),
+        "new_users": dg.MetadataValue.int(stats["new_users"]),
+        "attributes_changed": dg.MetadataValue.int(stats["attributes_changed"]),
+        "estimated_data_points": dg.MetadataValue.int(stats["data_points"]),
+        "requests_needed": dg.MetadataValue.int(stats["requests"]),
+        "full_sync_data_points": dg.MetadataValue.int(full),
+        "full_sync_requests": dg.MetadataValue.int(stats["full_sync_requests"]),
+        "data_points_saved_share": dg.MetadataValue.float(round(saved, 4)),
+        "state_version": dg.MetadataValue.int(stats.get("state_version", 0)),
+        "attributes_changed_by_column": markdown_table(
+            [
+                {"attribute": k, "users": v}
+                for k, v in sorted(
+                    stats["attributes_changed_by_column"].items(), key=lambda kv: -kv[1]
+                )
+            ]
+        ),
+    }
+    return meta
+
+
+def build_sync_assets(cfg: Config, storage: Storage) -> list:
+    @dg.asset(
+        name="braze_sync_plan",
+        group_name=GROUP,
+        deps=[dg.AssetKey("braze_customer_attributes"), dg.AssetKey("segment_memberships")],
+        kinds={"polars", "braze"},
+        description="The delta: per user, only the attributes (and segment attributes) whose value differs "
+        "from what Braze last accepted (the sync state). Records the state version it was computed against.",
+    )
+    def braze_sync_plan(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        plan = make_plan(cfg, storage)
+        uri = save_plan(storage, plan)
+        s = plan.stats
+        context.log.info(
+            f"plan: {s['users_changed']:,} users, {s['attributes_changed']:,} attributes, "
+            f"{s['data_points']:,} data points (a full sync: {s['full_sync_data_points']:,})"
+        )
+        return dg.MaterializeResult(metadata=table_metadata(plan.table, uri) | _plan_metadata(s))
+
+    @dg.asset(
+        name="braze_sync",
+        group_name=GROUP,
+        deps=[braze_sync_plan],
+        kinds={"braze"},
+        description="Sends the plan to Braze's /users/track and commits the sync state for accepted rows; "
+        "rows Braze rejects go to braze_sync_rejections and are retried by the next sync.",
+    )
+    def braze_sync(
+        context: dg.AssetExecutionContext, config: SyncRunConfig
+    ) -> dg.MaterializeResult:
+        plan = load_plan(storage)
+        if config.dry_run:
+            dest = destination(cfg)
+            name = f"sync/{dest}/dry_runs/{context.run.run_id}.jsonl"
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "requests.jsonl"
+                n_req, n_obj = write_dry_run(plan, cfg, path)
+                storage.write_bytes(name, path.read_bytes())
+            context.log.info(
+                f"dry run: {n_req:,} requests with {n_obj:,} objects written to {storage.uri(name)}"
+            )
+            return dg.MaterializeResult(
+                metadata={
+                    "dry_run": True,
+                    "requests": dg.MetadataValue.int(n_req),
+                    "users": dg.MetadataValue.int(n_obj),
+                    "estimated_data_points": dg.MetadataValue.int(plan.stats["data_points"]),
+                    "requests_file": dg.MetadataValue.path(storage.uri(name)),
+                }
+            )
+        try:
+            report = run_sync(cfg, storage, plan, context.run.run_id)
+        except AuthError as e:
+            raise dg.Failure(description=str(e), allow_retries=False) from None
+        except BrazeError as e:
+            raise dg.Failure(description=str(e)) from None
+        st = report.stats
+        rej = report.rejected
+        meta = {
+            "users_sent": dg.MetadataValue.int(report.users_sent),
+            "attributes_sent": dg.MetadataValue.int(report.attributes_sent),
+            "data_points": dg.MetadataValue.int(report.data_points),
+            "requests": dg.MetadataValue.int(st.requests),
+            "rate_limited_429s": dg.MetadataValue.int(st.rate_limited),
+            "retries": dg.MetadataValue.int(st.retries),
+            "split_batches": dg.MetadataValue.int(st.split_batches),
+            "rejected_rows": dg.MetadataValue.int(rej.height),
+            "failed_rows": dg.MetadataValue.int(st.failed),
+            "retried_rows_from_last_run": dg.MetadataValue.int(report.retried_from_last_run),
+            "checkpoints": dg.MetadataValue.int(report.checkpoints),
+            "state_version": dg.MetadataValue.int(report.state_version),
+            "replanned": dg.MetadataValue.bool(report.replanned),
+            "duration_seconds": dg.MetadataValue.float(round(report.duration, 3)),
+            "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),
+            "rejected_sample": markdown_table(rej.rename({ID: "identifier"}).head(20).to_dicts()),
+            "rejections_table": dg.MetadataValue.path(
+                storage.uri(storage.table_name("braze_sync_rejections"))
+            ),
+        }
+        context.log.info(
+            f"sent {report.users_sent:,} users, {report.attributes_sent:,} attributes, {report.data_points:,} "
+            f"data points in {st.requests:,} requests ({st.rate_limited} 429s, {st.retries} retries, "
+            f"{rej.height} rejected) in {report.duration:.1f} s"
+        )
+        if st.failed:
+            raise dg.Failure(
+                description=f"{st.failed:,} rows could not be sent after {cfg.braze.max_retries} retries "
+                "(Braze kept failing); everything Braze accepted is recorded, and the next sync sends the rest.",
+                metadata=meta,
+            )
+        return dg.MaterializeResult(metadata=meta)
+
+    return [braze_sync_plan, braze_sync]
+
+
+def build_sync_job_and_schedule(cfg: Config) -> tuple:
+    job = dg.define_asset_job(
+        "braze_sync_job",
+        selection=dg.AssetSelection.assets("braze_sync").upstream(),
+        description="Everything the Braze sync needs, from the feeds to braze_sync.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="braze_sync_schedule",
+        job=job,
+        cron_schedule=cfg.sync.schedule,
+        execution_timezone=cfg.sync.timezone,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Runs braze_sync_job on '{cfg.sync.schedule}' ({cfg.sync.timezone}).",
+    )
+    return job, schedule

@@ -1,0 +1,265 @@
+"""Planning against the current sync state, and sending a plan: the logic the sync assets run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import polars as pl
+
+from amp_braze.audiences.memberships import segment_attributes
+from amp_braze.braze.client import BatchResult, BrazeClient, SendStats
+from amp_braze.braze.identifiers import ID, identifier_columns
+from amp_braze.braze.instances import endpoint_for
+from amp_braze.braze.payload import (
+    ADD,
+    NEW,
+    REMOVE,
+    AttrSpec,
+    Request,
+    data_points,
+    flag,
+    object_json,
+    requests,
+)
+from amp_braze.config import Config
+from amp_braze.profiles.attributes import sent_columns
+from amp_braze.storage import Storage
+from amp_braze.sync.plan import Plan, plan_delta
+from amp_braze.sync.state import StateView, SyncState
+
+log = logging.getLogger(__name__)
+
+ATTRIBUTES = "braze_customer_attributes"
+FIELD_REJECTIONS = "braze_customer_attributes_rejections"
+MEMBERSHIPS = "segment_memberships"
+SYNC_REJECTIONS = "braze_sync_rejections"
+ENCODE_CHUNK_ROWS = 30_000
+API_KEY_ENV = "BRAZE_API_KEY"
+
+
+def destination(config: Config) -> str:
+    """A stable name for the Braze workspace + identifier kind the state belongs to."""
+    b = config.braze
+    where = (
+        b.instance.lower() if b.instance else (urlparse(b.rest_endpoint or "").hostname or "braze")
+    )
+    return f"{where}-{b.identifier}"
+
+
+@dataclass
+class Wanted:
+    table: pl.DataFrame
+    segment_booleans: list[str]
+    segment_array: str | None
+    protected_ids: pl.Series
+
+
+def wanted_state(config: Config, storage: Storage) -> Wanted:
+    """Attributes + segment attributes, one row per user: what Braze should hold."""
+    b = config.braze
+    attrs = storage.read_table(ATTRIBUTES)
+    id_cols = identifier_columns(b.identifier)
+    table = attrs.select(id_cols + [ID] + sent_columns(attrs.schema, b.identifier))
+    segs = list(config.segments)
+    booleans: list[str] = []
+    array: str | None = None
+    if segs:
+        mem = storage.read_table(MEMBERSHIPS)
+        seg_attrs = segment_attributes(mem, b, segs)
+        table = table.join(seg_attrs, on=ID, how="left")
+        if b.segment_attributes == "boolean":
+            booleans = [c for c in seg_attrs.columns if c != ID]
+        else:
+            array = b.segment_array_attribute
+    protected = pl.Series(ID, [], dtype=pl.String)
+    if storage.table_exists(FIELD_REJECTIONS):
+        protected = storage.read_table(FIELD_REJECTIONS).get_column(ID).drop_nulls().unique()
+    return Wanted(table, booleans, array, protected)
+
+
+PLAN_TABLE = "braze_sync_plan"
+PLAN_MANIFEST = "tables/braze_sync_plan.json"
+
+
+def save_plan(storage: Storage, plan: Plan) -> str:
+    uri = storage.write_table(PLAN_TABLE, plan.table)
+    storage.write_json(
+        PLAN_MANIFEST,
+        {
+            "state_fingerprint": plan.state_fingerprint,
+            "attrs": [[a.name, a.array_ops] for a in plan.attrs],
+            "wanted_users": plan.wanted_users,
+            "stats": plan.stats,
+        },
+    )
+    return uri
+
+
+def load_plan(storage: Storage) -> Plan:
+    man = storage.read_json(PLAN_MANIFEST)
+    if man is None:
+        raise FileNotFoundError("no braze_sync_plan yet: materialize braze_sync_plan first")
+    return Plan(
+        table=storage.read_table(PLAN_TABLE),
+        attrs=[AttrSpec(n, bool(arr)) for n, arr in man["attrs"]],
+        wanted_users=man["wanted_users"],
+        state_fingerprint=man["state_fingerprint"],
+        stats=man["stats"],
+    )
+
+
+def make_plan(config: Config, storage: Storage, view: StateView | None = None) -> Plan:
+    view = view or SyncState(storage, destination(config)).current()
+    w = wanted_state(config, storage)
+    plan = plan_delta(
+        w.table, view.table, config.braze, w.segment_booleans, w.segment_array, w.protected_ids
+    )
+    plan.state_fingerprint = view.fingerprint
+    plan.stats["state_version"] = view.version
+    plan.stats["pending_checkpoints"] = len(view.pending)
+    return plan
+
+
+def iter_requests(plan: Plan, config: Config) -> Iterator[Request]:
+    """The plan's requests, encoded a chunk at a time so payloads are never all in memory."""
+    b = config.braze
+    for chunk in plan.table.iter_slices(ENCODE_CHUNK_ROWS):
+        objs = object_json(chunk, plan.attrs, b.identifier, b.update_existing_only)
+        yield from requests(objs, chunk.get_column(ID), max_objects=b.objects_per_request)
+
+
+def write_dry_run(plan: Plan, config: Config, path: str | os.PathLike) -> tuple[int, int]:
+    """Write the planned request bodies as JSON lines; returns (requests, objects)."""
+    n_req = n_obj = 0
+    with open(path, "wb") as f:
+        for req in iter_requests(plan, config):
+            f.write(req.body + b"\n")
+            n_req += 1
+            n_obj += len(req.ids)
+    return n_req, n_obj
+
+
+@dataclass
+class SyncReport:
+    plan: Plan
+    replanned: bool
+    stats: SendStats
+    users_sent: int = 0
+    attributes_sent: int = 0
+    data_points: int = 0
+    checkpoints: int = 0
+    state_version: int = 0
+    duration: float = 0.0
+    rejected: pl.DataFrame = field(default_factory=pl.DataFrame)
+    retried_from_last_run: int = 0
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.stats.requests / self.duration if self.duration else 0.0
+
+
+def run_sync(
+    config: Config,
+    storage: Storage,
+    plan: Plan,
+    run_id: str,
+    api_key: str | None = None,
+    on_progress=None,
+) -> SyncReport:
+    """Send a plan. Accepted rows are checkpointed every ``sync.checkpoint_rows`` and folded into a
+    new state version at the end; rows Braze rejects are kept with the reason and, not being in the
+    state, sent again by the next sync. A plan computed against another state is recomputed."""
+    start = time.perf_counter()
+    state = SyncState(storage, destination(config))
+    view = state.current()
+    replanned = False
+    if plan.state_fingerprint != view.fingerprint:
+        log.info(
+            "the plan was computed against %s, the state is now %s: planning again",
+            plan.state_fingerprint,
+            view.fingerprint,
+        )
+        plan = make_plan(config, storage, view)
+        replanned = True
+
+    b = config.braze
+    client = BrazeClient(
+        endpoint_for(b.instance, b.rest_endpoint),
+        api_key if api_key is not None else os.environ.get(API_KEY_ENV, ""),
+        rate_per_second=b.rate_limit.per_second,
+        concurrency=b.concurrency,
+        timeout=b.timeout_seconds,
+        max_retries=b.max_retries,
+    )
+    report = SyncReport(plan=plan, replanned=replanned, stats=client.stats)
+    value_cols = [ID] + [c for a in plan.attrs for c in (a.name, flag(a.name))]
+    point_cols = [ID, NEW] + [
+        c
+        for a in plan.attrs
+        for c in (a.name, flag(a.name)) + ((a.name + ADD, a.name + REMOVE) if a.array_ops else ())
+    ]
+    buffer: list[str] = []
+    rejected: list[tuple[str, str]] = []
+    seq = 0
+
+    def flush() -> None:
+        nonlocal seq
+        if not buffer:
+            return
+        rows = plan.table.filter(pl.col(ID).is_in(pl.Series(buffer, dtype=pl.String).implode()))
+        seq += 1
+        state.write_checkpoint(run_id, seq, rows.select(value_cols))
+        report.checkpoints += 1
+        report.users_sent += rows.height
+        report.attributes_sent += int(
+            rows.select(pl.sum_horizontal([pl.col(flag(a.name)) for a in plan.attrs]).sum()).item()
+        )
+        report.data_points += int(data_points(rows.select(point_cols), plan.attrs).sum())
+        buffer.clear()
+
+    def on_result(result: BatchResult) -> None:
+        buffer.extend(result.accepted)
+        rejected.extend(result.rejected)
+        if len(buffer) >= config.sync.checkpoint_rows:
+            flush()
+        if on_progress:
+            on_progress(client.stats)
+
+    try:
+        client.send(iter_requests(plan, config), on_result)
+    finally:
+        flush()  # whatever Braze accepted is recorded, even when the run stops early
+        client.close()
+    if report.checkpoints:
+        report.state_version = state.commit().version
+    else:
+        report.state_version = view.version
+    report.rejected = _rejections(rejected, run_id)
+    report.retried_from_last_run = _retried(storage, plan)
+    storage.write_table(SYNC_REJECTIONS, report.rejected)
+    report.duration = time.perf_counter() - start
+    return report
+
+
+def _rejections(rejected: list[tuple[str, str]], run_id: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            ID: [r[0] for r in rejected],
+            "reason": [r[1] for r in rejected],
+            "run_id": [run_id] * len(rejected),
+        },
+        schema={ID: pl.String, "reason": pl.String, "run_id": pl.String},
+    ).with_columns(pl.lit(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())).alias("rejected_at"))
+
+
+def _retried(storage: Storage, plan: Plan) -> int:
+    """How many rows Braze rejected last time are in this run's plan again."""
+    if not storage.table_exists(SYNC_REJECTIONS):
+        return 0
+    prev = storage.read_table(SYNC_REJECTIONS).get_column(ID)
+    return int(plan.table.get_column(ID).is_in(prev.implode()).sum())

@@ -1,0 +1,76 @@
+"""Compare what a Braze workspace holds (as read back from the emulator or /users/export/ids) with
+the wanted state, attribute by attribute. Used by the demo's final check and by the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from amp_braze.braze.identifiers import ID, identifier_columns
+from amp_braze.braze.payload import AttrSpec, flag, object_json
+from amp_braze.config import Config
+from amp_braze.storage import Storage
+from amp_braze.sync.run import wanted_state
+
+_PROFILE_KEYS = (
+    "external_id",
+    "braze_id",
+    "created_at",
+    "user_aliases",
+    "custom_attributes",
+    "custom_events",
+    "purchases",
+)
+
+
+def expected_profiles(config: Config, storage: Storage) -> tuple[dict[str, dict], set[str]]:
+    """Per external_id, every non-null wanted attribute as it goes on the wire (false segment
+    flags left out: false and absent mean the same)."""
+    w = wanted_state(config, storage)
+    kind = config.braze.identifier
+    attrs = [AttrSpec(c) for c in w.table.columns if c not in identifier_columns(kind) and c != ID]
+    table = w.table.with_columns([pl.lit(True).alias(flag(a.name)) for a in attrs])
+    out = {}
+    for raw in object_json(table, attrs, kind).to_list():
+        obj = orjson.loads(raw)
+        key = obj.pop(kind) if kind != "user_alias" else obj.pop("user_alias")["alias_name"]
+        obj.pop("_update_existing_only", None)
+        out[key] = {
+            k: v
+            for k, v in obj.items()
+            if v is not None and not (k in w.segment_booleans and v is False)
+        }
+    return out, set(w.segment_booleans)
+
+
+def flatten_braze_profile(user: dict, segment_booleans: set[str]) -> dict:
+    flat = {k: v for k, v in user.items() if k not in _PROFILE_KEYS and v is not None}
+    flat |= user.get("custom_attributes") or {}
+    return {k: v for k, v in flat.items() if not (k in segment_booleans and v is False)}
+
+
+@dataclass
+class Comparison:
+    wanted_users: int
+    braze_users: int
+    missing: list[str]
+    unexpected: list[str]
+    different: list[tuple[str, dict, dict]]
+
+    @property
+    def equal(self) -> bool:
+        return not (self.missing or self.unexpected or self.different)
+
+
+def compare(config: Config, storage: Storage, braze_users: list[dict]) -> Comparison:
+    want, booleans = expected_profiles(config, storage)
+    have = {
+        u.get("external_id") or u.get("braze_id"): flatten_braze_profile(u, booleans)
+        for u in braze_users
+    }
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    different = [(k, want[k], have[k]) for k in sorted(want) if k in have and want[k] != have[k]]
+    return Comparison(len(want), len(have), missing, unexpected, different)

@@ -1,0 +1,132 @@
+"""A small brand set up against a running emulator, and a check that Braze holds what we want."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from amp_braze.config import Config, load_config
+from amp_braze.definitions import build_defs
+from amp_braze.storage import Storage
+from amp_braze.sync.verify import compare, flatten_braze_profile
+from amp_braze_tests.conftest import write_config
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+CONFIG = """
+storage: ./store
+sources:
+  crm:
+    path: crm.csv
+    customer_key: id
+    updated_at: updated_at
+    types: {{phone: string, dob: date}}
+profile_sql: profile.sql
+braze:
+  rest_endpoint: {url}
+  rate_limit: {{requests: {rate}, per_seconds: 1}}
+  concurrency: {concurrency}
+  max_retries: 8
+  timeout_seconds: 5
+  on_removed_user: {on_removed}
+segments:
+  big:
+    sql: SELECT external_id FROM braze_customer_attributes WHERE ltv > 500
+    allow_large_change: true
+  gold:
+    rules: {{attribute: tier, op: "=", value: gold}}
+    allow_large_change: true
+sync:
+  checkpoint_rows: {checkpoint_rows}
+"""
+SQL = """
+SELECT id AS external_id, email, first_name, phone, dob, tier, ltv, visits, vip_since, tags
+FROM (SELECT *, CASE WHEN visits > 5 THEN ['frequent'] ELSE ['occasional'] END AS tags FROM customer_profiles)
+"""
+
+
+def make_feed(n: int) -> pl.DataFrame:
+    i = pl.col("i")
+    return pl.select(i=pl.int_range(n)).select(
+        pl.format("user-{}", i).alias("id"),
+        pl.format("user{}@example.com", i).alias("email"),
+        pl.when(i % 10 == 0).then(None).otherwise(pl.format("Name{}", i % 97)).alias("first_name"),
+        pl.format("555{}", (i * 7919 % 10_000_000).cast(pl.String).str.zfill(7)).alias("phone"),
+        (pl.date(1950, 1, 1) + pl.duration(days=(i * 37) % 18000)).alias("dob"),
+        pl.when(i % 3 == 0)
+        .then(pl.lit("bronze"))
+        .when(i % 3 == 1)
+        .then(pl.lit("silver"))
+        .otherwise(pl.lit("gold"))
+        .alias("tier"),
+        (i * 13 % 1000).cast(pl.Float64).alias("ltv"),
+        (i % 11).alias("visits"),
+        (pl.lit(dt.datetime(2024, 1, 1, 12, 30)) + pl.duration(hours=i)).alias("vip_since"),
+        pl.lit(dt.datetime(2026, 1, 1)).alias("updated_at"),
+    )
+
+
+@dataclass
+class Brand:
+    folder: Path
+    config: Config
+    storage: Storage
+
+    def write_feed(self, df: pl.DataFrame) -> None:
+        df.write_csv(self.folder / "crm.csv")
+
+    def defs(self) -> dg.Definitions:
+        return build_defs(self.config)
+
+    def sync(self, raise_on_error: bool = True, run_config: dict | None = None):
+        result = dg.materialize(
+            list(self.defs().assets),
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=raise_on_error,
+            run_config={**QUIET, **(run_config or {})},
+        )
+        meta = {
+            e.asset_key.to_user_string(): {
+                k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
+            }
+            for e in result.get_asset_materialization_events()
+        }
+        return result, meta
+
+
+def make_brand(folder: Path, url: str, n: int = 1500, rate: int = 5000, concurrency: int = 4,
+               checkpoint_rows: int = 300, on_removed: str = "ignore") -> Brand:  # fmt: skip
+    body = CONFIG.format(
+        url=url,
+        rate=rate,
+        concurrency=concurrency,
+        checkpoint_rows=checkpoint_rows,
+        on_removed=on_removed,
+    )
+    path = write_config(folder, body, SQL)
+    cfg = load_config(path)
+    brand = Brand(folder, cfg, Storage(cfg.storage))
+    brand.write_feed(make_feed(n))
+    return brand
+
+
+def braze_profiles(emulator) -> dict[str, dict]:
+    """What the emulator holds, flattened as the comparison sees it (false segment flags dropped)."""
+    return {
+        ext: flatten_braze_profile(u, {"amp_big", "amp_gold"})
+        for ext, u in emulator.users().items()
+    }
+
+
+def assert_braze_matches(brand: Brand, emulator) -> None:
+    users = list(emulator.users().values())
+    result = compare(brand.config, brand.storage, users)
+    assert not result.missing and not result.unexpected, (result.missing[:3], result.unexpected[:3])
+    assert not result.different, (
+        f"{len(result.different)} profiles differ, e.g. {result.different[:2]}"
+    )
+    assert result.wanted_users == result.braze_users
