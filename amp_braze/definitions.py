@@ -6,6 +6,7 @@ import dagster as dg
 
 from amp_braze.audiences.assets import build_audience_assets
 from amp_braze.config import Config, load_config
+from amp_braze.currents.assets import build_currents_defs
 from amp_braze.profiles.assets import build_profile_assets
 from amp_braze.storage import Storage
 from amp_braze.sync.assets import build_sync_assets, build_sync_job_and_schedule
@@ -14,13 +15,22 @@ from amp_braze.sync.assets import build_sync_assets, build_sync_job_and_schedule
 def build_defs(config: Config) -> dg.Definitions:
     """Definitions for one configuration; tests build their own from their own files."""
     storage = Storage(config.storage)
+    currents_assets, sensors = build_currents_defs(config, storage)
     assets = (
         build_profile_assets(config, storage)
         + build_audience_assets(config, storage)
         + build_sync_assets(config, storage)
+        + currents_assets
     )
     job, schedule = build_sync_job_and_schedule(config)
-    return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])
+    resources = {}
+    if config.currents is not None:
+        from dagster_aws.s3 import S3Resource
+
+        resources["s3"] = S3Resource(region_name=config.currents.region)
+    return dg.Definitions(
+        assets=assets, jobs=[job], schedules=[schedule], sensors=sensors, resources=resources
+    )
 
 
 defs = build_defs(load_config())

@@ -1,9 +1,11 @@
 """``amp-braze demo``: the whole loop, offline, on generated data and the real Dagster definitions.
 
 Day one: feeds -> customer_profiles -> braze_customer_attributes -> segment_memberships ->
-braze_sync_plan -> braze_sync, into a Braze emulator on a free loopback port. Day two: 1% of the
-customers spend more; the next sync sends only what changed. Then a check that the emulator holds
-exactly the wanted state.
+braze_sync_plan -> braze_sync, into a Braze emulator on a free loopback port. Then Braze "sends
+email": Currents files for the demo's own users land in a local S3 (a moto server); the Currents
+sensor finds them and the hourly loads and engagement_summary run. Day two: 1% of the customers
+spend more; the next sync sends only what changed, engagement attributes and the engaged_30d segment
+included. Then a check that the emulator holds exactly the wanted state.
 """
 
 from __future__ import annotations
@@ -35,9 +37,22 @@ class Progress:
         print(f"[{time.perf_counter() - self.start:6.1f}s] {text}", flush=True)
 
 
-def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, dict]:
+def _materialize(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    keys: list[str] | None = None,
+    partition: str | None = None,
+) -> dict[str, dict]:
+    assets = [a for a in defs.assets if keys is None or a.key.to_user_string() in keys]
+    if keys is None:  # the sync's whole graph; the hourly Currents loads run from the sensor
+        assets = [a for a in assets if a.key.to_user_string() != "braze_currents_events"]
     result = dg.materialize(
-        list(defs.assets), instance=instance, raise_on_error=True, run_config=QUIET
+        assets,
+        instance=instance,
+        raise_on_error=True,
+        run_config=QUIET,
+        resources=defs.resources,
+        partition_key=partition,
     )
     out = {}
     for ev in result.get_asset_materialization_events():
@@ -66,6 +81,73 @@ def _day_two(feed: Path, share: float = 0.01) -> int:
     return chosen.len()
 
 
+def _send_email_campaign(
+    client, bucket: str, prefix: str, users: list[str], now: dt.datetime, seed: int = 11
+) -> int:
+    """Currents files for a campaign to the demo's users over the last three hours: sends, deliveries,
+    opens, clicks, a few bounces and unsubscribes, some purchases, and a duplicate file (Currents is
+    at-least-once). Returns the number of files written."""
+    import random
+
+    from amp_braze.currents import fixtures
+    from amp_braze.currents.keys import hour_of
+
+    rng = random.Random(seed)
+    audience = users[::3]
+    e = "users.messages.email."
+    by_file: dict[tuple[str, str], list[dict]] = {}
+
+    def add(event_type: str, user: str, at: dt.datetime, **extra) -> None:
+        by_file.setdefault((event_type, hour_of(at)), []).append(
+            fixtures.event(event_type, user, at, rng, **extra)
+        )
+
+    for user in audience:
+        at = now - dt.timedelta(minutes=rng.randint(5, 170))
+        add(e + "Send", user, at)
+        r = rng.random()
+        if r < 0.03:
+            add(e + "Bounce", user, at + dt.timedelta(seconds=20))
+            continue
+        add(e + "Delivery", user, at + dt.timedelta(seconds=10))
+        if r < 0.45:
+            add(e + "Open", user, at + dt.timedelta(minutes=3))
+            if r < 0.15:
+                add(
+                    e + "Click",
+                    user,
+                    at + dt.timedelta(minutes=4),
+                    url="https://shop.example.com/sale",
+                )
+            if r < 0.05:
+                add(
+                    "users.behaviors.Purchase",
+                    user,
+                    at + dt.timedelta(minutes=9),
+                    price=round(rng.uniform(20, 200), 2),
+                )
+        elif r > 0.98:
+            add(e + "Unsubscribe", user, at + dt.timedelta(minutes=5))
+    files = 0
+    for (event_type, hour), records in sorted(by_file.items()):
+        for part in range(0, len(records), 1000):
+            chunk = records[part : part + 1000]
+            body = fixtures.avro_bytes(event_type, chunk)
+            client.put_object(
+                Bucket=bucket,
+                Key=fixtures.key_for(prefix, event_type, hour, 1000 + files),
+                Body=body,
+            )
+            files += 1
+    # At-least-once delivery: one file arrives twice under another name.
+    (event_type, hour), records = next(iter(sorted(by_file.items())))
+    dup = fixtures.avro_bytes(event_type, records[:50])
+    client.put_object(
+        Bucket=bucket, Key=fixtures.key_for(prefix, event_type, hour, 999_999), Body=dup
+    )
+    return files + 1
+
+
 def _print_sync(label: str, plan: dict, sync: dict) -> None:
     full = plan["full_sync_data_points"]
     print(
@@ -75,10 +157,33 @@ def _print_sync(label: str, plan: dict, sync: dict) -> None:
     )
 
 
+def _start_s3() -> tuple[object, str]:
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
+        AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+    )  # fmt: skip
+    return server, url
+
+
 def run_demo(
     profiles: int = 10_000, workdir: Path = Path(".amp_braze_demo"), keep_running: bool = False
 ) -> int:
+    from amp_braze.currents.assets import HOURS
     from amp_braze.definitions import build_defs
+    from amp_braze.storage import s3_client
 
     progress = Progress()
     workdir = workdir.resolve()
@@ -95,32 +200,99 @@ def run_demo(
     server = EmulatorServer(settings=Settings(api_key=DEMO_KEY)).start()
     os.environ["BRAZE_REST_ENDPOINT"] = server.url
     os.environ["BRAZE_API_KEY"] = DEMO_KEY
-    progress.step(f"Braze emulator listening on {server.url}")
+    s3_server, s3_url = _start_s3()
+    progress.step(f"Braze emulator on {server.url}; local S3 (moto) on {s3_url}")
+    dagster_proc = None
     try:
         config = load_config(BUNDLED_CONFIG)
+        assert config.currents is not None
+        s3 = s3_client()
+        s3.create_bucket(Bucket=config.currents.bucket)
         defs = build_defs(config)
         instance = dg.DagsterInstance.ephemeral()
 
         progress.step("day one: feeds -> profiles -> attributes -> segments -> plan -> sync")
         day1 = _materialize(defs, instance)
+
+        now = dt.datetime.now(dt.UTC)
+        users = (
+            Storage(config.storage).read_table("braze_customer_attributes")["external_id"].to_list()
+        )
+        files = _send_email_campaign(s3, config.currents.bucket, config.currents.prefix, users, now)
+        progress.step(
+            f"Braze Currents wrote {files} Avro files to s3://{config.currents.bucket}/{config.currents.prefix}"
+        )
+        sensor = defs.resolve_sensor_def("braze_currents_sensor")
+        tick = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+        for req in tick.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(HOURS.name, list(req.partition_keys))
+        hours = sorted(r.partition_key for r in tick.run_requests)
+        progress.step(
+            f"braze_currents_sensor requested {len(hours)} hourly loads: {', '.join(hours)}"
+        )
+        loads = {
+            h: _materialize(defs, instance, ["braze_currents_events"], h)["braze_currents_events"]
+            for h in hours
+        }
+
         changed = _day_two(data / "pos_customers.csv")
-        progress.step(f"day two: {changed:,} customers spent more; syncing again")
+        progress.step(
+            f"day two: {changed:,} customers spent more; engagement flows back; syncing again"
+        )
         day2 = _materialize(defs, instance)
         progress.step("comparing the emulator's profiles with the wanted state")
-        users = requests.get(f"{server.url}/_emulator/users", timeout=60).json()
+        braze_users = requests.get(f"{server.url}/_emulator/users", timeout=60).json()
         stats = requests.get(f"{server.url}/_emulator/stats", timeout=10).json()
-        check = compare(config, Storage(config.storage), users)
-        _summary(config, day1, day2, stats, check)
+        check = compare(config, Storage(config.storage), braze_users)
+        _summary(config, day1, day2, stats, check, loads)
         if keep_running:
-            print(f"\nBraze emulator: {server.url} (key {DEMO_KEY}); Ctrl-C to stop.")
-            while True:
-                time.sleep(3600)
+            dagster_proc = _keep_running(workdir, server.url, s3_url)
         return 0 if check.equal else 1
     finally:
+        if dagster_proc is not None:
+            import signal
+
+            os.killpg(dagster_proc.pid, signal.SIGTERM)
         server.stop()
+        s3_server.stop()
 
 
-def _summary(config: Config, day1: dict, day2: dict, stats: dict, check) -> None:
+def _keep_running(workdir: Path, braze_url: str, s3_url: str):
+    """Leave the emulator and S3 up and start the Dagster UI on the same configuration."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = workdir / "dagster_home"
+    home.mkdir(exist_ok=True)
+    env = os.environ | {"DAGSTER_HOME": str(home), "AMP_BRAZE_CONFIG": str(BUNDLED_CONFIG)}
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.Popen(
+        [str(dagster), "dev", "-m", "amp_braze.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=workdir, env=env, start_new_session=True,
+    )  # fmt: skip
+    print(
+        f"\nDagster UI:      http://127.0.0.1:{port}  (asset graph: /asset-groups, lineage: /assets/braze_sync?view=lineage)"
+    )
+    print(
+        f"Braze emulator:  {braze_url}  (key {DEMO_KEY}; profiles at {braze_url}/_emulator/users)"
+    )
+    print(f"Local S3 (moto): {s3_url}  (bucket amp-braze-demo-currents)")
+    print("Everything stays up until Ctrl-C.")
+    try:
+        while proc.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    return proc
+
+
+def _summary(
+    config: Config, day1: dict, day2: dict, stats: dict, check, loads: dict[str, dict]
+) -> None:
     print("\namp_braze demo summary")
     print("----------------------")
     for name in config.sources:
@@ -141,6 +313,14 @@ def _summary(config: Config, day1: dict, day2: dict, stats: dict, check) -> None
             f"  segment {seg:<12} {sm1[f'size_{seg}']:>8,} members; day two {sm2[f'size_{seg}']:>8,} "
             f"(+{sm2[f'joiners_{seg}']:,} / -{sm2[f'leavers_{seg}']:,})"
         )
+    files = sum(m["files"] for m in loads.values())
+    events = sum(m["events"] for m in loads.values())
+    dups = sum(m["duplicates_dropped"] for m in loads.values())
+    es = day2["engagement_summary"]
+    print(
+        f"  currents: {files} files over {len(loads)} hours, {events:,} events loaded, {dups} duplicates dropped; "
+        f"engagement_summary {es['dagster/row_count']:,} users ({es['users_with_email_opens_30d']:,} opened an email)"
+    )
     _print_sync("sync day one", day1["braze_sync_plan"], day1["braze_sync"])
     _print_sync("sync day two", day2["braze_sync_plan"], day2["braze_sync"])
     print(

@@ -106,7 +106,8 @@ def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDef
         name=ATTRIBUTES,
         group_name=GROUP,
         deps=[dg.AssetKey("customer_profiles")]
-        + [dg.AssetKey(["sources", n]) for n in config.sources],
+        + [dg.AssetKey(["sources", n]) for n in config.sources]
+        + ([dg.AssetKey("engagement_summary")] if config.currents else []),
         kinds={"polars", "sql", "braze"},
         check_specs=[check],
         description=(

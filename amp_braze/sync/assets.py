@@ -147,9 +147,14 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
 
 
 def build_sync_job_and_schedule(cfg: Config) -> tuple:
+    selection = dg.AssetSelection.assets("braze_sync").upstream()
+    if cfg.currents is not None:
+        # The hourly Currents loads run from their sensor; the job refreshes engagement_summary
+        # from whatever hours are loaded.
+        selection = selection - dg.AssetSelection.assets("braze_currents_events")
     job = dg.define_asset_job(
         "braze_sync_job",
-        selection=dg.AssetSelection.assets("braze_sync").upstream(),
+        selection=selection,
         description="Everything the Braze sync needs, from the feeds to braze_sync.",
     )
     schedule = dg.ScheduleDefinition(

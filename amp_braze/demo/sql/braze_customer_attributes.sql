@@ -16,5 +16,10 @@ SELECT
     p.orders_count,
     p.loyalty_tier,
     p.points_balance,
-    p.last_purchase_date
+    p.last_purchase_date,
+    -- Engagement from Braze Currents flows back (null, so not sent, for users with none yet).
+    e.email_opens_30d,
+    e.email_clicks_30d,
+    e.last_email_open_at
 FROM customer_profiles AS p
+LEFT JOIN engagement_summary AS e ON e.external_user_id = p.customer_id

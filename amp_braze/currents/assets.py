@@ -1,0 +1,191 @@
+"""The braze_currents group: braze_currents_sensor, braze_currents_events (hourly), engagement_summary."""
+
+import datetime as dt
+
+import dagster as dg
+import orjson
+import polars as pl
+from dagster_aws.s3 import S3Resource
+
+from amp_braze.config import Config, CurrentsConfig
+from amp_braze.currents.cursor import advance
+from amp_braze.currents.listing import list_files, list_hour, lookback_start
+from amp_braze.currents.load import load_hour
+from amp_braze.currents.summary import summarize
+from amp_braze.currents.summary_schema import empty_engagement_summary
+from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.storage import Storage
+
+GROUP = "braze_currents"
+HOURS = dg.DynamicPartitionsDefinition(name="braze_currents_hours")
+EVENTS_DIR = "currents/events"
+
+
+def hour_dir(hour: str) -> str:
+    return f"{EVENTS_DIR}/hour={hour}"
+
+
+def type_file(hour: str, event_type: str) -> str:
+    return f"{hour_dir(hour)}/type={event_type}.parquet"
+
+
+def long_file(hour: str) -> str:
+    return f"{hour_dir(hour)}/_events.parquet"
+
+
+class SummaryConfig(dg.Config):
+    as_of: str | None = None  # ISO time the 30/90-day windows end at; default: now
+
+
+def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list]:
+    """(assets, sensors) for Braze Currents; none when the config has no ``currents`` section."""
+    cur: CurrentsConfig | None = cfg.currents
+    if cur is None:
+        return [], []
+
+    quarantine_check = dg.AssetCheckSpec(
+        "no_quarantined_files",
+        asset="braze_currents_events",
+        description="Warns when files of the hour could not be read (corrupt, truncated, not Avro).",
+    )
+
+    @dg.asset(
+        name="braze_currents_events",
+        group_name=GROUP,
+        partitions_def=HOURS,
+        kinds={"s3", "avro", "polars"},
+        check_specs=[quarantine_check],
+        description=f"Every Currents event queued in one UTC hour, from s3://{cur.bucket}/{cur.prefix}: "
+        "one Parquet table per event type with every field, plus a long table of the common fields; "
+        "deduplicated on id. Reloading an hour replaces it.",
+    )
+    def braze_currents_events(
+        context: dg.AssetExecutionContext, s3: S3Resource
+    ) -> dg.MaterializeResult:
+        hour = context.partition_key
+        client = s3.get_client()
+        files = list_hour(client, cur.bucket, cur.prefix, hour)
+        load = load_hour(
+            files, lambda key: client.get_object(Bucket=cur.bucket, Key=key)["Body"].read()
+        )
+        written = set()
+        for event_type, df in load.by_type.items():
+            storage.write_parquet(type_file(hour, event_type), df)
+            written.add(type_file(hour, event_type))
+        storage.write_parquet(long_file(hour), load.events)
+        written.add(long_file(hour))
+        for stale in storage.list(hour_dir(hour)):
+            if stale not in written and stale.endswith(".parquet"):
+                storage.delete(stale)
+        storage.write_json(f"{hour_dir(hour)}/_quarantine.json", load.quarantined)
+        per_type = {t: df.height for t, df in load.by_type.items()}
+        meta = table_metadata(load.events, storage.uri(long_file(hour)))
+        meta |= {
+            "files": dg.MetadataValue.int(load.files),
+            "events": dg.MetadataValue.int(load.events.height),
+            "duplicates_dropped": dg.MetadataValue.int(load.duplicates),
+            "quarantined_files": dg.MetadataValue.int(len(load.quarantined)),
+            "event_types": dg.MetadataValue.int(len(per_type)),
+            "files_read_by_polars": dg.MetadataValue.int(load.reader.get("polars", 0)),
+            "files_read_by_fastavro": dg.MetadataValue.int(load.reader.get("fastavro", 0)),
+            "events_by_type": markdown_table(
+                [{"event_type": t, "events": n} for t, n in sorted(per_type.items())]
+            ),
+        }
+        if load.quarantined:
+            meta["quarantine"] = markdown_table(load.quarantined[:20])
+            context.log.warning(
+                f"{len(load.quarantined)} file(s) of hour {hour} set aside: {load.quarantined[:3]}"
+            )
+        return dg.MaterializeResult(
+            metadata=meta,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="no_quarantined_files",
+                    passed=not load.quarantined,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"quarantined_files": dg.MetadataValue.int(len(load.quarantined))},
+                    description="; ".join(
+                        f"{q['key']}: {q['reason']}" for q in load.quarantined[:5]
+                    )
+                    or None,
+                )
+            ],
+        )
+
+    @dg.asset(
+        name="engagement_summary",
+        group_name=GROUP,
+        deps=[braze_currents_events],
+        kinds={"polars"},
+        description="Per user (external_user_id, else Braze user_id): email sends, deliveries, opens, "
+        "clicks, bounces, unsubscribes over 30 and 90 days, last open and click, push opens, purchases "
+        "and revenue, last purchase and session. Events count once even if delivered twice.",
+    )
+    def engagement_summary(
+        context: dg.AssetExecutionContext, config: SummaryConfig
+    ) -> dg.MaterializeResult:
+        as_of = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.UTC)
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=dt.UTC)
+        names = [n for n in storage.list(EVENTS_DIR) if n.endswith("/_events.parquet")]
+        if names:
+            events = storage.scan_parquet(names)
+            total = events.select(pl.len()).collect().item()
+            summary = summarize(events, as_of)
+        else:
+            total, summary = 0, empty_engagement_summary()
+        uri = storage.write_table("engagement_summary", summary)
+        meta = table_metadata(summary, uri) | {
+            "hours_loaded": dg.MetadataValue.int(len(names)),
+            "events_read": dg.MetadataValue.int(total),
+            "as_of": dg.MetadataValue.text(as_of.isoformat()),
+            "users_with_email_opens_30d": dg.MetadataValue.int(
+                int((summary["email_opens_30d"] > 0).sum())
+            ),
+        }
+        return dg.MaterializeResult(metadata=meta)
+
+    @dg.sensor(
+        name="braze_currents_sensor",
+        minimum_interval_seconds=cur.minimum_interval_seconds,
+        asset_selection=[braze_currents_events],
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"Lists s3://{cur.bucket}/{cur.prefix} for Currents files of the last "
+        f"{cur.lookback_hours} hours and requests a load of every hour whose files changed.",
+    )
+    def braze_currents_sensor(
+        context: dg.SensorEvaluationContext, s3: S3Resource
+    ) -> dg.SensorResult:
+        now = dt.datetime.now(dt.UTC)
+        since = lookback_start(now, cur.lookback_hours)
+        files = list_files(s3.get_client(), cur.bucket, cur.prefix, since)
+        changes, cursor = advance(files, context.cursor, since)
+        known = set(context.instance.get_dynamic_partitions(HOURS.name))
+        new_hours = sorted({c.hour for c in changes} - known)
+        runs = [
+            dg.RunRequest(
+                run_key=f"{c.hour}:{c.fingerprint}",
+                partition_key=c.hour,
+                tags={
+                    "amp_braze/currents_files": str(c.files),
+                    "amp_braze/late_files": str(not c.new).lower(),
+                },
+            )
+            for c in changes
+        ]
+        if changes:
+            context.log.info(
+                f"{len(files)} files in the window; hours to load: {[c.hour for c in changes]}"
+            )
+        return dg.SensorResult(
+            run_requests=runs,
+            cursor=cursor,
+            dynamic_partitions_requests=[HOURS.build_add_request(new_hours)] if new_hours else [],
+        )
+
+    return [braze_currents_events, engagement_summary], [braze_currents_sensor]
+
+
+def quarantined(storage: Storage, hour: str) -> list[dict]:
+    return orjson.loads(storage.read_bytes(f"{hour_dir(hour)}/_quarantine.json"))

@@ -1,0 +1,367 @@
+"""Braze Currents: the sensor over a moto S3 server, hourly loads, quarantine, engagement_summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from amp_braze.config import load_config
+from amp_braze.currents import fixtures
+from amp_braze.currents.cursor import advance
+from amp_braze.currents.keys import CurrentsFile, hour_of, parse_key
+from amp_braze.currents.load import read_avro
+from amp_braze.definitions import build_defs
+from amp_braze.storage import Storage, s3_client
+from amp_braze_tests.conftest import SHARED_SAMPLES, write_config
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+H = [hour_of(NOW - dt.timedelta(hours=k)) for k in range(6)]  # H[0] this hour, H[1] an hour ago...
+
+
+class Currents:
+    def __init__(self, folder: Path, bucket: str):
+        body = textwrap.dedent(
+            f"""
+            storage: ./store
+            sources:
+              crm: {{path: crm.csv, customer_key: id}}
+            profile_sql: profile.sql
+            braze: {{rest_endpoint: "http://127.0.0.1:9"}}
+            currents: {{bucket: {bucket}, prefix: braze/currents, lookback_hours: 24}}
+            """
+        )
+        self.config = load_config(write_config(folder, body))
+        self.bucket, self.prefix = bucket, "braze/currents"
+        self.defs = build_defs(self.config)
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.storage = Storage(self.config.storage)
+        self.s3 = s3_client()
+        self.offset = 0
+        self.cursor: str | None = None
+        self.rng = random.Random(5)
+
+    def put(self, event_type: str, hour: str, records: list[dict], layout: str = "new", key: str | None = None,
+            data: bytes | None = None) -> str:  # fmt: skip
+        self.offset += 1
+        key = key or fixtures.key_for(self.prefix, event_type, hour, self.offset, layout)
+        body = data if data is not None else fixtures.avro_bytes(event_type, records)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        return key
+
+    def events(
+        self, event_type: str, n: int, user: str = "u1", at: dt.datetime | None = None
+    ) -> list[dict]:
+        return [fixtures.event(event_type, user, at or NOW, self.rng) for _ in range(n)]
+
+    def tick(self) -> dg.SensorResult:
+        sensor = self.defs.resolve_sensor_def("braze_currents_sensor")
+        ctx = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources=self.defs.resources
+        )
+        result = sensor(ctx)
+        self.cursor = result.cursor
+        for req in result.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        return result
+
+    def load(self, hour: str) -> dict:
+        assets = [a for a in self.defs.assets if a.key.to_user_string() == "braze_currents_events"]
+        result = dg.materialize(
+            assets,
+            instance=self.instance,
+            partition_key=hour,
+            resources=self.defs.resources,
+            run_config=QUIET,
+        )
+        ev = result.get_asset_materialization_events()[0]
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        meta = {k: getattr(v, "value", v) for k, v in ev.materialization.metadata.items()}
+        meta["_check_passed"] = checks["no_quarantined_files"].passed
+        return meta
+
+    def summary(self, as_of: dt.datetime) -> pl.DataFrame:
+        assets = [a for a in self.defs.assets if a.key.to_user_string() == "engagement_summary"]
+        dg.materialize(
+            assets, instance=self.instance, resources=self.defs.resources,
+            run_config={**QUIET, "ops": {"engagement_summary": {"config": {"as_of": as_of.isoformat()}}}},
+        )  # fmt: skip
+        return self.storage.read_table("engagement_summary")
+
+
+@pytest.fixture
+def currents(tmp_path, s3_bucket) -> Currents:
+    return Currents(tmp_path, s3_bucket)
+
+
+def test_key_layouts_are_recognised():
+    new = "p/dataexport.prod-01.S3.integration.abc/event_type=users.messages.email.Send/date=2025-04-01-17/version=6/us-01/dataexport.prod-01.S3.integration.abc+0+123456.avro"
+    old = "p/dataexport.prod-01.S3.integration.abc/event_type=users.messages.email.Open/date=2025-04-01-18/41/us-01/x+1+2.avro"
+    odd = "a/b/event_type=users.behaviors.Purchase/extra=1/date=2025-04-01-19/v=11/x/y/z.avro"
+    assert parse_key(new) == CurrentsFile(new, "users.messages.email.Send", "2025-04-01-17")
+    assert parse_key(old) == CurrentsFile(old, "users.messages.email.Open", "2025-04-01-18")
+    assert parse_key(odd) == CurrentsFile(odd, "users.behaviors.Purchase", "2025-04-01-19")
+    modified = dt.datetime(2017, 11, 14, 3, 1, tzinfo=dt.UTC)
+    legacy = "Push_Notification_Send/dataexport.S3.integration.599f118afbe76a01c513c63c+2+0000035465.avro"
+    assert parse_key(legacy, modified) == CurrentsFile(legacy, None, "2017-11-14-03")
+    assert parse_key("p/event_type=x/date=2025-04-01-17/file.json") is None
+    assert parse_key("p/event_type=x/date=2025-13-01-17/f.avro") is None
+
+
+def test_sensor_finds_all_layouts_loads_and_dedupes(currents):
+    send = currents.events("users.messages.email.Send", 3)
+    currents.put("users.messages.email.Send", H[1], send, "new")
+    currents.put(
+        "users.messages.email.Open", H[1], currents.events("users.messages.email.Open", 2), "old"
+    )
+    currents.put(
+        "users.behaviors.Purchase", H[1], currents.events("users.behaviors.Purchase", 4), "extra"
+    )
+    currents.put(
+        "users.messages.email.Send", H[1], send[:2]
+    )  # at-least-once: the same 2 events again
+    currents.put("users.messages.email.Send", H[2], send[2:])  # and one of them in another hour
+    result = currents.tick()
+    assert sorted(r.partition_key for r in result.run_requests) == sorted([H[1], H[2]])
+    assert {r.tags["amp_braze/currents_files"] for r in result.run_requests} == {"4", "1"}
+    meta = currents.load(H[1])
+    assert (meta["files"], meta["events"], meta["duplicates_dropped"], meta["event_types"]) == (
+        4,
+        9,
+        2,
+        3,
+    )
+    assert meta["files_read_by_polars"] == 4 and meta["_check_passed"]
+    currents.load(H[2])
+    send_table = currents.storage.read_parquet(
+        f"currents/events/hour={H[1]}/type=users.messages.email.Send.parquet"
+    )
+    assert sorted(send_table["id"].to_list()) == sorted(r["id"] for r in send)
+    assert "email_address" in send_table.columns and "campaign_id" in send_table.columns  # lossless
+    summary = currents.summary(NOW + dt.timedelta(hours=1))
+    row = summary.row(0, named=True)
+    assert (
+        row["external_user_id"],
+        row["email_sends_30d"],
+        row["email_opens_30d"],
+        row["purchases_90d"],
+    ) == ("u1", 3, 2, 4)
+    assert currents.tick().run_requests == []  # nothing new
+
+
+def test_late_and_out_of_order_files_are_found_and_hours_reload_whole(currents):
+    currents.put("users.messages.email.Send", H[3], currents.events("users.messages.email.Send", 5))
+    assert [r.partition_key for r in currents.tick().run_requests] == [H[3]]
+    assert currents.load(H[3])["events"] == 5
+    # A late file for the loaded hour, in an event type folder that sorts *before* the one seen.
+    currents.put(
+        "users.behaviors.CustomEvent", H[3], currents.events("users.behaviors.CustomEvent", 2)
+    )
+    result = currents.tick()
+    assert [r.partition_key for r in result.run_requests] == [H[3]]
+    assert result.run_requests[0].tags["amp_braze/late_files"] == "true"
+    meta = currents.load(H[3])
+    assert meta["events"] == 7 and meta["files"] == 2  # reloaded whole: nothing counted twice
+    long = currents.storage.read_parquet(f"currents/events/hour={H[3]}/_events.parquet")
+    assert long.height == 7 and long["id"].n_unique() == 7
+
+
+def test_2500_new_files_in_one_tick(currents):
+    body = fixtures.avro_bytes(
+        "users.messages.email.Send", currents.events("users.messages.email.Send", 1)
+    )
+    from concurrent.futures import ThreadPoolExecutor
+
+    types = ["users.messages.email.Send", "users.messages.email.Open", "users.behaviors.Purchase"]
+    keys = [fixtures.key_for(currents.prefix, types[i % 3], H[i % 4], i) for i in range(2500)]
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda k: currents.s3.put_object(Bucket=currents.bucket, Key=k, Body=body), keys
+            )
+        )
+    result = currents.tick()
+    assert sum(int(r.tags["amp_braze/currents_files"]) for r in result.run_requests) == 2500
+    assert sorted(r.partition_key for r in result.run_requests) == sorted(H[:4])
+    assert currents.tick().run_requests == []
+
+
+def test_corrupt_truncated_and_non_avro_files_are_quarantined(currents):
+    good = fixtures.avro_bytes(
+        "users.messages.email.Open", currents.events("users.messages.email.Open", 50)
+    )
+    currents.put("users.messages.email.Open", H[1], [], data=good)
+    bad1 = currents.put("users.messages.email.Open", H[1], [], data=good[: len(good) // 2])
+    bad2 = currents.put(
+        "users.messages.email.Send", H[1], [], data=b"PK\x03\x04 this is a zip, not avro"
+    )
+    bad3 = currents.put("users.messages.email.Click", H[1], [], data=b"Obj\x01" + bytes(40))
+    currents.tick()
+    meta = currents.load(H[1])
+    assert meta["events"] == 50 and meta["quarantined_files"] == 3 and not meta["_check_passed"]
+    from amp_braze.currents.assets import quarantined
+
+    q = {x["key"]: x["reason"] for x in quarantined(currents.storage, H[1])}
+    assert set(q) == {bad1, bad2, bad3}
+    assert q[bad2].startswith("not an Avro container file")
+
+
+def test_cursor_stays_small_over_many_ticks():
+    cursor = None
+    sizes = []
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for tick in range(24 * 10):  # ten days of hourly ticks, 10 files an hour
+        now = start + dt.timedelta(hours=tick)
+        since = hour_of(now - dt.timedelta(hours=48))
+        files = [
+            CurrentsFile(f"k/{hour_of(now - dt.timedelta(hours=h))}/{i}.avro", "t", hour_of(now - dt.timedelta(hours=h)), 10, "e")
+            for h in range(48) for i in range(10)
+        ]  # fmt: skip
+        changes, cursor = advance(files, cursor, since)
+        assert len(changes) == (48 if tick == 0 else 1)  # only the new hour is new
+        sizes.append(len(cursor))
+    assert max(sizes) < 49 * 50 + 50
+    assert sizes[-1] == sizes[100]
+
+
+def test_fastavro_reads_what_polars_cannot():
+    import io
+
+    import fastavro
+
+    schema = {"type": "record", "name": "Custom", "namespace": "dataexport.S3.inner.users.behaviors",
+              "fields": [{"name": "id", "type": "string"}, {"name": "v", "type": ["null", "string", "long"]},
+                         {"name": "m", "type": {"type": "map", "values": "string"}}]}  # fmt: skip
+    buf = io.BytesIO()
+    fastavro.writer(
+        buf,
+        fastavro.parse_schema(schema),
+        [{"id": "a", "v": 5, "m": {"k": "x"}}, {"id": "b", "v": "s", "m": {}}],
+    )
+    df, event_type, reader = read_avro(buf.getvalue())
+    assert (reader, event_type) == ("fastavro", "users.behaviors.Custom")
+    assert df["id"].to_list() == ["a", "b"] and df["v"].to_list() == ["5", "s"]
+    deflated = fixtures.avro_bytes(
+        "users.messages.email.Send",
+        [
+            fixtures.event(
+                "users.messages.email.Send",
+                "u",
+                dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                random.Random(1),
+            )
+        ],
+        codec="deflate",
+    )
+    df, event_type, reader = read_avro(deflated)
+    assert (reader, event_type, df["email_address"][0]) == (
+        "polars",
+        "users.messages.email.Send",
+        "u@example.com",
+    )
+
+
+def test_engagement_summary_exact_counts(currents):
+    as_of = dt.datetime(2026, 6, 30, 12, tzinfo=dt.UTC)
+    day = dt.timedelta(days=1)
+    E = "users.messages.email."
+    plan = [  # (event type, user, days before as_of)
+        (E + "Send", "ann", 1), (E + "Send", "ann", 20), (E + "Send", "ann", 45), (E + "Send", "ann", 120),
+        (E + "Delivery", "ann", 1), (E + "Open", "ann", 2), (E + "Open", "ann", 40), (E + "Click", "ann", 2),
+        (E + "Bounce", "bob", 3), (E + "SoftBounce", "bob", 50), (E + "Unsubscribe", "bob", 60),
+        ("users.messages.pushnotification.Open", "bob", 5), ("users.behaviors.Purchase", "bob", 10),
+        ("users.behaviors.Purchase", "bob", 100), ("users.behaviors.app.SessionStart", "bob", 1),
+        (E + "Open", "ann", -1),  # after as_of: not counted
+    ]  # fmt: skip
+    fixtures.FIELDS.setdefault(E + "SoftBounce", fixtures.FIELDS[E + "Bounce"])
+    hour = hour_of(NOW - dt.timedelta(hours=1))
+    for et, user, days in plan:
+        at = as_of - days * day
+        rec = fixtures.event(et, user, at, currents.rng)
+        if et == "users.behaviors.Purchase":
+            rec["price"] = 10.0 if days == 10 else 99.0
+        currents.put(et, hour, [rec])
+    anon = fixtures.event(E + "Open", "x", as_of - day, currents.rng)
+    anon["external_user_id"] = None
+    anon["user_id"] = "braze-anon"
+    currents.put(E + "Open", hour, [anon])
+    currents.tick()
+    currents.load(hour)
+    s = {
+        r["external_user_id"] or r["user_id"]: r
+        for r in currents.summary(as_of).iter_rows(named=True)
+    }
+    ann, bob, anon_row = s["ann"], s["bob"], s["braze-anon"]
+    assert (ann["email_sends_30d"], ann["email_sends_90d"]) == (2, 3)
+    assert (
+        ann["email_deliveries_30d"],
+        ann["email_opens_30d"],
+        ann["email_opens_90d"],
+        ann["email_clicks_30d"],
+    ) == (1, 1, 2, 1)
+    assert (
+        ann["last_email_open_at"] == as_of - 2 * day
+        and ann["last_email_click_at"] == as_of - 2 * day
+    )
+    assert (
+        bob["email_bounces_30d"],
+        bob["email_bounces_90d"],
+        bob["email_unsubscribes_30d"],
+        bob["email_unsubscribes_90d"],
+    ) == (1, 2, 0, 1)
+    assert (bob["push_opens_30d"], bob["purchases_90d"], bob["revenue_90d"]) == (1, 1, 10.0)
+    assert bob["last_purchase_at"] == as_of - 10 * day and bob["last_session_at"] == as_of - day
+    assert anon_row["external_user_id"] is None and anon_row["email_opens_30d"] == 1
+
+
+@pytest.mark.skipif(
+    not SHARED_SAMPLES.exists(), reason="Braze's sample files are not beside the project"
+)
+def test_every_braze_sample_file_loads(currents):
+    avro_dir = SHARED_SAMPLES / "sample-data" / "Avro"
+    files = sorted(avro_dir.glob("*.avro"))
+    assert len(files) == 94
+    for f in files:
+        currents.put(f.stem, H[1], [], data=f.read_bytes())
+    legacy = SHARED_SAMPLES / "s3-sample-data" / "Push_Notification_Send"
+    legacy_key = f"{currents.prefix}/legacy/{legacy.name}/dataexport.S3.integration.599f118afbe76a01c513c63c+2+0000035465.avro"
+    currents.put("", "", [], key=legacy_key, data=next(legacy.glob("*.avro")).read_bytes())
+    result = currents.tick()
+    legacy_hour = hour_of(dt.datetime.now(dt.UTC))  # no date= in its key: LastModified decides
+    assert H[1] in {r.partition_key for r in result.run_requests}
+    meta = currents.load(H[1])
+    assert meta["files"] == 94 and meta["events"] == 94 and meta["quarantined_files"] == 0
+    for f in files:
+        sample = json.loads(
+            (SHARED_SAMPLES / "sample-data" / "JSON" / f"{f.stem}.json").read_text()
+        )
+        table = currents.storage.read_parquet(f"currents/events/hour={H[1]}/type={f.stem}.parquet")
+        assert table.height == 1, f.stem
+        assert table["id"][0] == _plain(sample["id"]), f.stem
+        if "user_id" in sample:
+            assert table["user_id"][0] == _plain(sample["user_id"]), f.stem
+    meta = currents.load(legacy_hour)
+    assert meta["events"] == 12 and meta["event_types"] == 1
+    table = currents.storage.read_parquet(
+        f"currents/events/hour={legacy_hour}/type=users.messages.pushnotification.Send.parquet"
+    )
+    assert table.height == 12 and table.columns[:2] == ["id", "user_id"]
+
+
+def _plain(value):
+    """Avro JSON wraps union values: {"string": "x"} -> "x"."""
+    return next(iter(value.values())) if isinstance(value, dict) and len(value) == 1 else value
+
+
+def test_sync_job_refreshes_engagement_but_not_hourly_loads(currents):
+    job = currents.defs.resolve_job_def("braze_sync_job")
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert "engagement_summary" in keys and "braze_currents_events" not in keys
+    assert currents.defs.resolve_sensor_def("braze_currents_sensor").minimum_interval_seconds == 60
