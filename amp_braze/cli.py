@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -94,11 +93,6 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         reset_header=args.reset_header,
     )
     server = EmulatorServer(args.host, args.port, settings=settings, state_file=args.state)
-
-    def _terminate(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
     server.serve_forever(on_ready=lambda s: print(f"listening on {s.url}", flush=True))
     return 0
 

@@ -19,6 +19,9 @@ import orjson
 import polars as pl
 
 TABLES = "tables"
+COMPRESSION = (
+    "lz4"  # the planner reads whole tables every sync; LZ4 decodes ~2x faster than zstd here
+)
 
 
 def s3_storage_options() -> dict[str, str]:
@@ -207,16 +210,21 @@ class Storage:
         if self.is_s3:
             if df.estimated_size() < 64 * 1024 * 1024:
                 buf = io.BytesIO()
-                df.write_parquet(buf, statistics=True)
+                df.write_parquet(buf, statistics=True, compression=COMPRESSION)
                 self.write_bytes(name, buf.getvalue())
             else:  # multipart upload: the object appears only when complete
-                df.write_parquet(uri, storage_options=self.storage_options, statistics=True)
+                df.write_parquet(
+                    uri,
+                    storage_options=self.storage_options,
+                    statistics=True,
+                    compression=COMPRESSION,
+                )
             return uri
         target = Path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
         try:
-            df.write_parquet(tmp, statistics=True)
+            df.write_parquet(tmp, statistics=True, compression=COMPRESSION)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

@@ -7,6 +7,14 @@ import sys
 
 SCENARIOS = {
     "emulator": ("benchmarks.emulator_speed", "Braze emulator requests/s for 75-object requests"),
+    "sync": (
+        "benchmarks.sync_throughput",
+        "client throughput against the emulator at R=300,600 req/s",
+    ),
+    "delta": (
+        "benchmarks.delta",
+        "delta planning against a naive dict diff (1M; --profiles 10000000)",
+    ),
 }
 
 

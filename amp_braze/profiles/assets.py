@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from amp_braze.braze.identifiers import ID
 from amp_braze.config import Config, SourceConfig
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.attributes import build_attributes
@@ -122,7 +123,8 @@ def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDef
         result = build_attributes(raw, config.braze)
         for w in result.warnings:
             context.log.warning(w)
-        uri = storage.write_table(ATTRIBUTES, result.table)
+        # Sorted by the key: the planner then lines it up with the sync state without a join.
+        uri = storage.write_table(ATTRIBUTES, result.table.sort(ID))
         storage.write_table(REJECTIONS, result.rejections)
         by_rule = result.rejections.group_by("rule").len().sort("len", descending=True)
         meta = table_metadata(result.table, uri)

@@ -55,7 +55,7 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
     @dg.asset(
         name="braze_sync_plan",
         group_name=GROUP,
-        deps=[dg.AssetKey("braze_customer_attributes"), dg.AssetKey("segment_memberships")],
+        deps=[dg.AssetKey("segment_memberships")],  # which reads braze_customer_attributes
         kinds={"polars", "braze"},
         description="The delta: per user, only the attributes (and segment attributes) whose value differs "
         "from what Braze last accepted (the sync state). Records the state version it was computed against.",

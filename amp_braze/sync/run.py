@@ -29,7 +29,7 @@ from amp_braze.braze.payload import (
 from amp_braze.config import Config
 from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
-from amp_braze.sync.plan import Plan, plan_delta
+from amp_braze.sync.plan import Plan, align, plan_delta
 from amp_braze.sync.state import StateView, SyncState
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def wanted_state(config: Config, storage: Storage) -> Wanted:
     if segs:
         mem = storage.read_table(MEMBERSHIPS)
         seg_attrs = segment_attributes(mem, b, segs)
-        table = table.join(seg_attrs, on=ID, how="left")
+        table = align(table, seg_attrs)
         if b.segment_attributes == "boolean":
             booleans = [c for c in seg_attrs.columns if c != ID]
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 from http import HTTPStatus
 from pathlib import Path
@@ -154,6 +155,10 @@ class EmulatorServer:
     def serve_forever(self, on_ready=None) -> None:
         """Run in this thread until stop() or KeyboardInterrupt."""
         self._loop = _new_loop()
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM and SIGINT stop the server cleanly (and save --state), even mid-request.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._request_stop)
         if on_ready:
             threading.Thread(
                 target=lambda: (self._ready.wait(), on_ready(self)), daemon=True
@@ -176,11 +181,13 @@ class EmulatorServer:
             raise RuntimeError("the Braze emulator did not start")
         return self
 
+    def _request_stop(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
     def stop(self) -> None:
         if self._loop and self._stopped and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(
-                lambda: self._stopped.done() or self._stopped.set_result(None)
-            )
+            self._loop.call_soon_threadsafe(self._request_stop)
         if self._thread:
             self._thread.join(10)
 

@@ -1,0 +1,163 @@
+"""The real Dagster webserver and daemon (dagster dev, under setsid) on the demo configuration:
+launch the sync through GraphQL, wait for it, and check lineage, automation and metadata."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from amp_braze.config import BUNDLED_CONFIG
+from amp_braze.profiles.sample_data import generate
+from amp_braze_tests.conftest import free_port
+
+# DESIGN.md's asset graph, as (upstream, downstream) edges.
+DESIGN_EDGES = {
+    ("sources/pos", "customer_profiles"),
+    ("sources/ecommerce", "customer_profiles"),
+    ("sources/loyalty", "customer_profiles"),
+    ("customer_profiles", "braze_customer_attributes"),
+    ("braze_currents_events", "engagement_summary"),
+    ("engagement_summary", "braze_customer_attributes"),
+    ("braze_customer_attributes", "segment_memberships"),
+    ("segment_memberships", "braze_sync_plan"),
+    ("braze_sync_plan", "braze_sync"),
+}
+# The feeds are also tables the profile SQL can read, so the user's SQL may use them directly.
+FEED_EDGES = {
+    (f"sources/{n}", "braze_customer_attributes") for n in ("pos", "ecommerce", "loyalty")
+}
+
+LINEAGE = """
+{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }
+"""
+AUTOMATION = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    name
+    sensors { name sensorState { status } }
+    schedules { name cronSchedule }
+} } } }
+"""
+METADATA = """
+query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
+  assetMaterializations(limit: 1) { metadataEntries {
+    label
+    ... on IntMetadataEntry { intValue }
+    ... on FloatMetadataEntry { floatValue }
+  } }
+} } }
+"""
+
+
+def _gql(port: int, query: str, variables: dict | None = None) -> dict:
+    r = requests.post(
+        f"http://127.0.0.1:{port}/graphql",
+        json={"query": query, "variables": variables or {}},
+        timeout=60,
+    )
+    r.raise_for_status()
+    body = r.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, emulator, moto_server):
+    generate(tmp_path / ".amp_braze" / "demo_data", customers=1500)
+    port = free_port()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = os.environ | {
+        "AMP_BRAZE_HOME": str(tmp_path),
+        "AMP_BRAZE_CONFIG": str(BUNDLED_CONFIG),
+        "BRAZE_REST_ENDPOINT": emulator.url,
+        "BRAZE_API_KEY": emulator.key,
+        "DAGSTER_HOME": str(home),
+    }
+    dagster = Path(sys.executable).with_name("dagster")
+    log = open(tmp_path / "dagster_dev.log", "w")
+    proc = subprocess.Popen(
+        [str(dagster), "dev", "-m", "amp_braze.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                    data = _gql(
+                        port,
+                        "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }",
+                    )
+                    if data["repositoriesOrError"].get("nodes"):
+                        break
+            except (requests.ConnectionError, requests.Timeout, AssertionError):
+                pass
+            assert time.time() < deadline, "dagster dev did not come up"
+            time.sleep(0.5)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_ui_lineage_automation_and_a_sync_launched_through_graphql(dagster_dev, emulator):
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+    port = dagster_dev
+    nodes = _gql(port, LINEAGE)["assetNodes"]
+    keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
+    edges = {
+        ("/".join(d["path"]), "/".join(n["assetKey"]["path"]))
+        for n in nodes
+        for d in n["dependencyKeys"]
+    }
+    assert keys == {k for e in DESIGN_EDGES for k in e}
+    assert edges == DESIGN_EDGES | FEED_EDGES
+    groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
+    assert (
+        groups["customer_profiles"] == "customer_360"
+        and groups["segment_memberships"] == "audiences"
+    )
+    assert groups["braze_sync"] == "braze_sync" and groups["engagement_summary"] == "braze_currents"
+
+    repo = _gql(port, AUTOMATION)["repositoriesOrError"]["nodes"][0]
+    assert [s["name"] for s in repo["sensors"]] == ["braze_currents_sensor"]
+    assert [(s["name"], s["cronSchedule"]) for s in repo["schedules"]] == [
+        ("braze_sync_schedule", "0 6 * * *")
+    ]
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_id = client.submit_job_execution("braze_sync_job")
+    deadline = time.time() + 240
+    status = None
+    while time.time() < deadline:
+        try:
+            status = client.get_run_status(run_id).value
+        except DagsterGraphQLClientError:
+            status = None
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(1)
+    assert status == "SUCCESS"
+
+    data = _gql(port, METADATA, {"key": {"path": ["braze_sync"]}})
+    entries = data["assetOrError"]["assetMaterializations"][0]["metadataEntries"]
+    meta = {e["label"]: e.get("intValue", e.get("floatValue")) for e in entries}
+    stats = emulator.stats()
+    assert meta["users_sent"] == stats["objects"] == stats["users"] > 1400
+    assert meta["data_points"] == stats["data_points"]
+    assert meta["requests"] == stats["track_requests"] == -(-meta["users_sent"] // 75)
+    assert meta["rejected_rows"] == 0 and meta["rate_limited_429s"] == 0
