@@ -11,6 +11,14 @@ SCENARIOS = {
         "benchmarks.sync_throughput",
         "client throughput against the emulator at R=300,600 req/s",
     ),
+    "currents": (
+        "benchmarks.currents_load",
+        "Currents Avro loading, polars against fastavro (1M events)",
+    ),
+    "e2e": (
+        "benchmarks.end_to_end",
+        "1M profiles through Dagster: full sync, then 1% changed (R=1000)",
+    ),
     "delta": (
         "benchmarks.delta",
         "delta planning against a naive dict diff (1M; --profiles 10000000)",

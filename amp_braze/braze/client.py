@@ -308,7 +308,7 @@ class BrazeClient:
             for req in requests:
                 self.stats.add(batches=1)
                 while True:
-                    self._deliver(done, on_result, block=False)
+                    pending -= self._deliver(done, on_result, block=False)
                     try:
                         work.put(req, timeout=0.05)
                         pending += 1

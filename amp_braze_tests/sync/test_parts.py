@@ -167,3 +167,35 @@ def test_state_versions_are_never_rewritten_and_racing_commits_both_land(tmp_pat
     assert (tmp_path / "sync/dest/state/v000001/part-00000.parquet").read_bytes() == first
     storage.write_bytes("sync/dest/state/v000003/part-00000.parquet", b"half-written, no manifest")
     assert a.current().version == 2  # a version without a manifest does not exist
+
+
+def test_client_delivers_every_result_under_load(emulator):
+    """Many small requests and few workers: results arrive while requests are still being queued."""
+    import threading
+
+    from amp_braze.braze.payload import Request
+
+    emulator.faults(latency_ms=30)  # the request queue fills up and results come back meanwhile
+    reqs = [
+        Request([orjson.dumps({"external_id": f"u{i}", "n": i}).decode()], [f"u{i}"])
+        for i in range(60)
+    ]
+    client = BrazeClient(emulator.url, emulator.key, rate_per_second=100_000, concurrency=2)
+    seen: list[str] = []
+    box: dict = {}
+
+    def slow_requests():  # like encoding a chunk of the plan between requests
+        for r in reqs:
+            time.sleep(0.01)
+            yield r
+
+    worker = threading.Thread(
+        target=lambda: box.setdefault(
+            "stats", client.send(slow_requests(), lambda r: seen.extend(r.accepted))
+        )
+    )
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "send() did not return"
+    assert sorted(seen) == sorted(f"u{i}" for i in range(60))
+    assert box["stats"].accepted == 60 and box["stats"].requests == 60
