@@ -209,7 +209,17 @@ def run_demo(
         s3 = s3_client()
         s3.create_bucket(Bucket=config.currents.bucket)
         defs = build_defs(config)
-        instance = dg.DagsterInstance.ephemeral()
+        if keep_running:  # a persistent instance, so the UI shows the demo's runs and metadata
+            home = workdir / "dagster_home"
+            if home.exists():
+                import shutil
+
+                shutil.rmtree(home)
+            home.mkdir(parents=True)
+            os.environ["DAGSTER_HOME"] = str(home)
+            instance = dg.DagsterInstance.get()
+        else:
+            instance = dg.DagsterInstance.ephemeral()
 
         progress.step("day one: feeds -> profiles -> attributes -> segments -> plan -> sync")
         day1 = _materialize(defs, instance)
