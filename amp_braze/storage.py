@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,25 @@ def split_s3(url: str) -> tuple[str, str]:
     return bucket, key.strip("/")
 
 
+@contextmanager
+def _staged(target: Path) -> Iterator[tuple[Path, Path]]:
+    """A temporary file beside ``target`` (same filesystem, so a rename is atomic), removed if the
+    caller does not publish it; readers never see it (listing skips dot-files)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        yield tmp, target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class Storage:
     """One storage root. Cheap to create; S3 clients are made on first use."""
 
@@ -102,17 +123,9 @@ class Storage:
         if self.is_s3:
             self._s3.put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
             return
-        target = Path(self.uri(name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+        with _staged(Path(self.uri(name))) as (tmp, target):
+            _write_synced(tmp, data)
             os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def create_bytes(self, name: str, data: bytes) -> bool:
         """Write only if nothing is there yet (atomically); False if the object already exists.
@@ -129,20 +142,13 @@ class Storage:
                 if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                     return False
                 raise
-        target = Path(self.uri(name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, target)  # fails if target exists
+        with _staged(Path(self.uri(name))) as (tmp, target):
+            _write_synced(tmp, data)
+            try:
+                os.link(tmp, target)  # fails if the target exists
+            except FileExistsError:
+                return False
             return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def read_bytes(self, name: str) -> bytes:
         if self.is_s3:
@@ -220,14 +226,9 @@ class Storage:
                     compression=COMPRESSION,
                 )
             return uri
-        target = Path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-        try:
+        with _staged(Path(uri)) as (tmp, target):
             df.write_parquet(tmp, statistics=True, compression=COMPRESSION)
             os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         return uri
 
     def scan_parquet(self, name: str | list[str]) -> pl.LazyFrame:
