@@ -294,3 +294,70 @@ def test_job_and_schedule_follow_the_config(brand):
     }  # fmt: skip
     schedule = defs.resolve_schedule_def("braze_sync_schedule")
     assert schedule.cron_schedule == "0 6 * * *" and schedule.job_name == "braze_sync_job"
+
+
+def test_user_alias_identifier_end_to_end(tmp_path, emulator, monkeypatch):
+    monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
+    brand = make_brand(tmp_path, emulator.url, n=200)
+    text = (
+        (tmp_path / "amp_braze.yaml")
+        .read_text()
+        .replace("  rate_limit:", "  identifier: user_alias\n  rate_limit:")
+    )
+    text = text.replace("SELECT external_id FROM braze_customer_attributes WHERE ltv > 500",
+                        "SELECT alias_name, alias_label FROM braze_customer_attributes WHERE ltv > 500")  # fmt: skip
+    (tmp_path / "amp_braze.yaml").write_text(text)
+    (tmp_path / "profile.sql").write_text(
+        "SELECT email AS alias_name, 'crm_email' AS alias_label, tier, ltv FROM customer_profiles"
+    )
+    brand = Brand(tmp_path, load_config(tmp_path / "amp_braze.yaml"), brand.storage)
+    _, meta = brand.sync()
+    assert meta["braze_sync"]["users_sent"] == 200
+    users = emulator.http.get(f"{emulator.url}/_emulator/users").json()
+    assert len(users) == 200 and all("external_id" not in u for u in users)
+    by_alias = {u["user_aliases"][0]["alias_name"]: u for u in users}
+    u7 = by_alias["user7@example.com"]
+    assert u7["user_aliases"] == [{"alias_name": "user7@example.com", "alias_label": "crm_email"}]
+    assert u7["custom_attributes"]["tier"] == "silver" and "amp_gold" not in u7["custom_attributes"]
+    _, meta = brand.sync()
+    assert meta["braze_sync"]["users_sent"] == 0
+    brand.write_feed(
+        make_feed(200).with_columns(
+            pl.when(pl.col("id") == "user-7").then(pl.lit("gold")).otherwise("tier").alias("tier")
+        )
+    )
+    _, meta = brand.sync()
+    assert meta["braze_sync_plan"]["attributes_changed"] == 2  # tier and amp_gold
+    users = emulator.http.get(f"{emulator.url}/_emulator/users").json()
+    u7 = next(u for u in users if u["user_aliases"][0]["alias_name"] == "user7@example.com")
+    assert u7["custom_attributes"]["tier"] == "gold" and u7["custom_attributes"]["amp_gold"] is True
+    assert len(users) == 200
+
+
+def test_sync_with_storage_on_s3(tmp_path, emulator, monkeypatch, s3_bucket):
+    monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
+    brand = make_brand(tmp_path, emulator.url, n=300, checkpoint_rows=100)
+    text = (
+        (tmp_path / "amp_braze.yaml")
+        .read_text()
+        .replace("storage: ./store", f"storage: s3://{s3_bucket}/amp")
+    )
+    (tmp_path / "amp_braze.yaml").write_text(text)
+    cfg = load_config(tmp_path / "amp_braze.yaml")
+    from amp_braze.storage import Storage
+
+    brand = Brand(tmp_path, cfg, Storage(cfg.storage))
+    _, meta = brand.sync()
+    assert (
+        meta["braze_sync"]["users_sent"] == 300 and meta["braze_sync"]["checkpoints"] == 2
+    )  # 150 + 150
+    state = SyncState(brand.storage, destination(cfg))
+    view = state.current()
+    assert view.version == 1 and view.table.height == 300 and len(view.folded) == 2
+    assert brand.storage.list(f"sync/{destination(cfg)}/state") == [
+        f"sync/{destination(cfg)}/state/v000001/manifest.json",
+        f"sync/{destination(cfg)}/state/v000001/part-00000.parquet",
+    ]
+    _, meta = brand.sync()
+    assert meta["braze_sync"]["users_sent"] == 0
+    assert_braze_matches(brand, emulator)
