@@ -113,6 +113,9 @@ class Emulator:
         self.settings = settings or Settings()
         self.lock = threading.Lock()
         self.faults = Faults()
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._created = 0
+        self._stamp_second, self._stamp = -1, ""
         self._blocklist: frozenset[str] = frozenset()
         self._bad_request: frozenset[str] = frozenset()
         self._rng = random.Random()
@@ -371,7 +374,10 @@ class Emulator:
 
     def _resolve(self, obj: dict, create_default: bool) -> tuple[dict | None, bool, str]:
         """Find the profile an object addresses: (profile or None, may_create, identifier kind)."""
-        primaries = [k for k in rules.PRIMARY_IDENTIFIERS if obj.get(k) is not None]
+        if obj.get("external_id") is not None and "braze_id" not in obj and "user_alias" not in obj:
+            primaries = ["external_id"]  # the common case, without the generic scan
+        else:
+            primaries = [k for k in rules.PRIMARY_IDENTIFIERS if obj.get(k) is not None]
         if len(primaries) > 1:
             raise ObjectError(
                 "Only one of 'external_id', 'braze_id' or 'user_alias' may be provided"
@@ -422,14 +428,16 @@ class Emulator:
         standard: list[tuple[str, Any]] = []
         custom: dict[str, Any] = {}
         structured: list[tuple[str, Any]] = []
+        unset: list[str] = []
         points = 0
         skip = _SKIP_KEYS
         std = rules.STANDARD_FIELDS
         free = rules.NON_BILLABLE_FIELDS
         max_chars = rules.MAX_STRING_CHARS
+        secondary = how if how in ("email", "phone") else None
         # Validate everything first (an invalid object is skipped whole), then apply.
         for name, value in obj.items():
-            if name in skip or (how in ("email", "phone") and name == how):
+            if name in skip or name == secondary:
                 continue
             if name in std:
                 if value is None:
@@ -455,10 +463,11 @@ class Emulator:
                     structured.append((name, value))
                     points += rules.attribute_data_points(name, value)
                     continue
+                unset.append(name)
             if not name or name[0] == "$" or len(name) > max_chars:
                 self._validate(name, value)  # raises with the reason
             custom[name] = value
-            points += 1
+        points += len(custom)  # a custom scalar (or its unsetting) is one data point
         if profile is None:
             profile = self._create(obj, how)
         for name, value in standard:
@@ -467,19 +476,22 @@ class Emulator:
             else:
                 profile[name] = value
         attrs = profile["custom_attributes"]
-        for name, value in custom.items():
-            if value is None:
-                attrs.pop(name, None)
-            else:
-                attrs[name] = value
+        attrs.update(custom)
+        for name in unset:  # null unsets
+            attrs.pop(name, None)
         for name, value in structured:
             self._set(profile, name, value, merge)
         self.stats.data_points += points
 
     def _create(self, obj: dict, how: str) -> dict:
+        self._created += 1
+        now = int(time.time())
+        if now != self._stamp_second:  # one strftime a second, not one a user
+            self._stamp_second = now
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
         profile: dict[str, Any] = {
-            "braze_id": uuid.uuid4().hex[:24],
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "braze_id": f"{self._id_prefix}{self._created:012x}",  # 24 hex characters, unique
+            "created_at": self._stamp,
             "user_aliases": [],
             "custom_attributes": {},
         }
