@@ -1,7 +1,6 @@
 """The audiences group: segment_memberships, with its size guard."""
 
 import dagster as dg
-import polars as pl
 
 from amp_braze.audiences.memberships import (
     check_rule_attributes,
@@ -96,7 +95,3 @@ def build_audience_assets(cfg: Config, storage: Storage) -> list[dg.AssetsDefini
         )
 
     return [segment_memberships]
-
-
-def read_memberships(storage: Storage) -> pl.DataFrame:
-    return storage.read_table(MEMBERSHIPS)

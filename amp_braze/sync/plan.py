@@ -104,9 +104,8 @@ def plan_delta(
             )
             attrs.append(AttrSpec(a, array_ops=True))
         elif a in segment_booleans:
+            # Absent and false are the same to a segment filter: only a real change is sent.
             changed = cur.fill_null(False) != prev.fill_null(False)
-            if a not in in_state:
-                changed = cur.fill_null(False)
             attrs.append(AttrSpec(a))
         else:
             changed = pl.when(is_new).then(cur.is_not_null()).otherwise(cur.ne_missing(prev))

@@ -372,7 +372,7 @@ class Emulator:
             out["errors"] = errors
         return 201, out
 
-    def _resolve(self, obj: dict, create_default: bool) -> tuple[dict | None, bool, str]:
+    def _resolve(self, obj: dict) -> tuple[dict | None, bool, str]:
         """Find the profile an object addresses: (profile or None, may_create, identifier kind)."""
         if obj.get("external_id") is not None and "braze_id" not in obj and "user_alias" not in obj:
             primaries = ["external_id"]  # the common case, without the generic scan
@@ -418,7 +418,7 @@ class Emulator:
         raise ObjectError(NO_IDENTIFIER)
 
     def _apply_attributes(self, obj: dict) -> None:
-        profile, may_create, how = self._resolve(obj, True)
+        profile, may_create, how = self._resolve(obj)
         if profile is None and not may_create:
             if how == "braze_id":
                 raise ObjectError("'braze_id' does not match any user")
@@ -677,7 +677,7 @@ class Emulator:
         attrs[name] = value
 
     def _apply_event(self, kind: str, obj: dict) -> None:
-        profile, may_create, how = self._resolve(obj, True)
+        profile, may_create, how = self._resolve(obj)
         if kind == "events":
             if not isinstance(obj.get("name"), str):
                 raise ObjectError("'name' is required for an event")
