@@ -109,3 +109,15 @@ def test_missing_file_and_missing_columns_name_the_key(tmp_path):
         FeedError, match=r"sources\.pos\.types\.points: column 'points' is not in the feed"
     ):
         read_feed(_src(tmp_path / "pos.csv", types={"points": "int"}))
+
+
+def test_s3_glob_feed(s3_bucket):
+    client = s3_client()
+    client.put_object(
+        Bucket=s3_bucket, Key="feeds/pos_1.csv", Body=b"customer_id,updated_at\n1,2026-01-01\n"
+    )
+    client.put_object(
+        Bucket=s3_bucket, Key="feeds/pos_2.csv", Body=b"customer_id,updated_at\n2,2026-01-02\n"
+    )
+    df = read_feed(_src(f"s3://{s3_bucket}/feeds/pos_*.csv"))
+    assert sorted(df["customer_id"].to_list()) == ["1", "2"]
