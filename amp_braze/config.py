@@ -53,6 +53,9 @@ class ConfigError(ValueError):
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key}: {problem}")
 
+    def __reduce__(self):  # picklable, so it survives a trip between processes intact
+        return (type(self), (self.key, self.problem, self.source))
+
 
 _REQUIRED = object()
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

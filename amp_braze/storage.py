@@ -20,10 +20,17 @@ from typing import Any
 import orjson
 import polars as pl
 
+from amp_braze.braze.identifiers import ID, ids_digest
+
 TABLES = "tables"
 COMPRESSION = (
     "lz4"  # the planner reads whole tables every sync; LZ4 decodes ~2x faster than zstd here
 )
+SUMMARY_KEY = "amp_braze.summary"
+
+
+def non_null_counts(df: pl.DataFrame) -> dict[str, int]:
+    return {c: df.height - n for c, n in df.null_count().row(0, named=True).items()}
 
 
 def s3_storage_options() -> dict[str, str]:
@@ -211,25 +218,38 @@ class Storage:
 
     # -- parquet --------------------------------------------------------------------------------
     def write_parquet(self, name: str, df: pl.DataFrame) -> str:
-        """Write a frame atomically to ``name`` (a path ending in .parquet); returns its URI."""
+        """Write a frame atomically to ``name`` (a path ending in .parquet); returns its URI.
+
+        The footer carries the row count and each column's non-null count (free to take from a
+        frame in memory), so readers can have them without decoding a column."""
         uri = self.uri(name)
+        summary = {"rows": df.height, "non_null": non_null_counts(df)}
+        if ID in df.columns:
+            summary["ids_digest"] = ids_digest(df.get_column(ID))
+        opts = {
+            "statistics": True,
+            "compression": COMPRESSION,
+            "metadata": {SUMMARY_KEY: orjson.dumps(summary).decode()},
+        }
         if self.is_s3:
             if df.estimated_size() < 64 * 1024 * 1024:
                 buf = io.BytesIO()
-                df.write_parquet(buf, statistics=True, compression=COMPRESSION)
+                df.write_parquet(buf, **opts)
                 self.write_bytes(name, buf.getvalue())
             else:  # multipart upload: the object appears only when complete
-                df.write_parquet(
-                    uri,
-                    storage_options=self.storage_options,
-                    statistics=True,
-                    compression=COMPRESSION,
-                )
+                df.write_parquet(uri, storage_options=self.storage_options, **opts)
             return uri
         with _staged(Path(uri)) as (tmp, target):
-            df.write_parquet(tmp, statistics=True, compression=COMPRESSION)
+            df.write_parquet(tmp, **opts)
             os.replace(tmp, target)
         return uri
+
+    def footer(self, name: str) -> dict[str, Any]:
+        """What ``write_parquet`` left in the footer: ``rows``, ``non_null`` (per column) and
+        ``ids_digest`` (tables with an id column); empty for a file written some other way."""
+        meta = pl.read_parquet_metadata(self.uri(name), storage_options=self.storage_options)
+        raw = meta.get(SUMMARY_KEY)
+        return orjson.loads(raw) if raw else {}
 
     def scan_parquet(self, name: str | list[str]) -> pl.LazyFrame:
         uris = [self.uri(n) for n in name] if isinstance(name, list) else self.uri(name)

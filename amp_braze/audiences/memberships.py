@@ -73,8 +73,8 @@ def compute_memberships(
 
 
 def segment_attributes(
-    memberships: pl.DataFrame, braze: BrazeConfig, segments: list[str]
-) -> pl.DataFrame:
+    memberships: pl.LazyFrame, braze: BrazeConfig, segments: list[str]
+) -> pl.LazyFrame:
     """The Braze custom attributes that carry memberships: ``<prefix><segment>`` booleans, or one
     array attribute holding the names of the user's segments (sorted)."""
     if braze.segment_attributes == "boolean":

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import polars as pl
 
 from amp_braze.braze import rules
 
 ID = "__id"  # one string per user: the join key of attributes, memberships, plan and sync state
 ALIAS_SEPARATOR = "\x1f"
+
+
+def ids_digest(ids: pl.Series) -> str:
+    """A fingerprint of an id column, order included: two tables whose digests are equal list the
+    same users in the same rows, so the planner can put them side by side without reading ids.
+    polars' hash is stable within a version only, so the version is part of the digest."""
+    hashed = ids.cast(pl.String).hash(seed=0x5EED).to_numpy()
+    return f"polars{pl.__version__}:{hashlib.blake2b(hashed.tobytes(), digest_size=16).hexdigest()}"
 
 
 def identifier_columns(kind: str) -> list[str]:

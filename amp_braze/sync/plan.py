@@ -5,12 +5,18 @@ attribute; a segment boolean that is false for a user Braze never had true for i
 and absent mean the same to a segment filter, and each would cost a data point); an attribute
 dropped from the SQL is unset only if ``braze.unset_removed_attributes``; a user who disappeared is
 ignored or unset per ``braze.on_removed_user``. Users set aside by field rules are never treated as
-disappeared. All polars joins and expressions.
+disappeared.
+
+How: every table and state version is kept sorted by ``__id``. The two id columns are read and
+matched (equal on most days; else one linear merge), then the attribute columns of both sides are
+streamed side by side, row for row, without a join, keeping only changed rows. No hashing of
+strings, and memory stays far below the size of the two tables.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -19,9 +25,13 @@ from amp_braze.braze import rules
 from amp_braze.braze.identifiers import ALIAS_SEPARATOR, ID, identifier_columns
 from amp_braze.braze.payload import ADD, NEW, REMOVE, AttrSpec, data_points, flag
 from amp_braze.config import BrazeConfig
+from amp_braze.storage import non_null_counts
 
 OLD = "__old"
-IN_STATE = "__in_state"
+OLD_ID = "__id__old"
+MISALIGNED = "__misaligned"
+ROW = "__row"
+MERGE_PIECE_ROWS = 1_000_000  # below this, one merge on one thread
 
 
 @dataclass
@@ -31,6 +41,27 @@ class Plan:
     wanted_users: int
     state_fingerprint: str = ""
     stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class Side:
+    """One side of a plan: a frame sorted by ``__id`` and what is known of it without a scan
+    (from a Parquet footer, or because it is already in memory)."""
+
+    frame: pl.LazyFrame
+    ids: pl.Series | None = None
+    ids_digest: str | None = None
+    rows: int | None = None
+    non_null: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, x: Side | pl.DataFrame | pl.LazyFrame) -> Side:
+        if isinstance(x, Side):
+            return x
+        if isinstance(x, pl.DataFrame):
+            ids = x.get_column(ID)
+            return cls(x.lazy(), ids=ids, rows=x.height, non_null=non_null_counts(x))
+        return cls(x)
 
 
 def _old(a: str) -> str:
@@ -49,97 +80,228 @@ def _ids_from_key(kind: str) -> list[pl.Expr]:
 
 
 def plan_delta(
-    wanted: pl.DataFrame,
-    state: pl.DataFrame,
+    wanted: Side | pl.DataFrame | pl.LazyFrame,
+    state: Side | pl.DataFrame | pl.LazyFrame,
     braze: BrazeConfig,
     segment_booleans: list[str],
     segment_array: str | None = None,
     protected_ids: pl.Series | None = None,
 ) -> Plan:
-    """The delta. ``wanted``: identifier columns, ``__id`` and one column per managed attribute."""
+    """The delta. ``wanted``: identifier columns, ``__id`` and one column per managed attribute.
+
+    Both sides are expected sorted by ``__id`` (amp_braze writes every table and state version
+    that way; anything else is sorted here first). When both footers carry the same ids digest
+    the rows line up as they are; otherwise the id columns are read and matched by a merge. The
+    attribute columns are then streamed side by side, row for row, with no join, and only
+    changed rows are kept, so memory stays far below the size of the two tables."""
+    w, s = Side.of(wanted), Side.of(state)
+    wanted, state = w.frame, s.frame
     kind = braze.identifier
     id_cols = identifier_columns(kind)
-    managed = [c for c in wanted.columns if c not in id_cols and c != ID]
-    removed_attrs = [c for c in state.columns if c != ID and c not in managed]
+    w_schema, s_schema = wanted.collect_schema(), state.collect_schema()
+    managed = [c for c in w_schema.names() if c not in id_cols and c != ID]
+    removed_attrs = [c for c in s_schema.names() if c != ID and c not in managed]
     unset_attrs = removed_attrs if braze.unset_removed_attributes else []
-    in_state = [a for a in managed + unset_attrs if a in state.columns]
+    in_state = [a for a in managed + unset_attrs if a in s_schema]
+    if w.ids_digest and w.ids_digest == s.ids_digest and w.rows is not None and s.rows is not None:
+        match = Match(_positions(), _positions())  # the same ids in the same rows: no reading
+        w_rows, s_rows = w.rows, s.rows
+    else:
+        w_ids, s_ids = _read_ids(w, s)
+        if not w_ids.is_sorted():
+            wanted, w_ids = wanted.sort(ID), w_ids.sort()
+        if not s_ids.is_sorted():
+            state, s_ids = state.sort(ID), s_ids.sort()
+        match = match_sorted_ids(w_ids, s_ids)
+        w_rows, s_rows = w_ids.len(), s_ids.len()
 
-    old = state.select(
-        [pl.col(ID), pl.lit(True).alias(IN_STATE)] + [pl.col(a).alias(_old(a)) for a in in_state]
+    def dtype(a: str) -> pl.DataType:
+        return w_schema.get(a) or s_schema.get(a) or pl.Null()
+
+    cur_cols = [pl.col(a) for a in managed] + [pl.lit(None, dtype(a)).alias(a) for a in unset_attrs]
+    old_cols = [pl.col(a).alias(_old(a)) for a in in_state]
+    no_old = [pl.lit(None, dtype(a)).alias(_old(a)) for a in in_state]
+    # Users in both, side by side: the rows only one side has are filtered out of each.
+    both = pl.concat(
+        [
+            _without_rows(wanted, match.new_rows).select(id_cols + [ID] + cur_cols),
+            _without_rows(state, match.gone_rows).select(old_cols + [pl.col(ID).alias(OLD_ID)]),
+        ],
+        how="horizontal",
+    ).with_columns(
+        pl.lit(False).alias(NEW), pl.col(ID).ne_missing(pl.col(OLD_ID)).alias(MISALIGNED)
     )
-    rows = align(wanted, old).with_columns(pl.col(IN_STATE).is_null().alias(NEW))
-    rows = rows.with_columns([pl.lit(None).alias(a) for a in unset_attrs])
-
+    parts = [both.drop(OLD_ID)]
+    if match.new_rows.len():
+        parts.append(
+            _only_rows(wanted, match.new_rows).select(
+                id_cols
+                + [ID]
+                + cur_cols
+                + no_old
+                + [pl.lit(True).alias(NEW), pl.lit(False).alias(MISALIGNED)]
+            )
+        )
     # Users in the state but no longer wanted.
-    if braze.on_removed_user == "unset" and state.height:
-        gone = state.join(wanted.select(ID), on=ID, how="anti")
+    if braze.on_removed_user == "unset" and match.gone_rows.len():
+        gone = _only_rows(state, match.gone_rows)
         if protected_ids is not None and protected_ids.len():
             gone = gone.filter(~pl.col(ID).is_in(protected_ids.implode()))
-        if gone.height:
-            gone_rows = gone.select(
+        parts.append(
+            gone.select(
                 _ids_from_key(kind)
-                + [pl.col(ID), pl.lit(False).alias(NEW)]
-                + [pl.col(a).alias(_old(a)) for a in in_state]
-            ).with_columns([pl.lit(None).alias(a) for a in managed + unset_attrs])
-            rows = pl.concat([rows.drop(IN_STATE), gone_rows], how="diagonal_relaxed")
-    rows = rows.drop(IN_STATE, strict=False)
+                + [pl.col(ID)]
+                + [pl.lit(None, dtype(a)).alias(a) for a in managed + unset_attrs]
+                + old_cols
+                + [pl.lit(False).alias(NEW), pl.lit(False).alias(MISALIGNED)]
+            )
+        )
 
+    attrs, exprs = _changes(managed + unset_attrs, in_state, segment_booleans, segment_array)
+    flags = [flag(a.name) for a in attrs]
+    any_change = pl.any_horizontal(flags) if flags else pl.lit(False)
+    keep = id_cols + [ID, NEW] + [c for a in attrs for c in _plan_cols(a)]
+    misaligned = RuntimeError(
+        "sync plan: the wanted and state rows did not line up; was a table rewritten while the "
+        "plan read it? Materialize braze_sync_plan again."
+    )
+    try:
+        frames = pl.collect_all(
+            [p.with_columns(exprs).filter(any_change | pl.col(MISALIGNED)) for p in parts],
+            engine="streaming",
+        )
+    except pl.exceptions.ShapeError as e:  # the two sides do not even have the same length
+        raise misaligned from e
+    if frames[0].get_column(MISALIGNED).any():
+        raise misaligned
+    table = frames[0].select(keep)
+    for f in frames[1:]:  # each part is sorted by id: merge, not sort
+        table = table.merge_sorted(f.select(keep), key=ID)
+    plan = Plan(table=table, attrs=attrs, wanted_users=w_rows)
+    plan.stats = plan_stats(plan, wanted, braze, w.non_null)
+    plan.stats["state_users"] = s_rows
+    plan.stats["users_no_longer_wanted"] = match.gone_rows.len()
+    return plan
+
+
+def _changes(
+    attributes: list[str],
+    in_state: list[str],
+    segment_booleans: list[str],
+    segment_array: str | None,
+) -> tuple[list[AttrSpec], list[pl.Expr]]:
+    """Per attribute, whether it changed (and for the array attribute what to add and remove).
+    A user new to the state has every old value null, so the same expressions serve them."""
     attrs: list[AttrSpec] = []
     exprs: list[pl.Expr] = []
-    is_new = pl.col(NEW)
-    for a in managed + unset_attrs:
+    for a in attributes:
         cur = pl.col(a)
-        prev = (
-            pl.col(_old(a)) if a in in_state else pl.lit(None, dtype=wanted.schema.get(a, pl.Null))
-        )
+        prev = pl.col(_old(a)) if a in in_state else pl.lit(None, dtype=pl.Null)
         if a == segment_array:
             empty = pl.lit([], dtype=pl.List(pl.String))
             add = cur.fill_null(empty).list.set_difference(prev.fill_null(empty))
             remove = prev.fill_null(empty).list.set_difference(cur.fill_null(empty))
             exprs += [add.alias(a + ADD), remove.alias(a + REMOVE)]
-            changed = (
-                pl.when(is_new)
-                .then(cur.list.len() > 0)
-                .otherwise((add.list.len() > 0) | (remove.list.len() > 0))
-            )
+            changed = (add.list.len() > 0) | (remove.list.len() > 0)
             attrs.append(AttrSpec(a, array_ops=True))
         elif a in segment_booleans:
             # Absent and false are the same to a segment filter: only a real change is sent.
             changed = cur.fill_null(False) != prev.fill_null(False)
             attrs.append(AttrSpec(a))
         else:
-            changed = pl.when(is_new).then(cur.is_not_null()).otherwise(cur.ne_missing(prev))
+            changed = cur.ne_missing(prev)
             attrs.append(AttrSpec(a))
         exprs.append(changed.fill_null(False).alias(flag(a)))
-    rows = rows.with_columns(exprs)
-    flags = [flag(a.name) for a in attrs]
-    any_change = pl.any_horizontal(flags) if flags else pl.lit(False)
-    keep = id_cols + [ID, NEW] + [c for a in attrs for c in _plan_cols(a)]
-    table = rows.filter(any_change).select(keep)
-    plan = Plan(table=table, attrs=attrs, wanted_users=wanted.height)
-    plan.stats = plan_stats(plan, wanted, braze, segment_booleans, segment_array)
-    return plan
+    return attrs, exprs
 
 
-def align(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
-    """``left`` with ``right``'s columns for the same ``__id`` (null where right has none).
+@dataclass(frozen=True)
+class Match:
+    """Positions (row numbers) of the ids only one side has."""
 
-    Both tables are kept sorted by ``__id`` (the attributes table and every state version are
-    written that way), so on most runs the ids line up row for row and the columns are simply put
-    side by side: no join. Otherwise the join is on a 64-bit hash of the id (several times faster
-    than on the string), checked against the strings, with a string join if the check fails."""
-    extra = right.drop(ID)
-    if left.height == right.height and left.get_column(ID).equals(right.get_column(ID)):
-        return pl.concat([left, extra], how="horizontal")
-    h = "__id_hash"
-    keyed = right.select(pl.col(ID).hash().alias(h), pl.col(ID).alias("__id_right"), *extra.columns)
-    joined = left.with_columns(pl.col(ID).hash().alias(h)).join(keyed, on=h, how="left")
-    bad = joined.select(
-        (pl.col("__id_right").is_not_null() & (pl.col("__id_right") != pl.col(ID))).any()
-    ).item()
-    if joined.height != left.height or bad:  # a hash collision: fall back to the exact join
-        return left.join(right, on=ID, how="left")
-    return joined.drop(h, "__id_right")
+    new_rows: pl.Series  # in the wanted table: users Braze has not had from us
+    gone_rows: pl.Series  # in the state: users no longer wanted
+
+    @property
+    def aligned(self) -> bool:
+        return not self.new_rows.len() and not self.gone_rows.len()
+
+
+def _positions(values: list[int] | pl.Series | None = None, n: int | None = None) -> pl.Series:
+    if n is not None:
+        return pl.int_range(n, dtype=pl.UInt32, eager=True).alias(ROW)
+    return pl.Series(ROW, values if values is not None else [], dtype=pl.UInt32)
+
+
+def match_sorted_ids(left: pl.Series, right: pl.Series) -> Match:
+    """Match two sorted, unique id columns by merging them (no hashing, no join).
+
+    On most days the columns are equal and this is one comparison. Large inputs are cut into
+    ranges of ids (cut points from ``left``, found in ``right`` by binary search) merged on
+    separate threads: each range's ids can only pair with ids in the same range."""
+    if left.len() == right.len() and left.equals(right):
+        return Match(_positions(), _positions())
+    if not right.len() or not left.len():
+        return Match(_positions(n=left.len()), _positions(n=right.len()))
+    threads = max(2, pl.thread_pool_size())  # smaller merges are faster even on one core
+    pieces = max(1, min(threads, (left.len() + right.len()) // MERGE_PIECE_ROWS))
+    if pieces == 1:
+        return _merge_match(left, right)
+    cuts = [left.len() * i // pieces for i in range(1, pieces)]
+    l_bounds = [0, *cuts, left.len()]
+    r_bounds = [0, *right.search_sorted(left.gather(cuts)).to_list(), right.len()]
+    ranges = [(l_bounds[i], l_bounds[i + 1], r_bounds[i], r_bounds[i + 1]) for i in range(pieces)]
+
+    def one(r: tuple[int, int, int, int]) -> Match:
+        m = _merge_match(left.slice(r[0], r[1] - r[0]), right.slice(r[2], r[3] - r[2]))
+        return Match(m.new_rows + r[0], m.gone_rows + r[2])
+
+    with ThreadPoolExecutor(pieces) as pool:  # polars releases the GIL while it merges
+        parts = list(pool.map(one, ranges))
+    return Match(pl.concat([p.new_rows for p in parts]), pl.concat([p.gone_rows for p in parts]))
+
+
+def _merge_match(left: pl.Series, right: pl.Series) -> Match:
+    side = "__right"
+    merged = pl.DataFrame({ID: left, side: False}).merge_sorted(
+        pl.DataFrame({ID: right, side: True}), key=ID
+    )
+    pair_next = (pl.col(ID) == pl.col(ID).shift(-1)) & (pl.col(side) != pl.col(side).shift(-1))
+    hit = merged.select(
+        pl.col(side), (pair_next | pair_next.shift(1)).fill_null(False).alias("hit")
+    )
+    r = hit.get_column(side)
+    unmatched = ~hit.get_column("hit")
+    return Match(
+        unmatched.filter(~r).arg_true().cast(pl.UInt32).alias(ROW),
+        unmatched.filter(r).arg_true().cast(pl.UInt32).alias(ROW),
+    )
+
+
+def _read_ids(wanted: Side, state: Side) -> tuple[pl.Series, pl.Series]:
+    todo = [side.frame.select(ID) for side in (wanted, state) if side.ids is None]
+    read = iter(f.get_column(ID) for f in pl.collect_all(todo)) if todo else iter(())
+    return tuple(side.ids if side.ids is not None else next(read) for side in (wanted, state))
+
+
+def _without_rows(frame: pl.LazyFrame, rows: pl.Series) -> pl.LazyFrame:
+    if not rows.len():
+        return frame
+    return frame.with_row_index(ROW).filter(~pl.col(ROW).is_in(rows.implode())).drop(ROW)
+
+
+def _only_rows(frame: pl.LazyFrame, rows: pl.Series) -> pl.LazyFrame:
+    return frame.with_row_index(ROW).filter(pl.col(ROW).is_in(rows.implode())).drop(ROW)
+
+
+def zip_or_join(
+    left: pl.LazyFrame, left_ids: pl.Series, right: pl.LazyFrame, right_ids: pl.Series
+) -> pl.LazyFrame:
+    """``left`` with ``right``'s columns for the same ``__id`` (null where right has none):
+    side by side when the id columns are equal (the usual case), else a left join."""
+    if left_ids.len() == right_ids.len() and left_ids.equals(right_ids):
+        return pl.concat([left, right.drop(ID)], how="horizontal")
+    return left.join(right, on=ID, how="left", maintain_order="left")
 
 
 def _plan_cols(a: AttrSpec) -> list[str]:
@@ -151,10 +313,9 @@ def _plan_cols(a: AttrSpec) -> list[str]:
 
 def plan_stats(
     plan: Plan,
-    wanted: pl.DataFrame,
+    wanted: pl.LazyFrame,
     braze: BrazeConfig,
-    segment_booleans: list[str],
-    segment_array: str | None,
+    wanted_non_null: dict[str, int] | None = None,
 ) -> dict:
     t = plan.table
     per_attr = (
@@ -164,20 +325,19 @@ def plan_stats(
     # What a full (non-delta) sync would send: every non-null attribute of every wanted user.
     billable = [
         c
-        for c in wanted.columns
+        for c in wanted.collect_schema().names()
         if c not in identifier_columns(braze.identifier)
         and c != ID
         and c not in rules.NON_BILLABLE_FIELDS
     ]
-    full_points = (
-        int(
-            wanted.select(
-                pl.sum_horizontal([pl.col(c).is_not_null() for c in billable]).sum()
-            ).item()
+    known = wanted_non_null or {}
+    missing = [c for c in billable if c not in known]
+    if missing:
+        counts = wanted.select([pl.col(c).is_not_null().sum() for c in missing]).collect(
+            engine="streaming"
         )
-        if billable
-        else 0
-    )
+        known = known | counts.row(0, named=True)
+    full_points = sum(int(known[c]) for c in billable)
     per = braze.objects_per_request
     return {
         "users_changed": t.height,
@@ -186,7 +346,7 @@ def plan_stats(
         "attributes_changed_by_column": per_attr,
         "data_points": points,
         "requests": math.ceil(t.height / per),
-        "full_sync_users": wanted.height,
+        "full_sync_users": plan.wanted_users,
         "full_sync_data_points": full_points,
-        "full_sync_requests": math.ceil(wanted.height / per),
+        "full_sync_requests": math.ceil(plan.wanted_users / per),
     }

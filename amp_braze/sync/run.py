@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import urlparse
 
 import polars as pl
@@ -29,7 +30,7 @@ from amp_braze.braze.payload import (
 from amp_braze.config import Config
 from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
-from amp_braze.sync.plan import Plan, align, plan_delta
+from amp_braze.sync.plan import Plan, Side, plan_delta, zip_or_join
 from amp_braze.sync.state import StateView, SyncState
 
 log = logging.getLogger(__name__)
@@ -53,33 +54,49 @@ def destination(config: Config) -> str:
 
 @dataclass
 class Wanted:
-    table: pl.DataFrame
+    side: Side  # lazy, sorted by __id
     segment_booleans: list[str]
     segment_array: str | None
     protected_ids: pl.Series
 
+    @cached_property
+    def table(self) -> pl.DataFrame:
+        return self.side.frame.collect()
+
 
 def wanted_state(config: Config, storage: Storage) -> Wanted:
-    """Attributes + segment attributes, one row per user: what Braze should hold."""
+    """Attributes + segment attributes, one row per user: what Braze should hold. Lazy: the
+    planner streams it. The Parquet footers say whether memberships list the same users in the
+    same rows as the attributes (then they are put side by side without reading ids)."""
     b = config.braze
-    attrs = storage.read_table(ATTRIBUTES)
+    attrs = storage.scan_table(ATTRIBUTES)
+    footer = storage.footer(storage.table_name(ATTRIBUTES))
     id_cols = identifier_columns(b.identifier)
-    table = attrs.select(id_cols + [ID] + sent_columns(attrs.schema, b.identifier))
+    cols = id_cols + [ID] + sent_columns(attrs.collect_schema(), b.identifier)
+    frame = attrs.select(cols)
+    digest, ids = footer.get("ids_digest"), None
     segs = list(config.segments)
     booleans: list[str] = []
     array: str | None = None
     if segs:
-        mem = storage.read_table(MEMBERSHIPS)
+        mem = storage.scan_table(MEMBERSHIPS)
         seg_attrs = segment_attributes(mem, b, segs)
-        table = align(table, seg_attrs)
+        if digest and digest == storage.footer(storage.table_name(MEMBERSHIPS)).get("ids_digest"):
+            frame = pl.concat([frame, seg_attrs.drop(ID)], how="horizontal")
+        else:
+            both = pl.collect_all([attrs.select(ID), mem.select(ID)])
+            ids, mem_ids = (f.get_column(ID) for f in both)
+            frame = zip_or_join(frame, ids, seg_attrs, mem_ids)
         if b.segment_attributes == "boolean":
-            booleans = [c for c in seg_attrs.columns if c != ID]
+            booleans = [c for c in seg_attrs.collect_schema().names() if c != ID]
         else:
             array = b.segment_array_attribute
+    non_null = {c: n for c, n in footer.get("non_null", {}).items() if c in cols}
+    side = Side(frame, ids, digest, footer.get("rows"), non_null)
     protected = pl.Series(ID, [], dtype=pl.String)
     if storage.table_exists(FIELD_REJECTIONS):
         protected = storage.read_table(FIELD_REJECTIONS).get_column(ID).drop_nulls().unique()
-    return Wanted(table, booleans, array, protected)
+    return Wanted(side, booleans, array, protected)
 
 
 PLAN_TABLE = "braze_sync_plan"
@@ -117,7 +134,7 @@ def make_plan(config: Config, storage: Storage, view: StateView | None = None) -
     view = view or SyncState(storage, destination(config)).current()
     w = wanted_state(config, storage)
     plan = plan_delta(
-        w.table, view.table, config.braze, w.segment_booleans, w.segment_array, w.protected_ids
+        w.side, view.side(), config.braze, w.segment_booleans, w.segment_array, w.protected_ids
     )
     plan.state_fingerprint = view.fingerprint
     plan.stats["state_version"] = view.version

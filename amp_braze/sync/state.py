@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import orjson
 import polars as pl
@@ -24,6 +25,7 @@ import polars as pl
 from amp_braze.braze.identifiers import ID
 from amp_braze.braze.payload import flag
 from amp_braze.storage import Storage
+from amp_braze.sync.plan import Side
 
 
 @dataclass
@@ -31,7 +33,18 @@ class StateView:
     version: int
     folded: list[str]  # checkpoint names already in this version
     pending: list[str]  # checkpoint names not yet folded (a crashed or running sync's)
-    table: pl.DataFrame  # the state with pending checkpoints folded in
+    frame: pl.LazyFrame  # the state with pending checkpoints folded in, sorted by __id
+    footer: dict = field(default_factory=dict)  # the version's Parquet footer, if not folded
+
+    @cached_property
+    def table(self) -> pl.DataFrame:
+        return self.frame.collect()
+
+    def side(self) -> Side:
+        """The state as the planner reads it, with what the version's footer says (ids digest,
+        rows) when it is read straight from one Parquet file."""
+        footer = {} if self.pending else self.footer
+        return Side(self.frame, ids_digest=footer.get("ids_digest"), rows=footer.get("rows"))
 
     @property
     def fingerprint(self) -> str:
@@ -104,23 +117,43 @@ class SyncState:
             version = versions[-1]
             man = self.manifest(version)
             parts = [f"{self._version_dir(version)}/{p}" for p in man["parts"]]
-            table = self.storage.scan_parquet(parts).collect() if parts else None
+            frame = self.storage.scan_parquet(parts) if parts else None
+            footer = self.storage.footer(parts[0]) if len(parts) == 1 else {}
             folded = list(man.get("folded_checkpoints", []))
         else:
-            version, table, folded = 0, None, []
+            version, frame, folded, footer = 0, None, [], {}
         done = set(folded)
         pending = [c for c in self.checkpoints() if c not in done]
-        if pending:
-            table = fold(table, [self.storage.scan_parquet(c).collect() for c in pending])
-        if table is None:
-            table = pl.DataFrame({ID: pl.Series([], dtype=pl.String)})
-        return StateView(version, folded, pending, table)
+        if pending:  # a crashed or running sync's work: fold it in (in memory)
+            base = frame.collect() if frame is not None else None
+            frame = fold(base, [self.storage.scan_parquet(c).collect() for c in pending]).lazy()
+        if frame is None:
+            frame = pl.LazyFrame({ID: pl.Series([], dtype=pl.String)})
+        return StateView(version, folded, pending, frame, footer)
 
     # -- writing -----------------------------------------------------------------------------------
     def write_checkpoint(self, run_id: str, seq: int, rows: pl.DataFrame) -> str:
         name = f"{self.base}/checkpoints/{run_id}/c{seq:06d}.parquet"
         self.storage.write_parquet(name, rows)
         return name
+
+    def write_version(self, version: int, table: pl.DataFrame, folded: list[str]) -> bool:
+        """Write ``table`` (sorted by __id) as ``version``; False if that version already exists."""
+        vdir = self._version_dir(version)
+        part = "part-00000.parquet"
+        self.storage.write_parquet(f"{vdir}/{part}", table)
+        manifest = {
+            "version": version,
+            "parts": [part],
+            "shards": 1,
+            "rows": table.height,
+            "columns": [c for c in table.columns if c != ID],
+            "folded_checkpoints": folded,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return self.storage.create_bytes(
+            f"{vdir}/manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
+        )
 
     def commit(self, attempts: int = 5) -> StateView:
         """Fold every pending checkpoint into a new version. Safe against a racing commit: the
@@ -130,22 +163,9 @@ class SyncState:
             if not view.pending and view.version:
                 return view
             version = view.version + 1
-            vdir = self._version_dir(version)
-            part = "part-00000.parquet"
-            self.storage.write_parquet(f"{vdir}/{part}", view.table)
-            manifest = {
-                "version": version,
-                "parts": [part],
-                "shards": 1,
-                "rows": view.table.height,
-                "columns": [c for c in view.table.columns if c != ID],
-                "folded_checkpoints": view.folded + view.pending,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            if self.storage.create_bytes(
-                f"{vdir}/manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
-            ):
-                return StateView(version, manifest["folded_checkpoints"], [], view.table)
+            folded = view.folded + view.pending
+            if self.write_version(version, view.table, folded):
+                return StateView(version, folded, [], view.table.lazy())
         raise RuntimeError(
             f"could not commit sync state under {self.base} after {attempts} attempts"
         )
