@@ -124,7 +124,7 @@ def plan_delta(
     # Users in both, side by side: the rows only one side has are filtered out of each.
     both = pl.concat(
         [
-            _without_rows(wanted, match.new_rows).select(id_cols + [ID] + cur_cols),
+            _without_rows(wanted, match.new_rows).select([pl.col(ID)] + cur_cols),
             _without_rows(state, match.gone_rows).select(old_cols + [pl.col(ID).alias(OLD_ID)]),
         ],
         how="horizontal",
@@ -135,8 +135,7 @@ def plan_delta(
     if match.new_rows.len():
         parts.append(
             _only_rows(wanted, match.new_rows).select(
-                id_cols
-                + [ID]
+                [pl.col(ID)]
                 + cur_cols
                 + no_old
                 + [pl.lit(True).alias(NEW), pl.lit(False).alias(MISALIGNED)]
@@ -149,8 +148,7 @@ def plan_delta(
             gone = gone.filter(~pl.col(ID).is_in(protected_ids.implode()))
         parts.append(
             gone.select(
-                _ids_from_key(kind)
-                + [pl.col(ID)]
+                [pl.col(ID)]
                 + [pl.lit(None, dtype(a)).alias(a) for a in managed + unset_attrs]
                 + old_cols
                 + [pl.lit(False).alias(NEW), pl.lit(False).alias(MISALIGNED)]
@@ -160,7 +158,7 @@ def plan_delta(
     attrs, exprs = _changes(managed + unset_attrs, in_state, segment_booleans, segment_array)
     flags = [flag(a.name) for a in attrs]
     any_change = pl.any_horizontal(flags) if flags else pl.lit(False)
-    keep = id_cols + [ID, NEW] + [c for a in attrs for c in _plan_cols(a)]
+    keep = [ID, NEW] + [c for a in attrs for c in _plan_cols(a)]
     misaligned = RuntimeError(
         "sync plan: the wanted and state rows did not line up; was a table rewritten while the "
         "plan read it? Materialize braze_sync_plan again."
@@ -177,6 +175,9 @@ def plan_delta(
     table = frames[0].select(keep)
     for f in frames[1:]:  # each part is sorted by id: merge, not sort
         table = table.merge_sorted(f.select(keep), key=ID)
+    # The identifier sent is the key itself (trimmed, as a string): the same for every row, and
+    # the raw identifier columns never have to be read.
+    table = table.select(_ids_from_key(kind) + keep)
     plan = Plan(table=table, attrs=attrs, wanted_users=w_rows)
     plan.stats = plan_stats(plan, wanted, braze, w.non_null)
     plan.stats["state_users"] = s_rows

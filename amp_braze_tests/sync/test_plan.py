@@ -203,3 +203,16 @@ def test_array_attribute_adds_and_removes_only_what_changed():
     assert sorted(rows) == ["b", "z"]  # a unchanged; c new with nothing to send
     assert rows["b"][ARRAY + ADD] == ["vip"] and rows["b"][ARRAY + REMOVE] == []
     assert rows["z"][ARRAY + REMOVE] == ["vip"] and rows["z"][NEW] is False
+
+
+def test_the_identifier_sent_is_the_trimmed_key():
+    """Users are keyed on the trimmed id; Braze must get that same id, never the raw padding."""
+    wanted = pl.DataFrame({"external_id": [" a ", "b"], ID: ["a", "b"], "tier": ["gold", "x"]})
+    state = pl.DataFrame({ID: ["b", "gone"], "tier": ["y", "z"]})
+    cfg = BrazeConfig(instance="US-03", on_removed_user="unset")
+    plan = plan_delta(wanted, state, cfg, [])
+    assert plan.table.select("external_id", ID, NEW, "tier").rows() == [
+        ("a", "a", True, "gold"),
+        ("b", "b", False, "x"),
+        ("gone", "gone", False, None),
+    ]
