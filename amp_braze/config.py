@@ -209,6 +209,7 @@ class SyncConfig:
     schedule: str = "0 6 * * *"
     checkpoint_rows: int = 50_000
     timezone: str = "UTC"
+    keep_state_versions: int = 3
 
 
 @dataclass(frozen=True)
@@ -488,12 +489,18 @@ def _sync(node: _Node) -> SyncConfig:
         schedule=node.get("schedule", str, "0 6 * * *"),
         checkpoint_rows=node.get("checkpoint_rows", int, 50_000),
         timezone=node.get("timezone", str, "UTC"),
+        keep_state_versions=node.get("keep_state_versions", int, 3),
     )
     node.done()
     if not is_valid_cron_string(cfg.schedule):
         raise ConfigError(node.key("schedule"), f"{cfg.schedule!r} is not a valid cron expression")
     if cfg.checkpoint_rows < 75:
         raise ConfigError(node.key("checkpoint_rows"), "must be at least 75")
+    if cfg.keep_state_versions < 2:
+        raise ConfigError(
+            node.key("keep_state_versions"),
+            "must be at least 2 (a sync or plan may still be reading the previous version)",
+        )
     return cfg
 
 

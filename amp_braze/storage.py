@@ -212,6 +212,15 @@ class Storage:
         else:
             Path(self.uri(name)).unlink(missing_ok=True)
 
+    def remove_empty_folders(self, prefix: str) -> None:
+        """Local storage only (object stores have no folders): drop folders left empty."""
+        base = Path(self.uri(prefix.strip("/")))
+        if self.is_s3 or not base.is_dir():
+            return
+        for p in sorted(base.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+
     def delete_prefix(self, prefix: str) -> None:
         for name in self.list(prefix):
             self.delete(name)

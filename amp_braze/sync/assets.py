@@ -122,6 +122,8 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
             "retried_rows_from_last_run": dg.MetadataValue.int(report.retried_from_last_run),
             "checkpoints": dg.MetadataValue.int(report.checkpoints),
             "state_version": dg.MetadataValue.int(report.state_version),
+            "old_state_versions_deleted": dg.MetadataValue.int(report.pruned[0]),
+            "folded_checkpoints_deleted": dg.MetadataValue.int(report.pruned[1]),
             "replanned": dg.MetadataValue.bool(report.replanned),
             "duration_seconds": dg.MetadataValue.float(round(report.duration, 3)),
             "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),

@@ -171,6 +171,7 @@ class SyncReport:
     data_points: int = 0
     checkpoints: int = 0
     state_version: int = 0
+    pruned: tuple[int, int] = (0, 0)  # old state versions, folded checkpoint files deleted
     duration: float = 0.0
     rejected: pl.DataFrame = field(default_factory=pl.DataFrame)
     retried_from_last_run: int = 0
@@ -254,6 +255,7 @@ def run_sync(
         client.close()
     if report.checkpoints:
         report.state_version = state.commit().version
+        report.pruned = state.prune(config.sync.keep_state_versions)
     else:
         report.state_version = view.version
     report.rejected = _rejections(rejected, run_id)

@@ -137,6 +137,28 @@ class SyncState:
         self.storage.write_parquet(name, rows)
         return name
 
+    def prune(self, keep: int) -> tuple[int, int]:
+        """Delete all but the newest ``keep`` versions, and the checkpoint files the newest version
+        has folded in; returns (versions, checkpoints) deleted. A folded checkpoint stays listed in
+        the manifest, so one whose deletion failed is never applied twice; checkpoints not folded
+        yet (a running or crashed sync's) are never touched."""
+        versions = self.versions()
+        if not versions:
+            return 0, 0
+        folded = set(self.manifest(versions[-1]).get("folded_checkpoints", []))
+        old = versions[:-keep] if len(versions) > keep else []
+        for v in old:
+            vdir = self._version_dir(v)
+            names = self.storage.list(vdir)
+            for name in sorted(names, key=lambda n: n.endswith("manifest.json")):
+                self.storage.delete(name)  # the manifest last: the version exists until then
+        done = [c for c in self.checkpoints() if c in folded]
+        for name in done:
+            self.storage.delete(name)
+        self.storage.remove_empty_folders(f"{self.base}/checkpoints")
+        self.storage.remove_empty_folders(f"{self.base}/state")
+        return len(old), len(done)
+
     def write_version(self, version: int, table: pl.DataFrame, folded: list[str]) -> bool:
         """Write ``table`` (sorted by __id) as ``version``; False if that version already exists."""
         vdir = self._version_dir(version)

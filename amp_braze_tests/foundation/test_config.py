@@ -88,6 +88,12 @@ def test_bundled_demo_config_is_valid(tmp_path, monkeypatch):
             "sync.schedule",
             "not a valid cron expression",
         ),
+        (
+            "profile_sql: profile.sql",
+            "profile_sql: profile.sql\nsync: {keep_state_versions: 1}",
+            "sync.keep_state_versions",
+            "must be at least 2",
+        ),
         ("    customer_key: customer_id\n", "", "sources.pos.customer_key", "is required"),
         ("    path: pos.csv", "    path: pos.xlsx", "sources.pos.path", "cannot tell the format"),
         (

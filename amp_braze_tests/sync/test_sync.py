@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import polars as pl
 import pytest
 
+from amp_braze.braze.identifiers import ID
+from amp_braze.braze.payload import flag
 from amp_braze.config import load_config
 from amp_braze.sync.run import destination
 from amp_braze.sync.state import SyncState
@@ -361,3 +365,38 @@ def test_sync_with_storage_on_s3(tmp_path, emulator, monkeypatch, s3_bucket):
     _, meta = brand.sync()
     assert meta["braze_sync"]["users_sent"] == 0
     assert_braze_matches(brand, emulator)
+
+
+def test_old_state_versions_and_folded_checkpoints_are_deleted(brand, emulator):
+    """Each sync writes a full snapshot; only the newest sync.keep_state_versions (3) stay, the
+    checkpoint files folded into the newest are deleted, a crashed run's checkpoints are not."""
+    state = SyncState(brand.storage, destination(brand.config))
+    feed = make_feed(1500)
+    metas = []
+    for k in range(4):  # a first sync, then three with one more ltv change each
+        brand.write_feed(feed.with_columns(pl.col("ltv") + k))
+        metas.append(brand.sync()[1]["braze_sync"])
+    assert [m["state_version"] for m in metas] == [1, 2, 3, 4]
+    assert [m["old_state_versions_deleted"] for m in metas] == [0, 0, 0, 1]
+    assert [m["folded_checkpoints_deleted"] for m in metas] == [m["checkpoints"] for m in metas]
+    assert metas[0]["checkpoints"] == 5  # 1,500 users, a checkpoint every 300
+    assert state.versions() == [2, 3, 4]
+    assert brand.storage.list(f"{state.base}/checkpoints") == []
+    assert sorted(p.name for p in Path(brand.storage.uri(f"{state.base}/state")).iterdir()) == [
+        "v000002", "v000003", "v000004",
+    ]  # fmt: skip
+    assert len(state.manifest(4)["folded_checkpoints"]) == sum(m["checkpoints"] for m in metas)
+    assert_braze_matches(brand, emulator)
+
+    # A crashed run's checkpoint is pending: pruning leaves it, and the state still folds it in.
+    row = (
+        state.current()
+        .table.head(1)
+        .select(ID, pl.lit(123.0).alias("ltv"), pl.lit(True).alias(flag("ltv")))
+    )
+    name = state.write_checkpoint("crashed-run", 1, row)
+    assert state.prune(2) == (1, 0)
+    assert brand.storage.exists(name) and state.versions() == [3, 4]
+    view = state.current()
+    assert view.pending == [name]
+    assert view.table.filter(pl.col(ID) == row[ID][0])["ltv"].item() == 123.0
