@@ -39,6 +39,10 @@ def _plan_metadata(stats: dict) -> dict:
         "full_sync_requests": dg.MetadataValue.int(stats["full_sync_requests"]),
         "data_points_saved_share": dg.MetadataValue.float(round(saved, 4)),
         "state_version": dg.MetadataValue.int(stats.get("state_version", 0)),
+        "users_in_state": dg.MetadataValue.int(stats.get("state_users", 0)),
+        # Users Braze has from us who are no longer wanted: unset or left as they are, per
+        # braze.on_removed_user.
+        "users_no_longer_wanted": dg.MetadataValue.int(stats.get("users_no_longer_wanted", 0)),
         "attributes_changed_by_column": markdown_table(
             [
                 {"attribute": k, "users": v}

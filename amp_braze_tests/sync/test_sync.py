@@ -98,6 +98,8 @@ def test_segment_leavers_become_false_and_removed_users(tmp_path, emulator, monk
     gone = users["user-1"]
     assert "email" not in gone and gone["custom_attributes"] == {}  # every managed attribute unset
     assert meta["braze_sync_plan"]["users_changed"] == 11
+    assert meta["braze_sync_plan"]["users_no_longer_wanted"] == 1
+    assert meta["braze_sync_plan"]["users_in_state"] == 300
 
 
 def test_rejected_rows_are_kept_and_retried_next_run(brand, emulator):
