@@ -187,24 +187,33 @@ class Storage:
 
     def list(self, prefix: str) -> list[str]:
         """Names (relative to the root) of the objects under a folder, sorted; temp files excluded."""
+        return sorted(self.versions(prefix))
+
+    def versions(self, prefix: str) -> dict[str, str]:
+        """Per object under a folder, a string that changes whenever the object is rewritten
+        (size and modification time, plus the ETag on S3)."""
         prefix = prefix.strip("/")
         if self.is_s3:
-            names = []
+            out = {}
             paginator = self._s3.get_paginator("list_objects_v2")
             key_prefix = self._key(prefix) + "/"
             strip = len(self.prefix) + 1 if self.prefix else 0
             for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix):
-                names += [o["Key"][strip:] for o in page.get("Contents", [])]
-            return sorted(names)
+                for o in page.get("Contents", []):
+                    out[o["Key"][strip:]] = (
+                        f"{o['Size']}:{o['LastModified'].isoformat()}:{o['ETag']}"
+                    )
+            return out
         base = Path(self.uri(prefix))
         if not base.is_dir():
-            return []
+            return {}
         root = Path(self.root)
-        return sorted(
-            str(p.relative_to(root))
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
-        )
+        out = {}
+        for p in base.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):
+                st = p.stat()
+                out[str(p.relative_to(root))] = f"{st.st_size}:{st.st_mtime_ns}"
+        return out
 
     def delete(self, name: str) -> None:
         if self.is_s3:

@@ -4,15 +4,13 @@ import datetime as dt
 
 import dagster as dg
 import orjson
-import polars as pl
 from dagster_aws.s3 import S3Resource
 
 from amp_braze.config import Config, CurrentsConfig
 from amp_braze.currents.cursor import advance
 from amp_braze.currents.listing import list_files, list_hour, lookback_start
 from amp_braze.currents.load import load_hour
-from amp_braze.currents.summary import summarize
-from amp_braze.currents.summary_schema import empty_engagement_summary
+from amp_braze.currents.rollup import engagement_summary as summarize_incrementally
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.storage import Storage
 
@@ -128,17 +126,15 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list]:
         as_of = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.UTC)
         if as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=dt.UTC)
-        names = [n for n in storage.list(EVENTS_DIR) if n.endswith("/_events.parquet")]
-        if names:
-            events = storage.scan_parquet(names)
-            total = events.select(pl.len()).collect().item()
-            summary = summarize(events, as_of)
-        else:
-            total, summary = 0, empty_engagement_summary()
+        run = summarize_incrementally(storage, EVENTS_DIR, as_of)
+        summary = run.table
         uri = storage.write_table("engagement_summary", summary)
         meta = table_metadata(summary, uri) | {
-            "hours_loaded": dg.MetadataValue.int(len(names)),
-            "events_read": dg.MetadataValue.int(total),
+            "hours_loaded": dg.MetadataValue.int(run.hours_loaded),
+            "hours_read_for_windows": dg.MetadataValue.int(run.hours_read_for_windows),
+            "hours_folded_into_rollup": dg.MetadataValue.int(run.hours_folded),
+            "rollup": dg.MetadataValue.text(run.rollup),
+            "events_read": dg.MetadataValue.int(run.events_read),
             "as_of": dg.MetadataValue.text(as_of.isoformat()),
             "users_with_email_opens_30d": dg.MetadataValue.int(
                 int((summary["email_opens_30d"] > 0).sum())

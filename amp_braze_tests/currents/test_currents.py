@@ -17,6 +17,7 @@ from amp_braze.currents import fixtures
 from amp_braze.currents.cursor import advance
 from amp_braze.currents.keys import CurrentsFile, hour_of, parse_key
 from amp_braze.currents.load import read_avro
+from amp_braze.currents.summary import summarize
 from amp_braze.definitions import build_defs
 from amp_braze.storage import Storage, s3_client
 from amp_braze_tests.conftest import SHARED_SAMPLES, write_config
@@ -88,12 +89,22 @@ class Currents:
         return meta
 
     def summary(self, as_of: dt.datetime) -> pl.DataFrame:
+        return self.summary_and_metadata(as_of)[0]
+
+    def summary_and_metadata(self, as_of: dt.datetime) -> tuple[pl.DataFrame, dict]:
         assets = [a for a in self.defs.assets if a.key.to_user_string() == "engagement_summary"]
-        dg.materialize(
+        result = dg.materialize(
             assets, instance=self.instance, resources=self.defs.resources,
             run_config={**QUIET, "ops": {"engagement_summary": {"config": {"as_of": as_of.isoformat()}}}},
         )  # fmt: skip
-        return self.storage.read_table("engagement_summary")
+        ev = result.get_asset_materialization_events()[0]
+        meta = {k: getattr(v, "value", v) for k, v in ev.materialization.metadata.items()}
+        return self.storage.read_table("engagement_summary"), meta
+
+    def load_any_hour(self, hour: str) -> dict:
+        """Load an hour the sensor's lookback would not reach (history)."""
+        self.instance.add_dynamic_partitions("braze_currents_hours", [hour])
+        return self.load(hour)
 
 
 @pytest.fixture
@@ -319,6 +330,73 @@ def test_engagement_summary_exact_counts(currents):
     assert (bob["push_opens_30d"], bob["purchases_90d"], bob["revenue_90d"]) == (1, 1, 10.0)
     assert bob["last_purchase_at"] == as_of - 10 * day and bob["last_session_at"] == as_of - day
     assert anon_row["external_user_id"] is None and anon_row["email_opens_30d"] == 1
+
+
+def test_engagement_summary_updates_a_rollup_and_equals_a_full_recompute(currents):
+    """History is not reread: the all-time fields live in a roll-up that new and reloaded hours are
+    folded into, and the windowed counts read only recent hours. Each summary must equal the one
+    computed from every event at once (summarize), in every situation the roll-up meets."""
+    E = "users.messages.email."
+    t0 = dt.datetime(2026, 9, 1, 12, tzinfo=dt.UTC)
+    day, hour = dt.timedelta(days=1), dt.timedelta(hours=1)
+    types = [E + "Send", E + "Open", E + "Click", "users.behaviors.Purchase",
+             "users.behaviors.app.SessionStart"]  # fmt: skip
+    rng = random.Random(9)
+
+    def put_hour(q: dt.datetime, n: int, ahead: dt.timedelta = dt.timedelta(0)) -> tuple[str, list]:
+        """n events queued in hour q (timed within it, or ``ahead`` of it), one file per type."""
+        h, recs = hour_of(q), []
+        for et in types:
+            batch = [
+                fixtures.event(
+                    et, rng.choice(["ann", "bob", "cy"]), q + rng.random() * hour + ahead, rng
+                )
+                for _ in range(n)
+            ]
+            currents.put(et, h, batch)
+            recs += batch
+        return h, recs
+
+    def check(as_of: dt.datetime, rollup: str, folded: int) -> dict:
+        got, meta = currents.summary_and_metadata(as_of)
+        every = currents.storage.scan_parquet(
+            [n for n in currents.storage.list("currents/events") if n.endswith("/_events.parquet")]
+        )
+        assert got.equals(summarize(every, as_of)), (rollup, as_of)
+        assert (meta["rollup"], meta["hours_folded_into_rollup"]) == (rollup, folded)
+        return meta
+
+    hours = [put_hour(t0 - d * day, 20)[0] for d in (200, 120, 60, 3)]
+    old_purchase = fixtures.event("users.behaviors.Purchase", "dee", t0 - 200 * day, rng)
+    currents.put("users.behaviors.Purchase", hours[0], [old_purchase])  # dee: only ancient history
+    dup = fixtures.event(E + "Open", "ann", t0 - 3 * day, rng)
+    currents.put(E + "Open", hours[3], [dup])
+    currents.put(E + "Open", hours[2], [dup])  # delivered twice, in two hours: counts once
+    for h in hours:
+        currents.load_any_hour(h)
+    meta = check(t0, "rebuilt", 4)
+    assert (
+        meta["hours_loaded"] == 4 and meta["hours_read_for_windows"] == 2
+    )  # not 200 or 120 days back
+    assert currents.summary(t0).filter(pl.col("external_user_id") == "dee")[
+        "last_purchase_at"
+    ].item() == (dt.datetime.fromtimestamp(old_purchase["time"], dt.UTC))
+
+    # A new hour, one of whose events carries a time a day ahead (a device clock running fast).
+    h_new, _ = put_hour(t0 + 2 * hour, 10)
+    currents.put(E + "Click", h_new, [fixtures.event(E + "Click", "cy", t0 + day, rng)])
+    currents.load_any_hour(h_new)
+    check(t0 + 3 * hour, "incremental", 1)
+    check(t0 + 4 * hour, "incremental", 1)  # that hour is folded again until its events are past
+    check(t0 + 2 * day, "incremental", 1)  # now they are: the click counts, the hour is settled
+    check(t0 + 2 * day + hour, "unchanged", 0)
+    check(t0, "bypassed", 0)  # an earlier as_of reads everything and leaves the roll-up alone
+    # A late file reloads an hour; a vanished hour rebuilds the roll-up.
+    currents.put(E + "Open", hours[2], [fixtures.event(E + "Open", "bob", t0 - 59 * day, rng)])
+    currents.load_any_hour(hours[2])
+    check(t0 + 2 * day + hour, "incremental", 1)
+    currents.storage.delete_prefix(f"currents/events/hour={hours[1]}")
+    check(t0 + 2 * day + hour, "rebuilt", 4)
 
 
 @pytest.mark.skipif(
