@@ -42,6 +42,7 @@ WINDOW = dt.timedelta(days=90)
 # queued in (a device clock running ahead), so a few days more are read and filtered on ``time``.
 WINDOW_MARGIN = dt.timedelta(days=7)
 USER = "__user"
+MICROS = 1_000_000
 IDS = ["external_user_id", "user_id"]
 
 
@@ -90,7 +91,11 @@ def windowed(events: pl.LazyFrame, as_of: dt.datetime) -> pl.LazyFrame:
     purchase = et == PURCHASE
     aggs += [
         purchase.sum().cast(pl.Int64).alias("purchases_90d"),
-        pl.col("price").filter(purchase).sum().cast(pl.Float64).alias("revenue_90d"),
+        # Summed in whole millionths: an integer sum is the same in any order, so the figure does
+        # not move in its last bit from run to run (which would resend it to Braze every sync).
+        ((pl.col("price").filter(purchase) * MICROS).round().cast(pl.Int64).sum() / MICROS)
+        .cast(pl.Float64)
+        .alias("revenue_90d"),
     ]
     return ev.group_by(USER).agg(aggs)
 

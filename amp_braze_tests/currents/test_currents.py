@@ -443,3 +443,30 @@ def test_sync_job_refreshes_engagement_but_not_hourly_loads(currents):
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert "engagement_summary" in keys and "braze_currents_events" not in keys
     assert currents.defs.resolve_sensor_def("braze_currents_sensor").minimum_interval_seconds == 60
+
+
+def test_revenue_is_the_same_whatever_order_the_events_come_in():
+    """A float summed in another order can move in its last bit, and the sync would then resend it
+    to Braze every run; revenue is summed in whole millionths, which any order sums the same."""
+    rng = random.Random(3)
+    as_of = dt.datetime(2026, 6, 30, tzinfo=dt.UTC)
+    n = 5_000
+    events = pl.DataFrame(
+        {
+            "id": [str(i) for i in range(n)],
+            "event_type": ["users.behaviors.Purchase"] * n,
+            "external_user_id": [f"u{i % 3}" for i in range(n)],
+            "user_id": [f"b{i % 3}" for i in range(n)],
+            "time": [as_of - dt.timedelta(minutes=i) for i in range(n)],
+            "price": [rng.random() * 1000 for _ in range(n)],
+        }
+    )
+    results = [
+        summarize(events.sample(fraction=1, shuffle=True, seed=s).lazy(), as_of) for s in range(5)
+    ]
+    assert all(r.equals(results[0]) for r in results)
+    by_user = events.group_by("external_user_id").agg((pl.col("price") * 1e6).round().sum())
+    expected = {u: v / 1e6 for u, v in by_user.iter_rows()}
+    assert {
+        r["external_user_id"]: r["revenue_90d"] for r in results[0].iter_rows(named=True)
+    } == expected
