@@ -69,7 +69,7 @@ def _old(a: str) -> str:
 
 
 def _ids_from_key(kind: str) -> list[pl.Expr]:
-    """Identifier columns rebuilt from __id (for users who are only in the state)."""
+    """The identifier columns Braze is sent, rebuilt from ``__id`` (the trimmed key)."""
     if kind == "user_alias":
         parts = pl.col(ID).str.split_exact(ALIAS_SEPARATOR, 1)
         return [
