@@ -59,9 +59,11 @@ def engagement_summary(storage: Storage, events_dir: str, as_of: dt.datetime) ->
     if cutoff is not None and as_of < cutoff:
         # An earlier as_of than the roll-up's: everything is read, and the roll-up is left as it is.
         run.rollup = "bypassed"
-        users = alltime(storage.scan_parquet(sorted(files)).filter(pl.col("time") <= as_of))
-        run.events_read = storage.scan_parquet(sorted(files)).select(pl.len()).collect().item()
-        users = users.collect()
+        every = storage.scan_parquet(sorted(files))
+        users, n = pl.collect_all(
+            [alltime(every.filter(pl.col("time") <= as_of)), every.select(pl.len())]
+        )
+        run.events_read = n.item()
     else:
         users = _update_rollup(storage, files, man, as_of, run)
     window = [n for n in sorted(files) if _hour(n) >= hour_of(window_start_hour(as_of))]

@@ -25,6 +25,7 @@ from amp_braze.profiles.sample_data import generate
 from amp_braze.storage import Storage
 from amp_braze.sync.verify import compare
 
+# Dagster run config that keeps the console to warnings (the demo, tests and benchmarks use it).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_KEY = "amp-braze-demo-key"
 

@@ -228,10 +228,9 @@ class Match:
         return not self.new_rows.len() and not self.gone_rows.len()
 
 
-def _positions(values: list[int] | pl.Series | None = None, n: int | None = None) -> pl.Series:
-    if n is not None:
-        return pl.int_range(n, dtype=pl.UInt32, eager=True).alias(ROW)
-    return pl.Series(ROW, values if values is not None else [], dtype=pl.UInt32)
+def _positions(n: int = 0) -> pl.Series:
+    """Row numbers 0..n-1 (none by default)."""
+    return pl.int_range(n, dtype=pl.UInt32, eager=True).alias(ROW)
 
 
 def match_sorted_ids(left: pl.Series, right: pl.Series) -> Match:
@@ -243,7 +242,7 @@ def match_sorted_ids(left: pl.Series, right: pl.Series) -> Match:
     if left.len() == right.len() and left.equals(right):
         return Match(_positions(), _positions())
     if not right.len() or not left.len():
-        return Match(_positions(n=left.len()), _positions(n=right.len()))
+        return Match(_positions(left.len()), _positions(right.len()))
     threads = max(2, pl.thread_pool_size())  # smaller merges are faster even on one core
     pieces = max(1, min(threads, (left.len() + right.len()) // MERGE_PIECE_ROWS))
     if pieces == 1:

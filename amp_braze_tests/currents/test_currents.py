@@ -19,10 +19,10 @@ from amp_braze.currents.keys import CurrentsFile, hour_of, parse_key
 from amp_braze.currents.load import read_avro
 from amp_braze.currents.summary import summarize
 from amp_braze.definitions import build_defs
+from amp_braze.demo.run import QUIET
 from amp_braze.storage import Storage, s3_client
 from amp_braze_tests.conftest import SHARED_SAMPLES, write_config
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
 H = [hour_of(NOW - dt.timedelta(hours=k)) for k in range(6)]  # H[0] this hour, H[1] an hour ago...
 

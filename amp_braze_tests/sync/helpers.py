@@ -11,11 +11,10 @@ import polars as pl
 
 from amp_braze.config import Config, load_config
 from amp_braze.definitions import build_defs
+from amp_braze.demo.run import QUIET
 from amp_braze.storage import Storage
 from amp_braze.sync.verify import compare, flatten_braze_profile
 from amp_braze_tests.conftest import write_config
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 CONFIG = """
 storage: ./store
