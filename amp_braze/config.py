@@ -191,6 +191,8 @@ class BrazeConfig:
     objects_per_request: int = 75
     timeout_seconds: float = 30.0
     max_retries: int = 6
+    max_wait_seconds: float = 900.0  # the most a sync waits out rate limiting (429s), in total
+    max_consecutive_failures: int = 20  # failed requests in a row before a sync stops
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,8 @@ class SyncConfig:
     checkpoint_rows: int = 50_000
     timezone: str = "UTC"
     keep_state_versions: int = 3
+    lease_seconds: float = 60.0  # a dead sync on another machine blocks its destination this long
+    lease_wait_seconds: float = 3600.0  # the most a sync waits for another sync of its destination
 
 
 @dataclass(frozen=True)
@@ -351,8 +355,14 @@ def _braze(node: _Node) -> BrazeConfig:
         objects_per_request=node.get("objects_per_request", int, 75),
         timeout_seconds=node.get("timeout_seconds", float, 30.0),
         max_retries=node.get("max_retries", int, 6),
+        max_wait_seconds=node.get("max_wait_seconds", float, 900.0),
+        max_consecutive_failures=node.get("max_consecutive_failures", int, 20),
     )
     node.done()
+    if cfg.max_wait_seconds < 0:
+        raise ConfigError(node.key("max_wait_seconds"), "must be 0 or more")
+    if cfg.max_consecutive_failures < 1:
+        raise ConfigError(node.key("max_consecutive_failures"), "must be at least 1")
     if not 1 <= cfg.objects_per_request <= 75:
         raise ConfigError(
             node.key("objects_per_request"), "must be between 1 and 75 (Braze's limit)"
@@ -490,8 +500,14 @@ def _sync(node: _Node) -> SyncConfig:
         checkpoint_rows=node.get("checkpoint_rows", int, 50_000),
         timezone=node.get("timezone", str, "UTC"),
         keep_state_versions=node.get("keep_state_versions", int, 3),
+        lease_seconds=node.get("lease_seconds", float, 60.0),
+        lease_wait_seconds=node.get("lease_wait_seconds", float, 3600.0),
     )
     node.done()
+    if cfg.lease_seconds < 3:
+        raise ConfigError(node.key("lease_seconds"), "must be at least 3")
+    if cfg.lease_wait_seconds < 0:
+        raise ConfigError(node.key("lease_wait_seconds"), "must be 0 or more")
     if not is_valid_cron_string(cfg.schedule):
         raise ConfigError(node.key("schedule"), f"{cfg.schedule!r} is not a valid cron expression")
     if cfg.checkpoint_rows < 75:

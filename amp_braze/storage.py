@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -229,6 +230,38 @@ class Storage:
         for p in sorted(base.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if p.is_dir() and not any(p.iterdir()):
                 p.rmdir()
+
+    def remove_stale_temp_files(self, prefix: str, older_than_seconds: float = 600.0) -> int:
+        """Delete what writes killed mid-way left under a folder: local temporary files, and on
+        S3 multipart uploads never completed. Only ones older than ``older_than_seconds``, so a
+        write still under way is never touched. Returns how many were removed."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        if self.is_s3:
+            try:
+                ups = self._s3.list_multipart_uploads(
+                    Bucket=self.bucket, Prefix=self._key(prefix.strip("/")) + "/"
+                )
+            except Exception:  # not every S3 implementation lists uploads; lifecycle rules do it
+                return 0
+            for up in ups.get("Uploads", []):
+                if up["Initiated"].timestamp() < cutoff:
+                    self._s3.abort_multipart_upload(
+                        Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"]
+                    )
+                    removed += 1
+            return removed
+        base = Path(self.uri(prefix.strip("/")))
+        if not base.is_dir():
+            return 0
+        for p in base.rglob(".*.tmp-*"):
+            try:
+                if p.is_file() and p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def delete_prefix(self, prefix: str) -> None:
         for name in self.list(prefix):

@@ -34,6 +34,11 @@ class AuthError(BrazeError):
     """401/403: the key is wrong, lacks users.track, or belongs to another instance."""
 
 
+class BrazeUnavailable(BrazeError):
+    """Braze kept failing (connection errors, timeouts, 5xx) or kept rate limiting past the
+    bound: the sync stops; what Braze accepted until then is kept."""
+
+
 @dataclass
 class BatchResult:
     accepted: list[str] = field(default_factory=list)
@@ -72,9 +77,12 @@ class Pacer:
         self.interval = 1.0 / rate
         self.lock = threading.Lock()
         self.next_slot = time.monotonic()
+        self.paused = 0.0  # wall-clock seconds everyone was held by pauses, all told
 
     def pause_until(self, t: float) -> None:
         with self.lock:
+            start = max(self.next_slot, time.monotonic())
+            self.paused += max(0.0, t - start)
             self.next_slot = max(self.next_slot, t)
 
     def acquire(self) -> None:
@@ -129,6 +137,8 @@ class BrazeClient:
         backoff_base: float = 0.25,
         backoff_cap: float = 20.0,
         safety: float = 0.98,
+        max_wait_seconds: float = 900.0,
+        max_consecutive_failures: int = 20,
     ):
         problem = check_endpoint(endpoint)
         if problem:
@@ -144,6 +154,10 @@ class BrazeClient:
         self.max_retries = max_retries
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.pacer = Pacer(rate_per_second * safety)
+        self.max_wait_seconds = max_wait_seconds
+        self.max_consecutive_failures = max_consecutive_failures
+        self._failures_in_a_row = 0
+        self._last_failure = ""
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -188,28 +202,62 @@ class BrazeClient:
             conn.close()
         return _Response(resp.status, resp.headers, data)
 
+    def _failed(self, what: str) -> None:
+        """Count a failed request; too many in a row (no answer in between) stops the sync."""
+        with self.stats.lock:
+            self._failures_in_a_row += 1
+            self._last_failure = what
+            n = self._failures_in_a_row
+        if n >= self.max_consecutive_failures:
+            self._stop.set()
+            raise BrazeUnavailable(
+                f"Braze at {self.endpoint}/users/track failed {n} requests in a row (the last: "
+                f"{what}); stopping the sync. Everything Braze accepted is recorded; the next "
+                "sync sends the rest."
+            )
+
+    def _answered(self) -> None:
+        if self._failures_in_a_row:
+            with self.stats.lock:
+                self._failures_in_a_row = 0
+
     def send_one(self, objects: list[str], ids: list[str]) -> BatchResult:
         body = b'{"attributes":[' + ",".join(objects).encode() + b"]}"
-        attempt = 0
+        attempt = limited = 0
         while True:
             if self._stop.is_set():
                 return BatchResult(failed=list(ids))
             try:
                 resp = self._post(body)
-            except NETWORK_ERRORS:
+            except NETWORK_ERRORS as e:
                 self.stats.add(network_errors=1)
+                self._failed(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
                 attempt += 1
                 if not self._backoff(attempt):
                     return BatchResult(failed=list(ids))
                 continue
             status = resp.status
+            if status in RETRYABLE_STATUS:
+                self._failed(f"HTTP {status} {_message(resp.data)}".strip())
+            else:
+                self._answered()
             if status in (200, 201):
                 return self._result(resp.data, ids)
             if status == 429:
                 self.stats.add(rate_limited=1)
+                limited += 1
                 wait_s = retry_after_seconds(resp.headers)
-                if wait_s is None:
-                    wait_s = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 6))
+                if wait_s is None:  # no header: wait longer each time
+                    wait_s = min(self.backoff_cap, self.backoff_base * 2 ** min(limited, 8))
+                if self.pacer.paused + wait_s > self.max_wait_seconds:
+                    self._stop.set()
+                    raise BrazeUnavailable(
+                        f"Braze at {self.endpoint}/users/track kept answering 429 (rate limited) "
+                        f"for more than {self.max_wait_seconds:.0f} s of waiting in this sync "
+                        "(braze.max_wait_seconds); stopping. Everything Braze accepted is "
+                        "recorded; the next sync sends the rest. Check the workspace's API "
+                        "usage dashboard and braze.rate_limit."
+                    )
                 resume = time.monotonic() + wait_s + self._rng.uniform(0, 0.05)
                 self.pacer.pause_until(resume)
                 self.stats.add(paused_seconds=wait_s)
@@ -251,23 +299,25 @@ class BrazeClient:
         delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)) * self._rng.uniform(
             0.5, 1.5
         )
-        time.sleep(delay)
-        return True
+        return not self._stop.wait(delay)  # a stopping sync does not sit out its backoff
 
     @staticmethod
     def _result(data: bytes, ids: list[str]) -> BatchResult:
         if b'"errors"' not in data:  # the common case: everything accepted, nothing to parse
             return BatchResult(accepted=ids)
         try:
-            out = orjson.loads(data) if data else {}
+            out = orjson.loads(data)
         except orjson.JSONDecodeError:
-            out = {}
+            out = None
+        if not isinstance(out, dict):  # errors we cannot read: nothing counts as accepted
+            return BatchResult(failed=list(ids))
         bad: dict[int, str] = {}
         for err in out.get("errors") or []:
             if isinstance(err, dict) and err.get("input_array", "attributes") == "attributes":
                 idx = err.get("index")
-                if isinstance(idx, int) and 0 <= idx < len(ids):
-                    bad[idx] = str(err.get("type", "rejected"))
+                if not isinstance(idx, int) or not 0 <= idx < len(ids):
+                    return BatchResult(failed=list(ids))  # an error we cannot place
+                bad[idx] = str(err.get("type", "rejected"))
         return BatchResult(
             accepted=[i for n, i in enumerate(ids) if n not in bad],
             rejected=[(ids[n], reason) for n, reason in sorted(bad.items())],
@@ -304,11 +354,14 @@ class BrazeClient:
         for t in threads:
             t.start()
         pending = 0
+        errors: list[BaseException] = []
         try:
             for req in requests:
+                if errors:
+                    break
                 self.stats.add(batches=1)
                 while True:
-                    pending -= self._deliver(done, on_result, block=False)
+                    pending -= self._deliver(done, on_result, errors, block=False)
                     try:
                         work.put(req, timeout=0.05)
                         pending += 1
@@ -317,9 +370,9 @@ class BrazeClient:
                         continue
                 # Record finished work at once: the less accepted-but-unrecorded work there is,
                 # the less a crash makes us send again.
-                pending -= self._deliver(done, on_result, block=False)
+                pending -= self._deliver(done, on_result, errors, block=False)
             while pending:
-                pending -= self._deliver(done, on_result, block=True)
+                pending -= self._deliver(done, on_result, errors, block=True)
         except BaseException:
             self._stop.set()
             raise
@@ -330,11 +383,21 @@ class BrazeClient:
                 work.put(None)
             for t in threads:
                 t.join(timeout=self.timeout + 5)
+            # Whatever finished before a failure is still handed over, so it is recorded.
+            self._deliver(done, on_result, errors, block=False)
+        if errors:
+            raise errors[0]
         return self.stats
 
     def _deliver(
-        self, done: queue.Queue, on_result: Callable[[BatchResult], None], block: bool
+        self,
+        done: queue.Queue,
+        on_result: Callable[[BatchResult], None],
+        errors: list[BaseException],
+        block: bool,
     ) -> int:
+        """Hand finished results to ``on_result``; a worker's exception is kept in ``errors``
+        (the first one is raised once everything else is delivered)."""
         n = 0
         while True:
             try:
@@ -343,11 +406,15 @@ class BrazeClient:
                 return n
             n += 1
             if isinstance(item, BaseException):
-                raise item
-            self.stats.add(
-                accepted=len(item.accepted), rejected=len(item.rejected), failed=len(item.failed)
-            )
-            on_result(item)
+                errors.append(item)
+                self._stop.set()
+            else:
+                self.stats.add(
+                    accepted=len(item.accepted),
+                    rejected=len(item.rejected),
+                    failed=len(item.failed),
+                )
+                on_result(item)
             if block:
                 return n
 

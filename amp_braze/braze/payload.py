@@ -18,7 +18,8 @@ from amp_braze.braze.identifiers import ID
 
 FLAG = "__c_"
 ADD, REMOVE = "__add", "__remove"
-NEW = "__new"
+NEW = "__new"  # a user Braze has not had from us
+WHOLE = "__whole"  # send array attributes whole, not as add/remove (new users, uncertain values)
 
 
 def flag(attr: str) -> str:
@@ -84,6 +85,7 @@ def object_json(
 ) -> pl.Series:
     """One JSON object string per plan row, holding only the flagged attributes."""
     schema = plan.schema
+    whole_array = pl.col(WHOLE) if WHOLE in schema else pl.col(NEW)
     fragments = [_identifier(kind)]
     if update_existing_only:
         fragments.append(pl.lit('"_update_existing_only":true'))
@@ -109,7 +111,7 @@ def object_json(
             )
             whole = _fragment(a.name, pl.col(a.name))
             frag = (
-                pl.when(pl.col(NEW))
+                pl.when(whole_array)
                 .then(whole)
                 .otherwise(pl.concat_str(pl.lit(f'"{a.name}":'), ops))
             )
@@ -123,13 +125,14 @@ def object_json(
 def data_points(plan: pl.DataFrame, attrs: list[AttrSpec]) -> pl.Series:
     """Data points each plan row costs, as Braze bills them (rules.attribute_data_points)."""
     terms = []
+    whole_array = pl.col(WHOLE) if WHOLE in plan.columns else pl.col(NEW)
     for a in attrs:
         if not a.billable:
             continue
         f = pl.col(flag(a.name))
         if a.array_ops:
             added = pl.col(a.name + ADD).list.len()
-            cost = pl.when(pl.col(NEW)).then(1).when(added > 0).then(added).otherwise(1)
+            cost = pl.when(whole_array).then(1).when(added > 0).then(added).otherwise(1)
             terms.append(pl.when(f).then(cost).otherwise(0))
         else:
             terms.append(f.cast(pl.Int64))

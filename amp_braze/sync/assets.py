@@ -10,6 +10,7 @@ from amp_braze.braze.identifiers import ID
 from amp_braze.config import Config
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.storage import Storage
+from amp_braze.sync.lease import LeaseLost, LeaseTimeout
 from amp_braze.sync.run import (
     destination,
     load_plan,
@@ -18,6 +19,7 @@ from amp_braze.sync.run import (
     save_plan,
     write_dry_run,
 )
+from amp_braze.sync.state import StateMovedError
 
 GROUP = "braze_sync"
 
@@ -55,10 +57,18 @@ def _plan_metadata(stats: dict) -> dict:
     return meta
 
 
+def pool_name(cfg: Config) -> str:
+    """The Dagster pool of everything that plans or sends to one Braze destination."""
+    return f"braze/{destination(cfg)}"
+
+
 def build_sync_assets(cfg: Config, storage: Storage) -> list:
+    pool = pool_name(cfg)
+
     @dg.asset(
         name="braze_sync_plan",
         group_name=GROUP,
+        pool=pool,
         deps=[dg.AssetKey("segment_memberships")],  # which reads braze_customer_attributes
         kinds={"polars", "braze"},
         description="The delta: per user, only the attributes (and segment attributes) whose value differs "
@@ -77,6 +87,7 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
     @dg.asset(
         name="braze_sync",
         group_name=GROUP,
+        pool=pool,
         deps=[braze_sync_plan],
         kinds={"braze"},
         description="Sends the plan to Braze's /users/track and commits the sync state for accepted rows; "
@@ -109,7 +120,7 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
             report = run_sync(cfg, storage, plan, context.run.run_id)
         except AuthError as e:
             raise dg.Failure(description=str(e), allow_retries=False) from None
-        except BrazeError as e:
+        except (BrazeError, LeaseTimeout, LeaseLost, StateMovedError) as e:
             raise dg.Failure(description=str(e)) from None
         st = report.stats
         rej = report.rejected
@@ -125,9 +136,11 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
             "failed_rows": dg.MetadataValue.int(st.failed),
             "retried_rows_from_last_run": dg.MetadataValue.int(report.retried_from_last_run),
             "checkpoints": dg.MetadataValue.int(report.checkpoints),
+            "intents": dg.MetadataValue.int(report.intents),
+            "lease_wait_seconds": dg.MetadataValue.float(round(report.lease_wait_seconds, 3)),
             "state_version": dg.MetadataValue.int(report.state_version),
             "old_state_versions_deleted": dg.MetadataValue.int(report.pruned[0]),
-            "folded_checkpoints_deleted": dg.MetadataValue.int(report.pruned[1]),
+            "journal_entries_deleted": dg.MetadataValue.int(report.pruned[1]),
             "replanned": dg.MetadataValue.bool(report.replanned),
             "duration_seconds": dg.MetadataValue.float(round(report.duration, 3)),
             "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),

@@ -23,11 +23,14 @@ import polars as pl
 
 from amp_braze.braze import rules
 from amp_braze.braze.identifiers import ALIAS_SEPARATOR, ID, identifier_columns
-from amp_braze.braze.payload import ADD, NEW, REMOVE, AttrSpec, data_points, flag
+from amp_braze.braze.payload import ADD, NEW, REMOVE, WHOLE, AttrSpec, data_points, flag
 from amp_braze.config import BrazeConfig
 from amp_braze.storage import non_null_counts
 
 OLD = "__old"
+UNCERTAIN = (
+    "__u_"  # in the sync state: Braze may or may not hold this value (a run died sending it)
+)
 OLD_ID = "__id__old"
 MISALIGNED = "__misaligned"
 ROW = "__row"
@@ -68,6 +71,20 @@ def _old(a: str) -> str:
     return f"{a}{OLD}"
 
 
+def uncertain(attr: str) -> str:
+    return f"{UNCERTAIN}{attr}"
+
+
+def _same_kind(a: pl.DataType, b: pl.DataType) -> bool:
+    """Whether values of the two types can be compared as Braze sees them (an integer column
+    against a float one can; text against numbers cannot: every value is a new one)."""
+    if a == pl.Null or b == pl.Null or a == b:
+        return True
+    if a.is_numeric() and b.is_numeric():
+        return True
+    return a.is_temporal() and b.is_temporal() and a.base_type() == b.base_type()
+
+
 def _ids_from_key(kind: str) -> list[pl.Expr]:
     """The identifier columns Braze is sent, rebuilt from ``__id`` (the trimmed key)."""
     if kind == "user_alias":
@@ -100,9 +117,10 @@ def plan_delta(
     id_cols = identifier_columns(kind)
     w_schema, s_schema = wanted.collect_schema(), state.collect_schema()
     managed = [c for c in w_schema.names() if c not in id_cols and c != ID]
-    removed_attrs = [c for c in s_schema.names() if c != ID and c not in managed]
+    removed_attrs = [c for c in s_schema.names() if not c.startswith("__") and c not in managed]
     unset_attrs = removed_attrs if braze.unset_removed_attributes else []
     in_state = [a for a in managed + unset_attrs if a in s_schema]
+    marked = [a for a in in_state if uncertain(a) in s_schema]
     if w.ids_digest and w.ids_digest == s.ids_digest and w.rows is not None and s.rows is not None:
         match = Match(_positions(), _positions())  # the same ids in the same rows: no reading
         w_rows, s_rows = w.rows, s.rows
@@ -119,8 +137,12 @@ def plan_delta(
         return w_schema.get(a) or s_schema.get(a) or pl.Null()
 
     cur_cols = [pl.col(a) for a in managed] + [pl.lit(None, dtype(a)).alias(a) for a in unset_attrs]
-    old_cols = [pl.col(a).alias(_old(a)) for a in in_state]
-    no_old = [pl.lit(None, dtype(a)).alias(_old(a)) for a in in_state]
+    old_cols = [pl.col(a).alias(_old(a)) for a in in_state] + [
+        pl.col(uncertain(a)).fill_null(False) for a in marked
+    ]
+    no_old = [pl.lit(None, s_schema[a]).alias(_old(a)) for a in in_state] + [
+        pl.lit(False).alias(uncertain(a)) for a in marked
+    ]
     # Users in both, side by side: the rows only one side has are filtered out of each.
     both = pl.concat(
         [
@@ -155,10 +177,14 @@ def plan_delta(
             )
         )
 
-    attrs, exprs = _changes(managed + unset_attrs, in_state, segment_booleans, segment_array)
+    types = {a: (dtype(a), s_schema[a]) for a in in_state}
+    attrs, exprs = _changes(managed + unset_attrs, types, marked, segment_booleans, segment_array)
     flags = [flag(a.name) for a in attrs]
     any_change = pl.any_horizontal(flags) if flags else pl.lit(False)
-    keep = [ID, NEW] + [c for a in attrs for c in _plan_cols(a)]
+    whole = [WHOLE] if segment_array in marked else []
+    if whole:  # an array Braze may hold either way goes whole, not as add/remove
+        exprs.append((pl.col(NEW) | pl.col(uncertain(segment_array))).alias(WHOLE))
+    keep = [ID, NEW, *whole] + [c for a in attrs for c in _plan_cols(a)]
     misaligned = RuntimeError(
         "sync plan: the wanted and state rows did not line up; was a table rewritten while the "
         "plan read it? Materialize braze_sync_plan again."
@@ -187,18 +213,28 @@ def plan_delta(
 
 def _changes(
     attributes: list[str],
-    in_state: list[str],
+    types: dict[str, tuple[pl.DataType, pl.DataType]],
+    marked: list[str],
     segment_booleans: list[str],
     segment_array: str | None,
 ) -> tuple[list[AttrSpec], list[pl.Expr]]:
     """Per attribute, whether it changed (and for the array attribute what to add and remove).
-    A user new to the state has every old value null, so the same expressions serve them."""
+    A user new to the state has every old value null, so the same expressions serve them.
+    ``types``: (wanted, state) types of the attributes the state has; ``marked``: attributes
+    with uncertain values in the state, which are sent whatever they are."""
     attrs: list[AttrSpec] = []
     exprs: list[pl.Expr] = []
     for a in attributes:
         cur = pl.col(a)
-        prev = pl.col(_old(a)) if a in in_state else pl.lit(None, dtype=pl.Null)
-        if a == segment_array:
+        prev = pl.col(_old(a)) if a in types else pl.lit(None, dtype=pl.Null)
+        unsure = pl.col(uncertain(a)) if a in marked else pl.lit(False)
+        if a in types and not _same_kind(*types[a]):
+            # The SQL changed the attribute's type: every value is a new one to Braze.
+            changed = cur.is_not_null() | prev.is_not_null()
+            attrs.append(AttrSpec(a, array_ops=a == segment_array))
+            if a == segment_array:
+                exprs += [cur.alias(a + ADD), pl.lit([], pl.List(pl.String)).alias(a + REMOVE)]
+        elif a == segment_array:
             empty = pl.lit([], dtype=pl.List(pl.String))
             add = cur.fill_null(empty).list.set_difference(prev.fill_null(empty))
             remove = prev.fill_null(empty).list.set_difference(cur.fill_null(empty))
@@ -212,7 +248,7 @@ def _changes(
         else:
             changed = cur.ne_missing(prev)
             attrs.append(AttrSpec(a))
-        exprs.append(changed.fill_null(False).alias(flag(a)))
+        exprs.append((changed.fill_null(False) | unsure).alias(flag(a)))
     return attrs, exprs
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlparse
@@ -20,6 +21,7 @@ from amp_braze.braze.payload import (
     ADD,
     NEW,
     REMOVE,
+    WHOLE,
     AttrSpec,
     Request,
     data_points,
@@ -30,6 +32,7 @@ from amp_braze.braze.payload import (
 from amp_braze.config import Config
 from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
+from amp_braze.sync.lease import Lease, LeaseLost
 from amp_braze.sync.plan import Plan, Side, plan_delta, zip_or_join
 from amp_braze.sync.state import StateView, SyncState
 
@@ -99,30 +102,38 @@ def wanted_state(config: Config, storage: Storage) -> Wanted:
     return Wanted(side, booleans, array, protected)
 
 
-PLAN_TABLE = "braze_sync_plan"
-PLAN_MANIFEST = "tables/braze_sync_plan.json"
+PLAN_POINTER = "tables/braze_sync_plan.json"
+PLANS = "plans"
+KEEP_PLANS = 3
 
 
 def save_plan(storage: Storage, plan: Plan) -> str:
-    uri = storage.write_table(PLAN_TABLE, plan.table)
+    """Write the plan's rows under a name of their own, then the pointer that names them: a
+    reader sees one plan whole, never one plan's rows with another's description."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    name = f"{PLANS}/{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+    uri = storage.write_parquet(name, plan.table)
     storage.write_json(
-        PLAN_MANIFEST,
+        PLAN_POINTER,
         {
+            "table": name,
             "state_fingerprint": plan.state_fingerprint,
             "attrs": [[a.name, a.array_ops] for a in plan.attrs],
             "wanted_users": plan.wanted_users,
             "stats": plan.stats,
         },
     )
+    for old in storage.list(PLANS)[:-KEEP_PLANS]:
+        storage.delete(old)
     return uri
 
 
 def load_plan(storage: Storage) -> Plan:
-    man = storage.read_json(PLAN_MANIFEST)
-    if man is None:
+    man = storage.read_json(PLAN_POINTER)
+    if man is None or "table" not in man:
         raise FileNotFoundError("no braze_sync_plan yet: materialize braze_sync_plan first")
     return Plan(
-        table=storage.read_table(PLAN_TABLE),
+        table=storage.read_parquet(man["table"]),
         attrs=[AttrSpec(n, bool(arr)) for n, arr in man["attrs"]],
         wanted_users=man["wanted_users"],
         state_fingerprint=man["state_fingerprint"],
@@ -142,10 +153,23 @@ def make_plan(config: Config, storage: Storage, view: StateView | None = None) -
     return plan
 
 
-def iter_requests(plan: Plan, config: Config) -> Iterator[Request]:
-    """The plan's requests, encoded a chunk at a time so payloads are never all in memory."""
+def window_rows(config: Config) -> int:
+    """Plan rows encoded (and, when sending, recorded as going out) at a time: at most half a
+    checkpoint, so what a crash leaves uncertain stays within about one checkpoint."""
+    return max(
+        config.braze.objects_per_request, min(ENCODE_CHUNK_ROWS, config.sync.checkpoint_rows // 2)
+    )
+
+
+def iter_requests(
+    plan: Plan, config: Config, before_window: Callable[[pl.DataFrame], None] | None = None
+) -> Iterator[Request]:
+    """The plan's requests, encoded a window at a time so payloads are never all in memory;
+    ``before_window`` runs before each window's first request is handed out."""
     b = config.braze
-    for chunk in plan.table.iter_slices(ENCODE_CHUNK_ROWS):
+    for chunk in plan.table.iter_slices(window_rows(config)):
+        if before_window is not None:
+            before_window(chunk)
         objs = object_json(chunk, plan.attrs, b.identifier, b.update_existing_only)
         yield from requests(objs, chunk.get_column(ID), max_objects=b.objects_per_request)
 
@@ -171,7 +195,9 @@ class SyncReport:
     data_points: int = 0
     checkpoints: int = 0
     state_version: int = 0
-    pruned: tuple[int, int] = (0, 0)  # old state versions, folded checkpoint files deleted
+    intents: int = 0
+    pruned: tuple[int, int] = (0, 0)  # old state versions, folded journal entries deleted
+    lease_wait_seconds: float = 0.0
     duration: float = 0.0
     rejected: pl.DataFrame = field(default_factory=pl.DataFrame)
     retried_from_last_run: int = 0
@@ -187,13 +213,37 @@ def run_sync(
     plan: Plan,
     run_id: str,
     api_key: str | None = None,
-    on_progress=None,
+    on_progress: Callable[[SendStats], None] | None = None,
 ) -> SyncReport:
-    """Send a plan. Accepted rows are checkpointed every ``sync.checkpoint_rows`` and folded into a
-    new state version at the end; rows Braze rejects are kept with the reason and, not being in the
-    state, sent again by the next sync. A plan computed against another state is recomputed."""
+    """Send a plan, holding the destination's lease (one sync at a time per Braze workspace,
+    whatever the Dagster instance allows). Before each window of rows goes out an intent is
+    recorded; accepted rows are checkpointed every ``sync.checkpoint_rows`` and folded into a new
+    state version at the end, also when the run fails. Rows Braze rejects are kept with the
+    reason and, not being in the state, sent again by the next sync. A plan computed against
+    another state than the one the lease shows is recomputed."""
     start = time.perf_counter()
     state = SyncState(storage, destination(config))
+    lease = Lease(storage, f"{state.base}/lease", run_id, ttl=config.sync.lease_seconds)
+    waited = lease.acquire(config.sync.lease_wait_seconds)
+    try:
+        report = _send(config, storage, state, lease, plan, run_id, api_key, on_progress)
+    finally:
+        lease.release()
+    report.lease_wait_seconds = waited
+    report.duration = time.perf_counter() - start
+    return report
+
+
+def _send(
+    config: Config,
+    storage: Storage,
+    state: SyncState,
+    lease: Lease,
+    plan: Plan,
+    run_id: str,
+    api_key: str | None,
+    on_progress: Callable[[SendStats], None] | None,
+) -> SyncReport:
     view = state.current()
     replanned = False
     if plan.state_fingerprint != view.fingerprint:
@@ -213,32 +263,44 @@ def run_sync(
         concurrency=b.concurrency,
         timeout=b.timeout_seconds,
         max_retries=b.max_retries,
+        max_wait_seconds=b.max_wait_seconds,
+        max_consecutive_failures=b.max_consecutive_failures,
     )
     report = SyncReport(plan=plan, replanned=replanned, stats=client.stats)
+    flags = [flag(a.name) for a in plan.attrs]
     value_cols = [ID] + [c for a in plan.attrs for c in (a.name, flag(a.name))]
-    point_cols = [ID, NEW] + [
-        c
-        for a in plan.attrs
-        for c in (a.name, flag(a.name)) + ((a.name + ADD, a.name + REMOVE) if a.array_ops else ())
-    ]
+    point_cols = (
+        [ID, NEW]
+        + [c for c in (WHOLE,) if c in plan.table.columns]
+        + [
+            c
+            for a in plan.attrs
+            for c in (a.name, flag(a.name))
+            + ((a.name + ADD, a.name + REMOVE) if a.array_ops else ())
+        ]
+    )
     buffer: list[str] = []
     rejected: list[tuple[str, str]] = []
-    seq = 0
 
     def flush() -> None:
-        nonlocal seq
         if not buffer:
             return
         rows = plan.table.filter(pl.col(ID).is_in(pl.Series(buffer, dtype=pl.String).implode()))
-        seq += 1
-        state.write_checkpoint(run_id, seq, rows.select(value_cols))
+        state.write_checkpoint(rows.select(value_cols))
         report.checkpoints += 1
         report.users_sent += rows.height
-        report.attributes_sent += int(
-            rows.select(pl.sum_horizontal([pl.col(flag(a.name)) for a in plan.attrs]).sum()).item()
-        )
+        report.attributes_sent += int(rows.select(pl.sum_horizontal(flags).sum()).item())
         report.data_points += int(data_points(rows.select(point_cols), plan.attrs).sum())
         buffer.clear()
+
+    def going_out(window: pl.DataFrame) -> None:
+        if lease.lost.is_set():
+            raise LeaseLost(
+                f"this sync lost its lease on {storage.uri(state.base)} (it stalled for more "
+                "than sync.lease_seconds and another run took over); it stops sending"
+            )
+        state.write_intent(window.select([ID] + flags))
+        report.intents += 1
 
     def on_result(result: BatchResult) -> None:
         buffer.extend(result.accepted)
@@ -249,19 +311,22 @@ def run_sync(
             on_progress(client.stats)
 
     try:
-        client.send(iter_requests(plan, config), on_result)
+        try:
+            client.send(iter_requests(plan, config, going_out), on_result)
+        finally:
+            flush()  # whatever Braze accepted is recorded, even when the run stops early
+            client.close()
     finally:
-        flush()  # whatever Braze accepted is recorded, even when the run stops early
-        client.close()
-    if report.checkpoints:
-        report.state_version = state.commit().version
-        report.pruned = state.prune(config.sync.keep_state_versions)
-    else:
-        report.state_version = view.version
-    report.rejected = _rejections(rejected, run_id)
-    report.retried_from_last_run = _retried(storage, plan)
-    storage.write_table(SYNC_REJECTIONS, report.rejected)
-    report.duration = time.perf_counter() - start
+        # Fold this run's journal into a version even when it failed: the state stays whole
+        # and the next plan starts from it.
+        if report.intents:
+            report.state_version = state.commit().version
+            report.pruned = state.prune(config.sync.keep_state_versions)
+        else:
+            report.state_version = view.version
+        report.rejected = _rejections(rejected, run_id)
+        report.retried_from_last_run = _retried(storage, plan)
+        storage.write_table(SYNC_REJECTIONS, report.rejected)
     return report
 
 

@@ -23,7 +23,7 @@ from amp_braze.braze.payload import (
     requests,
 )
 from amp_braze.storage import Storage
-from amp_braze.sync.state import SyncState, fold
+from amp_braze.sync.state import CHECKPOINT, Entry, SyncState, fold_journal
 
 
 def test_object_json_sends_only_flagged_attributes_in_braze_formats():
@@ -140,7 +140,7 @@ def test_fold_takes_the_latest_flagged_value():
             flag("email"): [True],
         }
     )
-    out = fold(state, [ck1, ck2])
+    out = fold_journal(state, [Entry(1, CHECKPOINT, ck1), Entry(2, CHECKPOINT, ck2)])
     assert out.to_dicts() == [
         {"__id": "a", "tier": "bronze", "ltv": None, "email": "a@x.io"},
         {"__id": "b", "tier": "silver", "ltv": 2.0, "email": None},
@@ -151,11 +151,12 @@ def test_fold_takes_the_latest_flagged_value():
 def test_state_versions_are_never_rewritten_and_racing_commits_both_land(tmp_path):
     storage = Storage(tmp_path)
     a, b = SyncState(storage, "dest"), SyncState(storage, "dest")
-    a.write_checkpoint("run1", 1, pl.DataFrame({"__id": ["u1"], "t": [1], flag("t"): [True]}))
+    a.write_checkpoint(pl.DataFrame({"__id": ["u1"], "t": [1], flag("t"): [True]}))
     assert a.commit().version == 1
-    first = (tmp_path / "sync/dest/state/v000001/part-00000.parquet").read_bytes()
-    a.write_checkpoint("run2", 1, pl.DataFrame({"__id": ["u2"], "t": [2], flag("t"): [True]}))
-    b.write_checkpoint("run3", 1, pl.DataFrame({"__id": ["u1"], "t": [3], flag("t"): [True]}))
+    (first,) = (tmp_path / "sync/dest/state/v000001").glob("part-*.parquet")
+    first_bytes = first.read_bytes()
+    a.write_checkpoint(pl.DataFrame({"__id": ["u2"], "t": [2], flag("t"): [True]}))
+    b.write_checkpoint(pl.DataFrame({"__id": ["u1"], "t": [3], flag("t"): [True]}))
     # b's manifest for v2 appears first (a racing commit); a must notice and land as v3.
     assert b.commit().version == 2
     assert a.commit().version == 2  # nothing pending any more: a sees b's version holds both
@@ -164,7 +165,7 @@ def test_state_versions_are_never_rewritten_and_racing_commits_both_land(tmp_pat
         "u1": 3,
         "u2": 2,
     }
-    assert (tmp_path / "sync/dest/state/v000001/part-00000.parquet").read_bytes() == first
+    assert first.read_bytes() == first_bytes
     storage.write_bytes("sync/dest/state/v000003/part-00000.parquet", b"half-written, no manifest")
     assert a.current().version == 2  # a version without a manifest does not exist
 
