@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from amp_braze.config import ConfigError, load_config
+from amp_braze.config import ENV_VAR, ConfigError, config_path, load_config
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -24,11 +24,27 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _which_config(arg: str | None) -> tuple[Path, str]:
+    """The file a command reads, and why that one (users should never guess)."""
+    if arg:
+        return Path(arg), "given with --config"
+    path, bundled = config_path()
+    if bundled:
+        return path, (
+            f"the bundled demo configuration: ${ENV_VAR} is not set and there is no "
+            "./amp_braze.yaml"
+        )
+    if os.environ.get(ENV_VAR):
+        return path, f"from ${ENV_VAR}"
+    return path, "./amp_braze.yaml in the working directory"
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from amp_braze.profiles.feeds import FeedError, feed_files
 
-    cfg = load_config(args.config)
-    print(f"configuration OK: {cfg.path}")
+    path, why = _which_config(args.config)
+    print(f"checking {path} ({why})")
+    cfg = load_config(path)
     problems = 0
     for src in cfg.sources.values():
         try:
@@ -37,7 +53,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         except FeedError as e:
             problems += 1
             print(f"  {e}")
-    return 1 if problems else 0
+    if problems:
+        print(f"{problems} problem(s) in {path}")
+        return 1
+    print(f"configuration OK: {path}")
+    return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -48,14 +68,21 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from amp_braze.storage import Storage
     from amp_braze.sync.run import load_plan, write_dry_run
 
-    cfg = load_config(args.config)
+    path, why = _which_config(args.config)
+    print(f"planning with {path} ({why})")
+    cfg = load_config(path)
     defs = build_defs(cfg)
-    selection = dg.AssetSelection.assets("braze_sync_plan").upstream()
-    keys = selection.resolve(defs.resolve_asset_graph())
-    assets = [a for a in defs.assets if any(k in keys for k in a.keys)]
+    # The hourly Currents loads run from their sensor; the plan uses the hours already loaded.
+    selection = dg.AssetSelection.assets("braze_sync_plan").upstream() - dg.AssetSelection.assets(
+        "braze_currents_events"
+    )
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     dg.materialize(
-        assets, instance=dg.DagsterInstance.ephemeral(), selection=selection, run_config=quiet
+        list(defs.assets),
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=selection,
+        resources=defs.resources,
+        run_config=quiet,
     )
     plan = load_plan(Storage(cfg.storage))
     n_req, n_obj = write_dry_run(plan, cfg, args.out)

@@ -15,7 +15,7 @@ from amp_braze.sync.assets import build_sync_assets, build_sync_job_and_schedule
 def build_defs(config: Config) -> dg.Definitions:
     """Definitions for one configuration; tests build their own from their own files."""
     storage = Storage(config.storage)
-    currents_assets, sensors = build_currents_defs(config, storage)
+    currents_assets, sensors, currents_jobs = build_currents_defs(config, storage)
     assets = (
         build_profile_assets(config, storage)
         + build_audience_assets(config, storage)
@@ -29,7 +29,11 @@ def build_defs(config: Config) -> dg.Definitions:
 
         resources["s3"] = S3Resource(region_name=config.currents.region)
     return dg.Definitions(
-        assets=assets, jobs=[job], schedules=[schedule], sensors=sensors, resources=resources
+        assets=assets,
+        jobs=[job, *currents_jobs],
+        schedules=[schedule],
+        sensors=sensors,
+        resources=resources,
     )
 
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import polars as pl
 
-from amp_braze.currents.assets import EVENTS_DIR, long_file
+from amp_braze.currents.hours import EVENTS_DIR, current_hours, write_load
 from amp_braze.currents.keys import hour_of
 from amp_braze.currents.load import COMMON
 from amp_braze.currents.rollup import SummaryRun, engagement_summary
@@ -52,13 +52,13 @@ def write_history(storage: Storage, end: dt.datetime, days: int, per_hour: int, 
     )
     for (h,), part in df.partition_by("__hour", as_dict=True).items():
         q = dt.datetime.fromtimestamp(h * 3600, dt.UTC)
-        storage.write_parquet(long_file(hour_of(q)), part.drop("__hour").sort("time"))
+        write_load(storage, hour_of(q), part.drop("__hour").sort("time"))
     return n
 
 
 def _both(storage: Storage, as_of: dt.datetime) -> tuple[pl.DataFrame, float, SummaryRun, float]:
     """(full recompute, its seconds, the asset's incremental run, its seconds) at ``as_of``."""
-    names = sorted(n for n in storage.list(EVENTS_DIR) if n.endswith("/_events.parquet"))
+    names = sorted(h.events for h in current_hours(storage).values())
     t = time.perf_counter()
     full = summarize(storage.scan_parquet(names), as_of)
     full_s = time.perf_counter() - t
@@ -81,11 +81,11 @@ def run(argv: list[str]) -> None:
         full, full_s, first, first_s = _both(storage, end)
         assert first.table.equals(full)
         # The next hour arrives; the summary is asked for again.
-        last = max(n for n in storage.list(EVENTS_DIR) if n.endswith("/_events.parquet"))
+        last = max(h.events for h in current_hours(storage).values())
         extra = pl.read_parquet(storage.uri(last)).with_columns(
             (pl.col("time") + dt.timedelta(hours=1)), pl.col("id") + "-next"
         )
-        storage.write_parquet(long_file(hour_of(end)), extra)
+        write_load(storage, hour_of(end), extra)
         full_later, full_later_s, inc, inc_s = _both(storage, end + dt.timedelta(hours=1))
         assert inc.rollup == "incremental" and inc.hours_folded == 1, inc
         assert inc.table.equals(full_later)

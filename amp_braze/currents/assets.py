@@ -7,7 +7,14 @@ import orjson
 from dagster_aws.s3 import S3Resource
 
 from amp_braze.config import Config, CurrentsConfig
-from amp_braze.currents.cursor import advance
+from amp_braze.currents.cursor import advance, fingerprint, retry_hours
+from amp_braze.currents.hours import (
+    EVENTS_DIR,
+    QUARANTINE,
+    current_hour,
+    loaded_fingerprint,
+    write_load,
+)
 from amp_braze.currents.listing import list_files, list_hour, lookback_start
 from amp_braze.currents.load import load_hour
 from amp_braze.currents.rollup import engagement_summary as summarize_incrementally
@@ -16,30 +23,23 @@ from amp_braze.storage import Storage
 
 GROUP = "braze_currents"
 HOURS = dg.DynamicPartitionsDefinition(name="braze_currents_hours")
-EVENTS_DIR = "currents/events"
-
-
-def hour_dir(hour: str) -> str:
-    return f"{EVENTS_DIR}/hour={hour}"
-
-
-def type_file(hour: str, event_type: str) -> str:
-    return f"{hour_dir(hour)}/type={event_type}.parquet"
-
-
-def long_file(hour: str) -> str:
-    return f"{hour_dir(hour)}/_events.parquet"
+# A load that fails (S3 hiccup, a file replaced mid-read) is tried again by Dagster; an hour whose
+# load still failed is requested again by a later sensor tick.
+LOAD_RETRIES = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
 class SummaryConfig(dg.Config):
     as_of: str | None = None  # ISO time the 30/90-day windows end at; default: now
 
 
-def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list]:
-    """(assets, sensors) for Braze Currents; none when the config has no ``currents`` section."""
+LOAD_JOB = "braze_currents_load_job"
+
+
+def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list]:
+    """(assets, sensors, jobs) for Braze Currents; none when the config has no ``currents``."""
     cur: CurrentsConfig | None = cfg.currents
     if cur is None:
-        return [], []
+        return [], [], []
 
     quarantine_check = dg.AssetCheckSpec(
         "no_quarantined_files",
@@ -51,11 +51,12 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list]:
         name="braze_currents_events",
         group_name=GROUP,
         partitions_def=HOURS,
+        retry_policy=LOAD_RETRIES,
         kinds={"s3", "avro", "polars"},
         check_specs=[quarantine_check],
         description=f"Every Currents event queued in one UTC hour, from s3://{cur.bucket}/{cur.prefix}: "
         "one Parquet table per event type with every field, plus a long table of the common fields; "
-        "deduplicated on id. Reloading an hour replaces it.",
+        "deduplicated on id. Reloading an hour replaces it whole (each load writes a folder of its own).",
     )
     def braze_currents_events(
         context: dg.AssetExecutionContext, s3: S3Resource
@@ -66,18 +67,16 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list]:
         load = load_hour(
             files, lambda key: client.get_object(Bucket=cur.bucket, Key=key)["Body"].read()
         )
-        written = set()
-        for event_type, df in load.by_type.items():
-            storage.write_parquet(type_file(hour, event_type), df)
-            written.add(type_file(hour, event_type))
-        storage.write_parquet(long_file(hour), load.events)
-        written.add(long_file(hour))
-        for stale in storage.list(hour_dir(hour)):
-            if stale not in written and stale.endswith(".parquet"):
-                storage.delete(stale)
-        storage.write_json(f"{hour_dir(hour)}/_quarantine.json", load.quarantined)
+        written = write_load(
+            storage,
+            hour,
+            load.events,
+            load.by_type,
+            load.quarantined,
+            fingerprint=fingerprint(files),
+        )
         per_type = {t: df.height for t, df in load.by_type.items()}
-        meta = table_metadata(load.events, storage.uri(long_file(hour)))
+        meta = table_metadata(load.events, storage.uri(written.events))
         meta |= {
             "files": dg.MetadataValue.int(load.files),
             "events": dg.MetadataValue.int(load.events.height),
@@ -142,10 +141,16 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list]:
         }
         return dg.MaterializeResult(metadata=meta)
 
+    load_job = dg.define_asset_job(
+        LOAD_JOB,
+        selection=[braze_currents_events],
+        description="Loads one queue hour of Braze Currents files (braze_currents_sensor runs it).",
+    )
+
     @dg.sensor(
         name="braze_currents_sensor",
         minimum_interval_seconds=cur.minimum_interval_seconds,
-        asset_selection=[braze_currents_events],
+        job=load_job,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=f"Lists s3://{cur.bucket}/{cur.prefix} for Currents files of the last "
         f"{cur.lookback_hours} hours and requests a load of every hour whose files changed.",
@@ -170,6 +175,25 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list]:
             )
             for c in changes
         ]
+        # Hours requested earlier whose load failed for good: ask again (a new run key).
+        retries, cursor = retry_hours(
+            cursor,
+            {c.hour for c in changes},
+            loaded=lambda hour: loaded_fingerprint(storage, hour),
+            failed=lambda hour: _newest_load_failed(context.instance, hour),
+        )
+        runs += [
+            dg.RunRequest(
+                run_key=f"{r.hour}:{r.fingerprint}:retry-{r.attempt}",
+                partition_key=r.hour,
+                tags={"amp_braze/currents_retry": str(r.attempt)},
+            )
+            for r in retries
+        ]
+        if retries:
+            context.log.warning(
+                f"requesting again hours whose load failed: {[r.hour for r in retries]}"
+            )
         if changes:
             context.log.info(
                 f"{len(files)} files in the window; hours to load: {[c.hour for c in changes]}"
@@ -180,8 +204,15 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list]:
             dynamic_partitions_requests=[HOURS.build_add_request(new_hours)] if new_hours else [],
         )
 
-    return [braze_currents_events, engagement_summary], [braze_currents_sensor]
+    return [braze_currents_events, engagement_summary], [braze_currents_sensor], [load_job]
+
+
+def _newest_load_failed(instance: dg.DagsterInstance, hour: str) -> bool:
+    """Whether the newest run that loaded the hour failed (retries done)."""
+    runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": hour}), limit=1)
+    return bool(runs) and runs[0].dagster_run.status == dg.DagsterRunStatus.FAILURE
 
 
 def quarantined(storage: Storage, hour: str) -> list[dict]:
-    return orjson.loads(storage.read_bytes(f"{hour_dir(hour)}/_quarantine.json"))
+    cur = current_hour(storage, hour)
+    return [] if cur is None else orjson.loads(storage.read_bytes(f"{cur.folder}/{QUARANTINE}"))

@@ -9,6 +9,7 @@ window (about 40 bytes an hour), not by the history.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -60,6 +61,61 @@ def advance(
     for hour, fp in seen.items():
         if hour >= since_hour and hour not in hours:
             hours[hour] = fp
+    waiting = {h: v for h, v in (waiting_hours(cursor)).items() if h in hours}
     return changes, orjson.dumps(
-        {"v": CURSOR_VERSION, "hours": dict(sorted(hours.items()))}
+        {"v": CURSOR_VERSION, "hours": dict(sorted(hours.items())), "waiting": waiting}
     ).decode()
+
+
+def waiting_hours(cursor: str | None) -> dict[str, list]:
+    """Requested hours not yet confirmed loaded: hour -> [fingerprint, retries so far]."""
+    if not cursor:
+        return {}
+    try:
+        data = orjson.loads(cursor)
+    except orjson.JSONDecodeError:
+        return {}
+    return dict(data.get("waiting", {})) if data.get("v") == CURSOR_VERSION else {}
+
+
+MAX_RETRIES = 5
+
+
+@dataclass
+class Retry:
+    hour: str
+    fingerprint: str
+    attempt: int
+
+
+def retry_hours(
+    cursor: str,
+    requested: set[str],
+    loaded: Callable[[str], str | None],
+    failed: Callable[[str], bool],
+) -> tuple[list[Retry], str]:
+    """Hours to request again, and the next cursor. The cursor remembers which requested hours
+    are not yet confirmed loaded (the fingerprint the load recorded); one whose newest load run
+    failed (after Dagster's own retries) is requested again, at most ``MAX_RETRIES`` times for the
+    same files. ``requested``: hours this tick asks for anyway."""
+    data = orjson.loads(cursor)
+    hours: dict[str, str] = data["hours"]
+    waiting: dict[str, list] = {
+        h: v for h, v in data.get("waiting", {}).items() if h in hours and h not in requested
+    }
+    for h in requested:
+        waiting[h] = [hours[h], 0]
+    out = []
+    for hour, (fp, attempt) in sorted(waiting.items()):
+        if hour in requested:
+            continue
+        if hours[hour] != fp:
+            waiting[hour] = [hours[hour], 0]
+            fp, attempt = hours[hour], 0
+        if loaded(hour) == fp:
+            del waiting[hour]
+        elif attempt < MAX_RETRIES and failed(hour):
+            waiting[hour] = [fp, attempt + 1]
+            out.append(Retry(hour, fp, attempt + 1))
+    data["waiting"] = dict(sorted(waiting.items()))
+    return out, orjson.dumps(data).decode()

@@ -155,7 +155,12 @@ def load_hour(
     for event_type, parts in sorted(frames.items()):
         df = pl.concat(parts, how="diagonal_relaxed")
         out.raw_events += df.height
-        unique = df.unique("id", keep="first", maintain_order=True) if "id" in df.columns else df
+        # Events without an id cannot be told apart: each is kept (only ids dedupe).
+        unique = (
+            df.filter(pl.col("id").is_null() | pl.col("id").is_first_distinct())
+            if "id" in df.columns
+            else df
+        )
         out.duplicates += df.height - unique.height
         out.by_type[event_type] = unique
         longs.append(normalise(unique, event_type))

@@ -1,9 +1,11 @@
 """engagement_summary without rereading all history: the all-time half kept in a roll-up.
 
-The roll-up (``currents/rollup/alltime.parquet``) holds, per user, the ids and the ``last_*_at``
-times over every event up to a cut-off (the ``as_of`` of the run that wrote it). Its manifest lists
-the loaded hours folded in, with the version of each hour's file: a new or reloaded hour is folded
-in, an hour that vanished makes the roll-up be rebuilt. An hour that still holds events after the
+The roll-up (``currents/rollup/alltime-<id>.parquet``) holds, per user, the ids and the
+``last_*_at`` times over every event up to a cut-off (the ``as_of`` of the run that wrote it). Its
+manifest names the roll-up file (each write has a name of its own, so two summaries at once never
+leave one's manifest over the other's table) and lists the loaded hours folded in, with the load
+each came from: a new or reloaded hour is folded in, an hour that vanished makes the roll-up be
+rebuilt. An hour that still holds events after the
 cut-off (a device clock running ahead) is not listed, so the next run folds it again; folding takes
 maxima, so that is harmless. The windowed counts read only the queue hours that can hold events of
 the 90-day window.
@@ -12,10 +14,12 @@ the 90-day window.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 
 import polars as pl
 
+from amp_braze.currents.hours import current_hours
 from amp_braze.currents.keys import hour_of
 from amp_braze.currents.summary import (
     alltime,
@@ -27,9 +31,9 @@ from amp_braze.currents.summary import (
 from amp_braze.currents.summary_schema import empty_engagement_summary
 from amp_braze.storage import Storage
 
-ROLLUP = "currents/rollup/alltime.parquet"
-MANIFEST = "currents/rollup/manifest.json"
-HOUR_FILE = "/_events.parquet"
+ROLLUP_DIR = "currents/rollup"
+LEGACY_ROLLUP = f"{ROLLUP_DIR}/alltime.parquet"
+MANIFEST = f"{ROLLUP_DIR}/manifest.json"
 FILE = "__file"
 
 
@@ -50,7 +54,7 @@ def _hour(name: str) -> str:
 def engagement_summary(storage: Storage, events_dir: str, as_of: dt.datetime) -> SummaryRun:
     """The summary as of ``as_of``, updating the roll-up when ``as_of`` is not before its cut-off."""
     as_of = as_of.astimezone(dt.UTC)
-    files = {n: v for n, v in storage.versions(events_dir).items() if n.endswith(HOUR_FILE)}
+    files = {h.events: h.load for h in current_hours(storage, events_dir).values()}
     if not files:
         return SummaryRun(empty_engagement_summary())
     run = SummaryRun(empty_engagement_summary(), hours_loaded=len(files))
@@ -81,13 +85,16 @@ def engagement_summary(storage: Storage, events_dir: str, as_of: dt.datetime) ->
 def _update_rollup(
     storage: Storage, files: dict[str, str], man: dict | None, as_of: dt.datetime, run: SummaryRun
 ) -> pl.DataFrame:
+    """``files``: each loaded hour's events table and the load it came from."""
+    by_hour = {_hour(n): (n, load) for n, load in files.items()}
     folded: dict[str, str] = man["hours"] if man else {}
-    if man is None or any(n not in files for n in folded) or not storage.exists(ROLLUP):
+    current = man.get("file", LEGACY_ROLLUP) if man else None
+    if current is None or any(h not in by_hour for h in folded) or not storage.exists(current):
         base, todo, run.rollup = None, sorted(files), "rebuilt"
         folded = {}
     else:
-        base = storage.read_parquet(ROLLUP)
-        todo = sorted(n for n, v in files.items() if folded.get(n) != v)
+        base = storage.read_parquet(current)
+        todo = sorted(n for h, (n, load) in by_hour.items() if folded.get(h) != load)
         run.rollup = "incremental" if todo else "unchanged"
     run.hours_folded = len(todo)
     if not todo:
@@ -109,7 +116,14 @@ def _update_rollup(
     rollup = fold(base, new)
     # Hours holding events after the cut-off are not recorded, so the next run folds them again.
     ahead = latest.filter(pl.col("latest") > as_of).get_column(FILE).to_list()
-    settled = {n: files[n] for n in todo if not any(p.endswith(n) for p in ahead)}
-    storage.write_parquet(ROLLUP, rollup)
-    storage.write_json(MANIFEST, {"cutoff": as_of.isoformat(), "hours": folded | settled})
+    settled = {_hour(n): files[n] for n in todo if not any(p.endswith(n) for p in ahead)}
+    name = f"{ROLLUP_DIR}/alltime-{uuid.uuid4().hex[:16]}.parquet"
+    storage.write_parquet(name, rollup)
+    storage.write_json(
+        MANIFEST, {"file": name, "cutoff": as_of.isoformat(), "hours": folded | settled}
+    )
+    # Older roll-ups go, but the one just replaced stays for a summary still reading it.
+    for old in storage.list(ROLLUP_DIR):
+        if old.endswith(".parquet") and old not in (name, current):
+            storage.delete(old)
     return rollup

@@ -38,22 +38,13 @@ class Progress:
         print(f"[{time.perf_counter() - self.start:6.1f}s] {text}", flush=True)
 
 
-def _materialize(
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    keys: list[str] | None = None,
-    partition: str | None = None,
+def _run_job(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition: str | None = None
 ) -> dict[str, dict]:
-    assets = [a for a in defs.assets if keys is None or a.key.to_user_string() in keys]
-    if keys is None:  # the sync's whole graph; the hourly Currents loads run from the sensor
-        assets = [a for a in assets if a.key.to_user_string() != "braze_currents_events"]
-    result = dg.materialize(
-        assets,
-        instance=instance,
-        raise_on_error=True,
-        run_config=QUIET,
-        resources=defs.resources,
-        partition_key=partition,
+    """Run a named job (so the Runs page shows braze_sync_job, not an ad-hoc job); returns each
+    materialized asset's metadata."""
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, run_config=QUIET, partition_key=partition, raise_on_error=True
     )
     out = {}
     for ev in result.get_asset_materialization_events():
@@ -182,7 +173,7 @@ def _start_s3() -> tuple[object, str]:
 def run_demo(
     profiles: int = 10_000, workdir: Path = Path(".amp_braze_demo"), keep_running: bool = False
 ) -> int:
-    from amp_braze.currents.assets import HOURS
+    from amp_braze.currents.assets import HOURS, LOAD_JOB
     from amp_braze.definitions import build_defs
     from amp_braze.storage import s3_client
 
@@ -223,7 +214,7 @@ def run_demo(
             instance = dg.DagsterInstance.ephemeral()
 
         progress.step("day one: feeds -> profiles -> attributes -> segments -> plan -> sync")
-        day1 = _materialize(defs, instance)
+        day1 = _run_job(defs, instance, "braze_sync_job")
 
         now = dt.datetime.now(dt.UTC)
         users = (
@@ -241,23 +232,20 @@ def run_demo(
         progress.step(
             f"braze_currents_sensor requested {len(hours)} hourly loads: {', '.join(hours)}"
         )
-        loads = {
-            h: _materialize(defs, instance, ["braze_currents_events"], h)["braze_currents_events"]
-            for h in hours
-        }
+        loads = {h: _run_job(defs, instance, LOAD_JOB, h)["braze_currents_events"] for h in hours}
 
         changed = _day_two(data / "pos_customers.csv")
         progress.step(
             f"day two: {changed:,} customers spent more; engagement flows back; syncing again"
         )
-        day2 = _materialize(defs, instance)
+        day2 = _run_job(defs, instance, "braze_sync_job")
         progress.step("comparing the emulator's profiles with the wanted state")
         braze_users = requests.get(f"{server.url}/_emulator/users", timeout=60).json()
         stats = requests.get(f"{server.url}/_emulator/stats", timeout=10).json()
         check = compare(config, Storage(config.storage), braze_users)
         _summary(config, day1, day2, stats, check, loads)
         if keep_running:
-            dagster_proc = _keep_running(workdir, server.url, s3_url)
+            dagster_proc = _keep_running(workdir, server.url, s3_url, tick.cursor)
         return 0 if check.equal else 1
     finally:
         if dagster_proc is not None:
@@ -268,8 +256,10 @@ def run_demo(
         s3_server.stop()
 
 
-def _keep_running(workdir: Path, braze_url: str, s3_url: str):
-    """Leave the emulator and S3 up and start the Dagster UI on the same configuration."""
+def _keep_running(workdir: Path, braze_url: str, s3_url: str, cursor: str | None):
+    """Leave the emulator and S3 up and start the Dagster UI on the same configuration. The
+    sensor's cursor is left where the demo's own tick left it, so turning the sensor on in the UI
+    loads only hours whose files change from now on."""
     import socket
     import subprocess
     import sys
@@ -281,6 +271,12 @@ def _keep_running(workdir: Path, braze_url: str, s3_url: str):
     home.mkdir(exist_ok=True)
     env = os.environ | {"DAGSTER_HOME": str(home), "AMP_BRAZE_CONFIG": str(BUNDLED_CONFIG)}
     dagster = Path(sys.executable).with_name("dagster")
+    if cursor:
+        subprocess.run(
+            [str(dagster), "sensor", "cursor", "braze_currents_sensor", "--set", cursor,
+             "-m", "amp_braze.definitions"],
+            cwd=workdir, env=env, check=True, capture_output=True,
+        )  # fmt: skip
     proc = subprocess.Popen(
         [str(dagster), "dev", "-m", "amp_braze.definitions", "-h", "127.0.0.1", "-p", str(port)],
         cwd=workdir, env=env, start_new_session=True,

@@ -15,6 +15,7 @@ import pytest
 from amp_braze.config import load_config
 from amp_braze.currents import fixtures
 from amp_braze.currents.cursor import advance
+from amp_braze.currents.hours import current_hour, current_hours
 from amp_braze.currents.keys import CurrentsFile, hour_of, parse_key
 from amp_braze.currents.load import read_avro
 from amp_braze.currents.summary import summarize
@@ -152,7 +153,7 @@ def test_sensor_finds_all_layouts_loads_and_dedupes(currents):
     assert meta["files_read_by_polars"] == 4 and meta["_check_passed"]
     currents.load(H[2])
     send_table = currents.storage.read_parquet(
-        f"currents/events/hour={H[1]}/type=users.messages.email.Send.parquet"
+        current_hour(currents.storage, H[1]).type_files()["users.messages.email.Send"]
     )
     assert sorted(send_table["id"].to_list()) == sorted(r["id"] for r in send)
     assert "email_address" in send_table.columns and "campaign_id" in send_table.columns  # lossless
@@ -180,7 +181,7 @@ def test_late_and_out_of_order_files_are_found_and_hours_reload_whole(currents):
     assert result.run_requests[0].tags["amp_braze/late_files"] == "true"
     meta = currents.load(H[3])
     assert meta["events"] == 7 and meta["files"] == 2  # reloaded whole: nothing counted twice
-    long = currents.storage.read_parquet(f"currents/events/hour={H[3]}/_events.parquet")
+    long = currents.storage.read_parquet(current_hour(currents.storage, H[3]).events)
     assert long.height == 7 and long["id"].n_unique() == 7
 
 
@@ -360,7 +361,7 @@ def test_engagement_summary_updates_a_rollup_and_equals_a_full_recompute(current
     def check(as_of: dt.datetime, rollup: str, folded: int) -> dict:
         got, meta = currents.summary_and_metadata(as_of)
         every = currents.storage.scan_parquet(
-            [n for n in currents.storage.list("currents/events") if n.endswith("/_events.parquet")]
+            [h.events for h in current_hours(currents.storage).values()]
         )
         assert got.equals(summarize(every, as_of)), (rollup, as_of)
         assert (meta["rollup"], meta["hours_folded_into_rollup"]) == (rollup, folded)
@@ -420,7 +421,9 @@ def test_every_braze_sample_file_loads(currents):
         sample = json.loads(
             (SHARED_SAMPLES / "sample-data" / "JSON" / f"{f.stem}.json").read_text()
         )
-        table = currents.storage.read_parquet(f"currents/events/hour={H[1]}/type={f.stem}.parquet")
+        table = currents.storage.read_parquet(
+            current_hour(currents.storage, H[1]).type_files()[f.stem]
+        )
         assert table.height == 1, f.stem
         assert table["id"][0] == _plain(sample["id"]), f.stem
         if "user_id" in sample:
@@ -428,7 +431,9 @@ def test_every_braze_sample_file_loads(currents):
     meta = currents.load(legacy_hour)
     assert meta["events"] == 12 and meta["event_types"] == 1
     table = currents.storage.read_parquet(
-        f"currents/events/hour={legacy_hour}/type=users.messages.pushnotification.Send.parquet"
+        current_hour(currents.storage, legacy_hour).type_files()[
+            "users.messages.pushnotification.Send"
+        ]
     )
     assert table.height == 12 and table.columns[:2] == ["id", "user_id"]
 

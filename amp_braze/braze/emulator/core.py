@@ -88,6 +88,9 @@ class Stats:
     events_processed: int = 0
     purchases_processed: int = 0
     data_points: int = 0
+    # Data points spent on values the profile already held (set to what it was, or unset when
+    # absent): what a sync that sends only changes should keep near zero.
+    unchanged_data_points: int = 0
     rate_limited: int = 0
     object_errors: int = 0
     injected_5xx: int = 0
@@ -470,6 +473,8 @@ class Emulator:
         points += len(custom)  # a custom scalar (or its unsetting) is one data point
         if profile is None:
             profile = self._create(obj, how)
+        else:
+            self.stats.unchanged_data_points += _unchanged(profile, standard, custom, structured)
         for name, value in standard:
             if name in ("email", "phone") or value is None or value is _SKIP:
                 self._set(profile, name, value, merge)
@@ -740,6 +745,29 @@ class Emulator:
 _SKIP = object()
 _PLAIN_STRING_FIELDS = frozenset({"first_name", "last_name", "home_city", "phone"})
 _SKIP_KEYS = rules.CONTROL_KEYS | frozenset(rules.PRIMARY_IDENTIFIERS)
+
+
+def _same(old: Any, new: Any) -> bool:
+    return type(old) is type(new) and old == new
+
+
+def _unchanged(
+    profile: dict, standard: list[tuple[str, Any]], custom: dict, structured: list[tuple[str, Any]]
+) -> int:
+    """Billable values in an update that the profile already holds exactly (nulls for fields it
+    does not have count too: unsetting nothing)."""
+    attrs = profile["custom_attributes"]
+    free = rules.NON_BILLABLE_FIELDS
+    n = sum(
+        1
+        for name, value in standard
+        if name not in free and value is not _SKIP and _same(profile.get(name), value)
+    )
+    n += sum(1 for name, value in custom.items() if _same(attrs.get(name), value))
+    n += sum(
+        1 for name, value in structured if isinstance(value, list) and _same(attrs.get(name), value)
+    )
+    return n
 
 
 def _check_nested(name: str, value: dict, depth: int = 0) -> None:
