@@ -22,6 +22,7 @@ import orjson
 import polars as pl
 
 from amp_braze.braze.identifiers import ID, ids_digest
+from amp_braze.failpoints import failpoint
 
 TABLES = "tables"
 COMPRESSION = (
@@ -152,6 +153,7 @@ class Storage:
                 raise
         with _staged(Path(self.uri(name))) as (tmp, target):
             _write_synced(tmp, data)
+            failpoint("storage.create_staged")
             try:
                 os.link(tmp, target)  # fails if the target exists
             except FileExistsError:

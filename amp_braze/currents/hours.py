@@ -65,7 +65,10 @@ def load_dir(hour: str, load: str) -> str:
 
 
 def new_load_id() -> str:
-    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
+    """Sorts by the time the load started (to the nanosecond): a later load read a later listing."""
+    ns = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ns // 1_000_000_000))
+    return f"{stamp}.{ns % 1_000_000_000:09d}-{uuid.uuid4().hex[:8]}"
 
 
 def _parse(name: str) -> tuple[str, str] | None:
@@ -124,10 +127,11 @@ def publish(storage: Storage, hour: str, load: str, summary: dict) -> None:
     """Mark a load complete (its files are all written), then remove older loads of the hour:
     every complete one but the newest before this, and incomplete ones left by killed loads."""
     storage.write_bytes(f"{load_dir(hour, load)}/{DONE}", orjson.dumps(summary))
-    loads = _loads(storage.list(hour_dir(hour)))
+    loads = _loads(storage.list(hour_dir(hour))).get(hour, {})
     done = sorted(ld for ld, names in loads.items() if _complete(ld, names))
     keep = set(done[-2:]) | {load}
     cutoff = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() - STALE_SECONDS))
+    # A load's id starts with when it started, so "older than the cut-off" is a string compare.
     for ld, names in loads.items():
         if ld in keep:
             continue

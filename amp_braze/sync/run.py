@@ -30,6 +30,7 @@ from amp_braze.braze.payload import (
     requests,
 )
 from amp_braze.config import Config
+from amp_braze.failpoints import failpoint
 from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
 from amp_braze.sync.lease import Lease, LeaseLost
@@ -244,6 +245,7 @@ def _send(
     api_key: str | None,
     on_progress: Callable[[SendStats], None] | None,
 ) -> SyncReport:
+    failpoint("sync.lease_taken")
     view = state.current()
     replanned = False
     if plan.state_fingerprint != view.fingerprint:
@@ -301,6 +303,7 @@ def _send(
             )
         state.write_intent(window.select([ID] + flags))
         report.intents += 1
+        failpoint("sync.window_recorded")
 
     def on_result(result: BatchResult) -> None:
         buffer.extend(result.accepted)

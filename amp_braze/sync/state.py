@@ -35,6 +35,7 @@ import polars as pl
 
 from amp_braze.braze.identifiers import ID
 from amp_braze.braze.payload import FLAG, flag
+from amp_braze.failpoints import failpoint
 from amp_braze.storage import COMPRESSION, Storage
 from amp_braze.sync.plan import Side, uncertain
 
@@ -275,6 +276,7 @@ class SyncState:
         for _ in range(1000):
             name = self._entry_name(seq)
             if self.storage.create_bytes(name, data):
+                failpoint(f"journal.{kind}")
                 break
             seq += 1
         else:  # pragma: no cover - a thousand writers at once
@@ -307,6 +309,7 @@ class SyncState:
         vdir = self._version_dir(version)
         part = f"part-00000-{uuid.uuid4().hex[:16]}.parquet"
         self.storage.write_parquet(f"{vdir}/{part}", table)
+        failpoint("commit.part_written")
         manifest = {
             "version": version,
             "parts": [part],
@@ -333,6 +336,7 @@ class SyncState:
             version = view.version + 1
             through = max([view.folded_through, *(self.entry_seq(n) for n in view.pending)])
             if self.write_version(version, view.table, through):
+                failpoint("commit.manifest_written")
                 return StateView(version, through, [], view.table.lazy())
         raise RuntimeError(
             f"could not commit sync state under {self.base} after {attempts} attempts"

@@ -89,6 +89,32 @@ class Currents:
         meta["_check_passed"] = checks["no_quarantined_files"].passed
         return meta
 
+    def load_isolated(self, hour: str) -> None:
+        """A load as a second deployment would run it: its own instance (threads may race)."""
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions("braze_currents_hours", [hour])
+        dg.materialize(
+            [a for a in self.defs.assets if a.key.to_user_string() == "braze_currents_events"],
+            instance=instance, partition_key=hour, resources=self.defs.resources,
+            run_config=QUIET,
+        )  # fmt: skip
+
+    def load_without_retries(self, hour: str) -> dg.ExecuteInProcessResult:
+        """A load in the test's instance with Dagster's retries off (a load that fails for good)."""
+        return dg.materialize(
+            [a for a in self.defs.assets if a.key.to_user_string() == "braze_currents_events"],
+            instance=self.instance, partition_key=hour, resources=self.defs.resources,
+            run_config={**QUIET, "execution": {"config": {"retries": {"disabled": {}}}}},
+            raise_on_error=False,
+        )  # fmt: skip
+
+    def summary_isolated(self, as_of: dt.datetime) -> None:
+        dg.materialize(
+            [a for a in self.defs.assets if a.key.to_user_string() == "engagement_summary"],
+            instance=dg.DagsterInstance.ephemeral(), resources=self.defs.resources,
+            run_config={**QUIET, "ops": {"engagement_summary": {"config": {"as_of": as_of.isoformat()}}}},
+        )  # fmt: skip
+
     def summary(self, as_of: dt.datetime) -> pl.DataFrame:
         return self.summary_and_metadata(as_of)[0]
 
