@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import orjson
+import polars as pl
 import pytest
 
 from amp_braze.config import BUNDLED_CONFIG, ConfigError, load_config
@@ -284,3 +287,53 @@ def test_yaml_documented_example_in_design_parses(tmp_path):
     assert cfg.sources["pos"].path == "s3://bucket/feeds/pos_*.csv"
     assert cfg.braze.instance == "US-03"
     assert cfg.segments["lapsed"].rules["all"][0]["op"] == ">"
+
+
+def test_validate_says_which_file_and_never_ok_above_a_failure(tmp_path):
+    """Before: 'configuration OK' printed first, then the missing feeds; nothing said that the
+    bundled demo configuration had been checked because no other was found."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AMP_BRAZE_CONFIG", "AMP_BRAZE_HOME")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "amp_braze.cli", "validate"],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    first = proc.stdout.splitlines()[0]
+    assert first == (
+        f"checking {BUNDLED_CONFIG} (the bundled demo configuration: $AMP_BRAZE_CONFIG is not "
+        "set and there is no ./amp_braze.yaml)"
+    )
+    assert "configuration OK" not in proc.stdout
+    assert proc.stdout.splitlines()[-1] == f"3 problem(s) in {BUNDLED_CONFIG}"
+    (tmp_path / "amp_braze.yaml").write_text(MINIMAL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "amp_braze.cli", "validate"],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.stdout.startswith(
+        f"checking {tmp_path / 'amp_braze.yaml'} (./amp_braze.yaml in the working directory)"
+    )
+
+
+def test_plan_command_works_on_the_bundled_configuration_with_currents(tmp_path):
+    """Before: the selection pulled in the partitioned Currents asset without its S3 resource,
+    so `amp-braze plan` failed for every configuration with a currents section."""
+    from amp_braze.profiles.sample_data import generate
+
+    generate(tmp_path / ".amp_braze" / "demo_data", customers=400)
+    env = {k: v for k, v in os.environ.items() if k != "AMP_BRAZE_CONFIG"}
+    env["AMP_BRAZE_HOME"] = str(tmp_path)
+    out = tmp_path / "requests.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "amp_braze.cli", "plan", "--out", str(out)],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"planning with {BUNDLED_CONFIG} (the bundled demo")
+    lines = out.read_text().splitlines()
+    users = sum(len(orjson.loads(line)["attributes"]) for line in lines)
+    assert f"dry run: nothing was sent. {len(lines)} requests with {users:,} users" in proc.stdout
+    wanted = pl.read_parquet(
+        tmp_path / ".amp_braze/storage/tables/braze_customer_attributes.parquet"
+    )
+    assert users == wanted.height > 390  # everyone the field rules let through: a first sync

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import orjson
 import polars as pl
 import pytest
@@ -314,6 +315,10 @@ def test_job_and_schedule_follow_the_config(brand):
     }  # fmt: skip
     schedule = defs.resolve_schedule_def("braze_sync_schedule")
     assert schedule.cron_schedule == "0 6 * * *" and schedule.job_name == "braze_sync_job"
+    # Planning and sending share one Dagster pool per Braze destination.
+    graph = defs.resolve_asset_graph()
+    pools = {k: graph.get(dg.AssetKey(k)).pools for k in ("braze_sync_plan", "braze_sync")}
+    assert pools == {k: {"braze/127.0.0.1-external_id"} for k in pools}
 
 
 def test_user_alias_identifier_end_to_end(tmp_path, emulator, monkeypatch):

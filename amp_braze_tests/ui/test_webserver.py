@@ -161,3 +161,61 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(dagster_dev, 
     assert meta["data_points"] == stats["data_points"]
     assert meta["requests"] == stats["track_requests"] == -(-meta["users_sent"] // 75)
     assert meta["rejected_rows"] == 0 and meta["rate_limited_429s"] == 0
+
+
+DEMO_STATE = """
+{ runsOrError { ... on Runs { results { jobName status tags { key value } } } }
+  repositoriesOrError { ... on RepositoryConnection { nodes { sensors {
+      name sensorState { typeSpecificData { ... on SensorData { lastCursor } } } } } } } }
+"""
+
+
+def test_demo_left_running_shows_named_jobs_and_keeps_the_sensor_cursor(tmp_path):
+    """Before: the demo's runs showed as __ephemeral_asset_job__ and the sensor had no cursor, so
+    turning it on reloaded every hour the demo had loaded."""
+    import json
+    import re
+
+    env = {k: v for k, v in os.environ.items() if k not in ("AMP_BRAZE_CONFIG", "DAGSTER_HOME")}
+    env["AMP_BRAZE_HOME"] = str(tmp_path)
+    log = tmp_path / "demo.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amp_braze.cli", "demo", "--profiles", "600",
+             "--workdir", str(tmp_path / "demo"), "--keep-running"],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        port = None
+        while port is None:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            m = re.search(r"Dagster UI:\s+http://127.0.0.1:(\d+)", log.read_text())
+            port = int(m.group(1)) if m else None
+            assert time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        loaded = re.search(r"requested \d+ hourly loads: (.*)", log.read_text()).group(1)
+        hours = loaded.strip().split(", ")
+        while True:
+            try:
+                data = _gql(port, DEMO_STATE)
+                if data["repositoriesOrError"].get("nodes"):
+                    break
+            except (requests.ConnectionError, requests.Timeout, AssertionError):
+                pass
+            assert time.time() < deadline, "the demo's Dagster UI did not come up"
+            time.sleep(0.5)
+        runs = data["runsOrError"]["results"]
+        jobs = sorted(r["jobName"] for r in runs)
+        assert jobs == ["braze_currents_load_job"] * len(hours) + ["braze_sync_job"] * 2
+        assert all(r["status"] == "SUCCESS" for r in runs)
+        sensor = data["repositoriesOrError"]["nodes"][0]["sensors"][0]
+        cursor = json.loads(sensor["sensorState"]["typeSpecificData"]["lastCursor"])
+        assert sorted(cursor["hours"]) == sorted(hours)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
