@@ -124,7 +124,7 @@ def _write_brand(n: int, root: str) -> int:
         (NEW_USERS, state.filter(pl.int_range(pl.len()) % 200 != 7)),
     ]:
         cfg = _config(root, instance)
-        SyncState(storage, destination(cfg)).write_version(1, table, [])
+        SyncState(storage, destination(cfg)).write_version(1, table, 0)
     return changed
 
 

@@ -104,13 +104,18 @@ def dagster_dev(tmp_path, emulator, moto_server):
             time.sleep(0.5)
         yield port
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_group(proc)
         log.close()
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """Stop a process started in a session of its own, and everything it started."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def test_ui_lineage_automation_and_a_sync_launched_through_graphql(dagster_dev, emulator):
@@ -213,9 +218,4 @@ def test_demo_left_running_shows_named_jobs_and_keeps_the_sensor_cursor(tmp_path
         cursor = json.loads(sensor["sensorState"]["typeSpecificData"]["lastCursor"])
         assert sorted(cursor["hours"]) == sorted(hours)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_group(proc)
