@@ -145,7 +145,7 @@ def _naive(root: str) -> tuple[float, tuple[int, int]]:
     mem = storage.read_table(MEMBERSHIPS).select(
         [pl.col(s.removeprefix("amp_")).alias(s) for s in SEGMENTS]
     )
-    state = storage.read_parquet(f"sync/{destination(cfg)}/state/v000001/part-00000.parquet")
+    state = SyncState(storage, destination(cfg)).current().table
     result = naive_diff(pl.concat([attrs, mem], how="horizontal"), state)
     return time.perf_counter() - t, result
 

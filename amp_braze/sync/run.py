@@ -157,9 +157,9 @@ def make_plan(config: Config, storage: Storage, view: StateView | None = None) -
 def window_rows(config: Config) -> int:
     """Plan rows encoded (and, when sending, recorded as going out) at a time: at most half a
     checkpoint, so what a crash leaves uncertain stays within about one checkpoint."""
-    return max(
-        config.braze.objects_per_request, min(ENCODE_CHUNK_ROWS, config.sync.checkpoint_rows // 2)
-    )
+    per = config.braze.objects_per_request
+    rows = min(ENCODE_CHUNK_ROWS, config.sync.checkpoint_rows // 2)
+    return max(per, rows // per * per)  # whole requests: no half-empty batch at a boundary
 
 
 def iter_requests(
