@@ -73,7 +73,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     cfg = load_config(path)
     defs = build_defs(cfg)
     # The hourly Currents loads run from their sensor; the plan uses the hours already loaded.
-    selection = dg.AssetSelection.assets("braze_sync_plan").upstream()
+    selection = dg.AssetSelection.assets("braze_sync_plan").upstream() | (
+        dg.AssetSelection.assets("braze_customer_attributes_rejections")
+    )
     if cfg.currents is not None:
         selection = selection - dg.AssetSelection.assets("braze_currents_events")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

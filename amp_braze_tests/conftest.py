@@ -70,6 +70,11 @@ def s3_bucket(moto_server: str, request: pytest.FixtureRequest) -> str:
     return name
 
 
+def assets_named(defs, *names: str) -> list:
+    """The assets definitions that hold any of these keys (a multi-asset holds several)."""
+    return [a for a in defs.assets if any(k.to_user_string() in names for k in a.keys)]
+
+
 def write_config(folder: Path, body: str, sql: str | None = None) -> Path:
     """Write amp_braze.yaml (and the profile SQL it names) into a folder; returns the YAML's path."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from amp_braze.audiences.memberships import (
 )
 from amp_braze.config import Config
 from amp_braze.metadata import markdown_table, table_metadata
-from amp_braze.profiles.sql import base_tables
+from amp_braze.profiles.sql import base_tables, sql_upstream, table_assets
 from amp_braze.storage import Storage
 
 GROUP = "audiences"
@@ -31,10 +31,17 @@ def build_audience_assets(cfg: Config, storage: Storage) -> list[dg.AssetsDefini
         "max_change since the last accepted sizes.",
     )
 
+    # Rule segments and the memberships read the attributes; SQL segments may read more tables.
+    upstream = [["braze_customer_attributes"]]
+    for seg in cfg.segments.values():
+        for key in sql_upstream(seg.sql or "", table_assets(cfg)) if seg.sql else []:
+            if key not in upstream:
+                upstream.append(key)
+
     @dg.asset(
         name=MEMBERSHIPS,
         group_name=GROUP,
-        deps=[dg.AssetKey("braze_customer_attributes")],
+        deps=[dg.AssetKey(k) for k in upstream],
         kinds={"polars", "braze"},
         check_specs=[guard],
         description="Every user's membership of every configured segment (SQL and rule segments, "

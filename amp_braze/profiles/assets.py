@@ -7,7 +7,7 @@ from amp_braze.config import Config, SourceConfig
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.attributes import build_attributes
 from amp_braze.profiles.feeds import feed_files, read_feed
-from amp_braze.profiles.sql import base_tables, run_sql
+from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_assets
 from amp_braze.profiles.unify import unify
 from amp_braze.storage import Storage
 
@@ -103,21 +103,35 @@ def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDef
         "of the rows break a Braze field rule.",
     )
 
-    @dg.asset(
-        name=ATTRIBUTES,
-        group_name=GROUP,
-        deps=[dg.AssetKey("customer_profiles")]
-        + [dg.AssetKey(["sources", n]) for n in config.sources]
-        + ([dg.AssetKey("engagement_summary")] if config.currents else []),
-        kinds={"polars", "sql", "braze"},
+    upstream = [dg.AssetKey(k) for k in sql_upstream(config.profile_sql_text, table_assets(config))]
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                ATTRIBUTES,
+                group_name=GROUP,
+                deps=upstream,
+                kinds={"polars", "sql", "braze"},
+                description=(
+                    "The user's profile SQL (config profile_sql) over the tables it reads (its "
+                    "upstream assets); checked and normalised by Braze's field rules. Rows that "
+                    "break a rule go to braze_customer_attributes_rejections."
+                ),
+            ),
+            dg.AssetSpec(
+                REJECTIONS,
+                group_name=GROUP,
+                deps=upstream,
+                kinds={"polars"},
+                description="Rows of the profile SQL set aside by a Braze field rule (no "
+                "identifier, duplicate identifier, invalid email, ...), with the rule and the "
+                "value; they are never sent, and never treated as users who left.",
+            ),
+        ],
         check_specs=[check],
-        description=(
-            "The user's profile SQL (config profile_sql) over customer_profiles, engagement_summary and "
-            "the feeds; checked and normalised by Braze's field rules. Rows that break a rule go to "
-            "braze_customer_attributes_rejections."
-        ),
+        name="braze_customer_attributes",
     )
-    def braze_customer_attributes(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def braze_customer_attributes(context: dg.AssetExecutionContext):
         tables = base_tables(config, storage)
         raw = run_sql(config.profile_sql_text, tables, "profile_sql")
         result = build_attributes(raw, config.braze)
@@ -125,7 +139,7 @@ def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDef
             context.log.warning(w)
         # Sorted by the key: the planner then lines it up with the sync state without a join.
         uri = storage.write_table(ATTRIBUTES, result.table.sort(ID))
-        storage.write_table(REJECTIONS, result.rejections)
+        rejections_uri = storage.write_table(REJECTIONS, result.rejections)
         by_rule = result.rejections.group_by("rule").len().sort("len", descending=True)
         meta = table_metadata(result.table, uri)
         meta |= {
@@ -141,7 +155,13 @@ def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDef
         }
         limit = config.braze.max_rejected_share
         passed = result.rejected_share <= limit
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            asset_key=REJECTIONS,
+            metadata=table_metadata(result.rejections, rejections_uri)
+            | {"rejected_share": dg.MetadataValue.float(round(result.rejected_share, 6))},
+        )
+        yield dg.MaterializeResult(
+            asset_key=ATTRIBUTES,
             metadata=meta,
             check_results=[
                 dg.AssetCheckResult(

@@ -1,8 +1,11 @@
-"""The tables user SQL (the profile SQL and SQL segments) can read, and running it with polars SQL."""
+"""The tables user SQL (the profile SQL and SQL segments) can read, which ones a query reads (so
+every table a SQL file reads is an upstream edge in the asset graph), and running it with polars SQL."""
 
 from __future__ import annotations
 
 import polars as pl
+import sqlglot
+from sqlglot import exp
 
 from amp_braze.config import Config
 from amp_braze.currents.summary_schema import empty_engagement_summary
@@ -30,6 +33,34 @@ def base_tables(config: Config, storage: Storage) -> dict[str, pl.LazyFrame]:
     for name in config.sources:
         tables[source_sql_name(name)] = storage.scan_table(f"sources/{name}")
     return tables
+
+
+def tables_read(sql: str) -> set[str] | None:
+    """The tables a query reads (common table expressions left out); None when the query cannot
+    be parsed (polars then says what is wrong when it runs)."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except sqlglot.errors.SqlglotError:
+        return None
+    ctes = {c.alias_or_name for s in statements for c in s.find_all(exp.CTE)}
+    return {t.name for s in statements for t in s.find_all(exp.Table)} - ctes
+
+
+def table_assets(config: Config) -> dict[str, list[str]]:
+    """Per table name user SQL may use, the asset key (path) that writes it."""
+    out = {"customer_profiles": ["customer_profiles"]}
+    if config.currents is not None:
+        out[ENGAGEMENT_TABLE] = [ENGAGEMENT_TABLE]
+    for name in config.sources:
+        out[source_sql_name(name)] = ["sources", name]
+    return out
+
+
+def sql_upstream(sql: str, available: dict[str, list[str]]) -> list[list[str]]:
+    """The asset keys of the tables a query reads, in the order of ``available``; every
+    available table when the query cannot be parsed (an edge too many beats one missing)."""
+    read = tables_read(sql)
+    return [key for table, key in available.items() if read is None or table in read]
 
 
 def run_sql(sql: str, tables: dict[str, pl.LazyFrame], key: str) -> pl.DataFrame:

@@ -12,6 +12,7 @@ from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.storage import Storage
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
 from amp_braze.sync.run import (
+    SYNC_REJECTIONS,
     destination,
     load_plan,
     make_plan,
@@ -84,18 +85,31 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
         )
         return dg.MaterializeResult(metadata=table_metadata(plan.table, uri) | _plan_metadata(s))
 
-    @dg.asset(
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                "braze_sync",
+                group_name=GROUP,
+                deps=[braze_sync_plan],
+                kinds={"braze"},
+                description="Sends the plan to Braze's /users/track and commits the sync state for "
+                "accepted rows; rows Braze rejects go to braze_sync_rejections and are retried by "
+                "the next sync.",
+            ),
+            dg.AssetSpec(
+                SYNC_REJECTIONS,
+                group_name=GROUP,
+                deps=[braze_sync_plan],
+                kinds={"polars"},
+                skippable=True,  # a dry run sends nothing, so it rejects nothing either
+                description="Rows Braze refused in the last sync, with Braze's reason; not in "
+                "the sync state, so the next sync sends them again.",
+            ),
+        ],
         name="braze_sync",
-        group_name=GROUP,
         pool=pool,
-        deps=[braze_sync_plan],
-        kinds={"braze"},
-        description="Sends the plan to Braze's /users/track and commits the sync state for accepted rows; "
-        "rows Braze rejects go to braze_sync_rejections and are retried by the next sync.",
     )
-    def braze_sync(
-        context: dg.AssetExecutionContext, config: SyncRunConfig
-    ) -> dg.MaterializeResult:
+    def braze_sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
         plan = load_plan(storage)
         if config.dry_run:
             dest = destination(cfg)
@@ -107,15 +121,17 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
             context.log.info(
                 f"dry run: {n_req:,} requests with {n_obj:,} objects written to {storage.uri(name)}"
             )
-            return dg.MaterializeResult(
+            yield dg.MaterializeResult(
+                asset_key="braze_sync",
                 metadata={
                     "dry_run": True,
                     "requests": dg.MetadataValue.int(n_req),
                     "users": dg.MetadataValue.int(n_obj),
                     "estimated_data_points": dg.MetadataValue.int(plan.stats["data_points"]),
                     "requests_file": dg.MetadataValue.path(storage.uri(name)),
-                }
+                },
             )
+            return
         try:
             report = run_sync(cfg, storage, plan, context.run.run_id)
         except AuthError as e:
@@ -154,19 +170,27 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
             f"data points in {st.requests:,} requests ({st.rate_limited} 429s, {st.retries} retries, "
             f"{rej.height} rejected) in {report.duration:.1f} s"
         )
+        yield dg.MaterializeResult(
+            asset_key=SYNC_REJECTIONS,
+            metadata=table_metadata(rej, storage.uri(storage.table_name(SYNC_REJECTIONS)))
+            | {"retried_rows_from_last_run": dg.MetadataValue.int(report.retried_from_last_run)},
+        )
         if st.failed:
             raise dg.Failure(
                 description=f"{st.failed:,} rows could not be sent after {cfg.braze.max_retries} retries "
                 "(Braze kept failing); everything Braze accepted is recorded, and the next sync sends the rest.",
                 metadata=meta,
             )
-        return dg.MaterializeResult(metadata=meta)
+        yield dg.MaterializeResult(asset_key="braze_sync", metadata=meta)
 
     return [braze_sync_plan, braze_sync]
 
 
 def build_sync_job_and_schedule(cfg: Config) -> tuple:
-    selection = dg.AssetSelection.assets("braze_sync").upstream()
+    # Both rejection tables come with the asset that writes them.
+    selection = dg.AssetSelection.assets("braze_sync", SYNC_REJECTIONS).upstream() | (
+        dg.AssetSelection.assets("braze_customer_attributes_rejections")
+    )
     if cfg.currents is not None:
         # The hourly Currents loads run from their sensor; the job refreshes engagement_summary
         # from whatever hours are loaded.

@@ -44,9 +44,11 @@ def _run(folder: Path, run_config: dict | None = None, extra: list | None = None
     cfg = load_config(folder / "amp_braze.yaml")
     defs = build_defs(cfg)
     # Up to the audiences: the sync has its own tests against the emulator.
-    assets = [a for a in defs.assets if not a.key.to_user_string().startswith("braze_sync")] + (
-        extra or []
-    )
+    assets = [
+        a
+        for a in defs.assets
+        if not any(k.to_user_string().startswith("braze_sync") for k in a.keys)
+    ] + (extra or [])
     result = dg.materialize(
         assets, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, run_config=run_config
     )

@@ -22,7 +22,7 @@ from amp_braze.currents.summary import summarize
 from amp_braze.definitions import build_defs
 from amp_braze.demo.run import QUIET
 from amp_braze.storage import Storage, s3_client
-from amp_braze_tests.conftest import SHARED_SAMPLES, write_config
+from amp_braze_tests.conftest import SHARED_SAMPLES, assets_named, write_config
 
 NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
 H = [hour_of(NOW - dt.timedelta(hours=k)) for k in range(6)]  # H[0] this hour, H[1] an hour ago...
@@ -75,7 +75,7 @@ class Currents:
         return result
 
     def load(self, hour: str) -> dict:
-        assets = [a for a in self.defs.assets if a.key.to_user_string() == "braze_currents_events"]
+        assets = assets_named(self.defs, "braze_currents_events")
         result = dg.materialize(
             assets,
             instance=self.instance,
@@ -94,7 +94,7 @@ class Currents:
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("braze_currents_hours", [hour])
         dg.materialize(
-            [a for a in self.defs.assets if a.key.to_user_string() == "braze_currents_events"],
+            assets_named(self.defs, "braze_currents_events"),
             instance=instance, partition_key=hour, resources=self.defs.resources,
             run_config=QUIET,
         )  # fmt: skip
@@ -102,7 +102,7 @@ class Currents:
     def load_without_retries(self, hour: str) -> dg.ExecuteInProcessResult:
         """A load in the test's instance with Dagster's retries off (a load that fails for good)."""
         return dg.materialize(
-            [a for a in self.defs.assets if a.key.to_user_string() == "braze_currents_events"],
+            assets_named(self.defs, "braze_currents_events"),
             instance=self.instance, partition_key=hour, resources=self.defs.resources,
             run_config={**QUIET, "execution": {"config": {"retries": {"disabled": {}}}}},
             raise_on_error=False,
@@ -110,7 +110,7 @@ class Currents:
 
     def summary_isolated(self, as_of: dt.datetime) -> None:
         dg.materialize(
-            [a for a in self.defs.assets if a.key.to_user_string() == "engagement_summary"],
+            assets_named(self.defs, "engagement_summary"),
             instance=dg.DagsterInstance.ephemeral(), resources=self.defs.resources,
             run_config={**QUIET, "ops": {"engagement_summary": {"config": {"as_of": as_of.isoformat()}}}},
         )  # fmt: skip
@@ -119,7 +119,7 @@ class Currents:
         return self.summary_and_metadata(as_of)[0]
 
     def summary_and_metadata(self, as_of: dt.datetime) -> tuple[pl.DataFrame, dict]:
-        assets = [a for a in self.defs.assets if a.key.to_user_string() == "engagement_summary"]
+        assets = assets_named(self.defs, "engagement_summary")
         result = dg.materialize(
             assets, instance=self.instance, resources=self.defs.resources,
             run_config={**QUIET, "ops": {"engagement_summary": {"config": {"as_of": as_of.isoformat()}}}},
@@ -469,8 +469,16 @@ def _plain(value):
     return next(iter(value.values())) if isinstance(value, dict) and len(value) == 1 else value
 
 
-def test_sync_job_refreshes_engagement_but_not_hourly_loads(currents):
+def test_sync_job_refreshes_engagement_but_not_hourly_loads(currents, tmp_path):
     job = currents.defs.resolve_job_def("braze_sync_job")
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    # This profile SQL does not read engagement_summary, so the sync does not need it.
+    assert "engagement_summary" not in keys and "braze_currents_events" not in keys
+    (tmp_path / "profile.sql").write_text(
+        "SELECT p.customer_id AS external_id, e.email_opens_30d FROM customer_profiles p "
+        "LEFT JOIN engagement_summary e ON e.external_user_id = p.customer_id"
+    )
+    job = build_defs(load_config(tmp_path / "amp_braze.yaml")).resolve_job_def("braze_sync_job")
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert "engagement_summary" in keys and "braze_currents_events" not in keys
     assert currents.defs.resolve_sensor_def("braze_currents_sensor").minimum_interval_seconds == 60

@@ -18,6 +18,7 @@ from amp_braze.currents.keys import CurrentsFile
 from amp_braze.currents.load import load_hour
 from amp_braze.currents.summary import summarize
 from amp_braze.demo.run import QUIET
+from amp_braze_tests.conftest import assets_named
 from amp_braze_tests.currents.test_currents import NOW, Currents, H
 
 TYPES = [
@@ -117,7 +118,7 @@ def test_a_failed_load_is_retried_by_dagster(currents, tmp_path):
     timer = threading.Timer(2.0, blocker.unlink)  # ... until this is gone
     timer.start()
     result = dg.materialize(
-        [a for a in currents.defs.assets if a.key.to_user_string() == "braze_currents_events"],
+        assets_named(currents.defs, "braze_currents_events"),
         instance=currents.instance, partition_key=H[1], resources=currents.defs.resources,
         run_config=QUIET, raise_on_error=False,
     )  # fmt: skip

@@ -21,7 +21,9 @@ from amp_braze_tests.conftest import write_config
 def _materialize(config_path: Path) -> tuple[dg.ExecuteInJobResult, Storage]:
     cfg = load_config(config_path)
     defs = build_defs(cfg)
-    wanted = [a for a in defs.assets if a.key.path[0] in ("sources", "customer_profiles")]
+    wanted = [
+        a for a in defs.assets if all(k.path[0] in ("sources", "customer_profiles") for k in a.keys)
+    ]
     result = dg.materialize(wanted, instance=dg.DagsterInstance.ephemeral())
     assert result.success
     return result, Storage(cfg.storage)

@@ -311,7 +311,8 @@ def test_job_and_schedule_follow_the_config(brand):
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert keys == {
         "sources/crm", "customer_profiles", "braze_customer_attributes", "segment_memberships",
-        "braze_sync_plan", "braze_sync",
+        "braze_sync_plan", "braze_sync", "braze_customer_attributes_rejections",
+        "braze_sync_rejections",
     }  # fmt: skip
     schedule = defs.resolve_schedule_def("braze_sync_schedule")
     assert schedule.cron_schedule == "0 6 * * *" and schedule.job_name == "braze_sync_job"

@@ -28,11 +28,13 @@ DESIGN_EDGES = {
     ("braze_customer_attributes", "segment_memberships"),
     ("segment_memberships", "braze_sync_plan"),
     ("braze_sync_plan", "braze_sync"),
+    # The rejection tables are assets of their own, beside the asset that writes them.
+    ("customer_profiles", "braze_customer_attributes_rejections"),
+    ("engagement_summary", "braze_customer_attributes_rejections"),
+    ("braze_sync_plan", "braze_sync_rejections"),
 }
-# The feeds are also tables the profile SQL can read, so the user's SQL may use them directly.
-FEED_EDGES = {
-    (f"sources/{n}", "braze_customer_attributes") for n in ("pos", "ecommerce", "loyalty")
-}
+# Every table a SQL file reads is an upstream edge, and no other: the demo's profile SQL reads
+# customer_profiles and engagement_summary, its SQL segment braze_customer_attributes.
 
 LINEAGE = """
 { assetNodes { assetKey { path } dependencyKeys { path } groupName } }
@@ -130,7 +132,7 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(dagster_dev, 
         for d in n["dependencyKeys"]
     }
     assert keys == {k for e in DESIGN_EDGES for k in e}
-    assert edges == DESIGN_EDGES | FEED_EDGES
+    assert edges == DESIGN_EDGES
     groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
     assert (
         groups["customer_profiles"] == "customer_360"

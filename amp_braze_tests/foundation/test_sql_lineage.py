@@ -1,0 +1,59 @@
+"""Every table a SQL file reads is an upstream edge of the asset that runs it, and no other."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from amp_braze.config import load_config
+from amp_braze.definitions import build_defs
+from amp_braze.profiles.sql import tables_read
+from amp_braze_tests.conftest import write_config
+
+
+def test_tables_read_sees_joins_subqueries_and_leaves_out_ctes():
+    sql = """
+    WITH recent AS (SELECT * FROM sources_pos WHERE updated_at > '2026-01-01')
+    SELECT p.customer_id AS external_id, r.total
+    FROM customer_profiles AS p
+    LEFT JOIN recent AS r ON r.customer_id = p.customer_id
+    WHERE p.customer_id IN (SELECT external_user_id FROM engagement_summary)
+    """
+    assert tables_read(sql) == {"sources_pos", "customer_profiles", "engagement_summary"}
+    assert tables_read("SELECT 1") == set()
+    assert tables_read("SELEC nonsense FROM (") is None  # unparseable: polars says what's wrong
+
+
+CONFIG = """
+storage: ./store
+sources:
+  pos: {path: pos.csv, customer_key: id}
+  web: {path: web.csv, customer_key: id}
+profile_sql: profile.sql
+braze: {rest_endpoint: "http://127.0.0.1:9"}
+segments:
+  buyers:
+    sql: SELECT b.external_id FROM braze_customer_attributes b JOIN sources_web w ON w.id = b.external_id
+  gold:
+    rules: {attribute: tier, op: "=", value: gold}
+"""
+
+
+def _parents(defs: dg.Definitions, key: str) -> set[str]:
+    node = defs.resolve_asset_graph().get(dg.AssetKey(key))
+    return {k.to_user_string() for k in node.parent_keys}
+
+
+def test_the_graph_follows_what_the_sql_reads(tmp_path):
+    path = write_config(
+        tmp_path,
+        CONFIG,
+        "SELECT id AS external_id, tier FROM sources_pos JOIN customer_profiles USING (id)",
+    )
+    defs = build_defs(load_config(path))
+    assert _parents(defs, "braze_customer_attributes") == {"sources/pos", "customer_profiles"}
+    assert _parents(defs, "segment_memberships") == {"braze_customer_attributes", "sources/web"}
+    (tmp_path / "profile.sql").write_text(
+        "SELECT customer_id AS external_id FROM customer_profiles"
+    )
+    defs = build_defs(load_config(path))
+    assert _parents(defs, "braze_customer_attributes") == {"customer_profiles"}
