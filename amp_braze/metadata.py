@@ -7,18 +7,62 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+# The columns amp_braze adds to the tables it writes, described once for every table's schema.
+COLUMN_DESCRIPTIONS = {
+    "__id": "The user's key: the Braze identifier (trimmed, as text; alias_label:alias_name for "
+    "user aliases). Joins attributes, memberships, the plan and the sync state.",
+    "profile_updated_at": "The newest updated_at among the feed rows unified into this customer.",
+    "source_feeds": "The feeds with a row for this customer.",
+    "identifier": "The identifier as the profile SQL returned it, before field rules.",
+    "column": "The column whose value broke a Braze field rule.",
+    "value": "The value that broke the rule, as text.",
+    "rule": "The Braze field rule it broke (why the row is not sent).",
+    "reason": "Braze's reason for refusing the row (its error type or message).",
+    "run_id": "The Dagster run that sent the row.",
+    "rejected_at": "When Braze refused the row (UTC).",
+    "__new": "A user Braze has not had from amp_braze: every non-null attribute is sent.",
+    "__whole": "Send array attributes whole, not as add/remove (new users, uncertain values).",
+    "event_type": "The Currents event type, from the file's folder or Avro schema.",
+}
+_PREFIXES = {
+    "__c_": "Send {}: its value differs from what Braze last accepted.",
+    "__u_": "Braze may hold either value of {} (a run died sending it): sent again whatever it is.",
+}
 
-def column_schema(schema: pl.Schema | dict[str, pl.DataType]) -> dg.TableSchema:
+
+def describe(name: str, extra: dict[str, str] | None = None) -> str | None:
+    if extra and name in extra:
+        return extra[name]
+    if name in COLUMN_DESCRIPTIONS:
+        return COLUMN_DESCRIPTIONS[name]
+    for prefix, text in _PREFIXES.items():
+        if name.startswith(prefix):
+            return text.format(name[len(prefix) :])
+    for suffix, verb in (("__add", "added to"), ("__remove", "removed from")):
+        if name.endswith(suffix):
+            return f"Values {verb} the array attribute {name[: -len(suffix)]}."
+    return None
+
+
+def column_schema(
+    schema: pl.Schema | dict[str, pl.DataType], descriptions: dict[str, str] | None = None
+) -> dg.TableSchema:
     return dg.TableSchema(
-        columns=[dg.TableColumn(name=name, type=str(dtype)) for name, dtype in schema.items()]
+        columns=[
+            dg.TableColumn(name=name, type=str(dtype), description=describe(name, descriptions))
+            for name, dtype in schema.items()
+        ]
     )
 
 
-def table_metadata(df: pl.DataFrame, uri: str | None = None) -> dict[str, Any]:
-    """``dagster/row_count`` and ``dagster/column_schema`` (plus where the table lives)."""
+def table_metadata(
+    df: pl.DataFrame, uri: str | None = None, descriptions: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``dagster/row_count`` and ``dagster/column_schema`` (plus where the table lives); the
+    columns amp_braze adds carry a description (``descriptions`` adds the table's own)."""
     meta: dict[str, Any] = {
         "dagster/row_count": dg.MetadataValue.int(df.height),
-        "dagster/column_schema": column_schema(df.schema),
+        "dagster/column_schema": column_schema(df.schema, descriptions),
     }
     if uri:
         meta["dagster/uri"] = dg.MetadataValue.path(uri)

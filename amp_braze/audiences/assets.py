@@ -62,7 +62,12 @@ def build_audience_assets(cfg: Config, storage: Storage) -> list[dg.AssetsDefini
         uri = storage.write_table(MEMBERSHIPS, memberships)
         if result.passed:
             storage.write_json(BASELINE, changes.sizes)
-        meta = table_metadata(memberships, uri)
+        meta = table_metadata(
+            memberships,
+            uri,
+            {s: f"Member of segment {s} ({cfg.segments[s].description or 'see its definition'})."
+             for s in segments},
+        )  # fmt: skip
         for s in segments:
             meta[f"size_{s}"] = dg.MetadataValue.int(changes.sizes[s])
             meta[f"joiners_{s}"] = dg.MetadataValue.int(changes.joiners[s])

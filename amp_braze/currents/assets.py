@@ -18,6 +18,7 @@ from amp_braze.currents.hours import (
 from amp_braze.currents.listing import list_files, list_hour, lookback_start
 from amp_braze.currents.load import load_hour
 from amp_braze.currents.rollup import engagement_summary as summarize_incrementally
+from amp_braze.currents.summary_schema import SUMMARY_DESCRIPTIONS
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.storage import Storage
 
@@ -128,7 +129,7 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list
         run = summarize_incrementally(storage, EVENTS_DIR, as_of)
         summary = run.table
         uri = storage.write_table("engagement_summary", summary)
-        meta = table_metadata(summary, uri) | {
+        meta = table_metadata(summary, uri, SUMMARY_DESCRIPTIONS) | {
             "hours_loaded": dg.MetadataValue.int(run.hours_loaded),
             "hours_read_for_windows": dg.MetadataValue.int(run.hours_read_for_windows),
             "hours_folded_into_rollup": dg.MetadataValue.int(run.hours_folded),

@@ -1,0 +1,41 @@
+"""What the UI shows of each table: every column amp_braze adds carries a description."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from amp_braze_tests.sync.helpers import make_brand
+
+
+def test_every_column_amp_braze_adds_is_described(tmp_path, emulator, monkeypatch):
+    monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
+    brand = make_brand(tmp_path, emulator.url, n=300)
+    emulator.faults(blocklisted_external_ids=["user-3"])  # one row in braze_sync_rejections
+    _, meta = brand.sync()
+    described: dict[str, dict[str, str | None]] = {}
+    for asset, m in meta.items():
+        schema = m.get("dagster/column_schema")
+        if isinstance(schema, dg.TableSchema):
+            described[asset] = {c.name: c.description for c in schema.columns}
+    added = {
+        "customer_profiles": ["profile_updated_at", "source_feeds"],
+        "braze_customer_attributes": ["__id"],
+        "braze_customer_attributes_rejections": ["__id", "identifier", "column", "value", "rule"],
+        "segment_memberships": ["__id", "big", "gold"],
+        "braze_sync_plan": ["__id", "__new", "__c_ltv", "__c_amp_big"],
+        "braze_sync_rejections": ["__id", "reason", "run_id", "rejected_at"],
+    }
+    for asset, cols in added.items():
+        for col in cols:
+            assert described[asset].get(col), (asset, col)
+    assert described["braze_sync_plan"]["__c_ltv"].startswith("Send ltv:")
+    assert described["segment_memberships"]["gold"].startswith("Member of segment gold")
+    # The user's own columns keep no invented description.
+    assert described["braze_customer_attributes"]["ltv"] is None
+
+
+def test_engagement_summary_columns_are_all_described():
+    from amp_braze.currents.summary_schema import ENGAGEMENT_SUMMARY_SCHEMA, SUMMARY_DESCRIPTIONS
+
+    assert set(SUMMARY_DESCRIPTIONS) == set(ENGAGEMENT_SUMMARY_SCHEMA.names())
+    assert SUMMARY_DESCRIPTIONS["email_opens_30d"].startswith("Email opens in the 30 days")
