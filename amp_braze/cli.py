@@ -66,16 +66,27 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     from amp_braze.definitions import build_defs
     from amp_braze.storage import Storage
-    from amp_braze.sync.run import load_plan, write_dry_run
+    from amp_braze.sync.assets import _key
+    from amp_braze.sync.run import load_plan, sync_paths, write_dry_run
 
     path, why = _which_config(args.config)
     print(f"planning with {path} ({why})")
     cfg = load_config(path)
+    specs = list(cfg.syncs.values())
+    if args.sync:
+        if args.sync not in cfg.syncs:
+            raise ConfigError(
+                "--sync", f"no sync {args.sync!r}; configured: {', '.join(cfg.syncs)}"
+            )
+        specs = [cfg.syncs[args.sync]]
     defs = build_defs(cfg)
+    plans = [_key(spec, "braze_sync_plan") for spec in specs]
+    rejections = [
+        k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[-1].endswith("rejections")
+        and not k.path[-1].startswith("braze_sync")
+    ]  # fmt: skip
     # The hourly Currents loads run from their sensor; the plan uses the hours already loaded.
-    selection = dg.AssetSelection.assets("braze_sync_plan").upstream() | (
-        dg.AssetSelection.assets("braze_customer_attributes_rejections")
-    )
+    selection = dg.AssetSelection.assets(*plans).upstream() | dg.AssetSelection.assets(*rejections)
     if cfg.currents is not None:
         selection = selection - dg.AssetSelection.assets("braze_currents_events")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -86,19 +97,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         resources=defs.resources,
         run_config=quiet,
     )
-    plan = load_plan(Storage(cfg.storage))
-    n_req, n_obj = write_dry_run(plan, cfg, args.out)
-    s = plan.stats
-    print(
-        f"dry run: nothing was sent. {n_req:,} requests with {n_obj:,} users written to {args.out}"
-    )
-    print(f"  attributes changed: {s['attributes_changed']:,}   new users: {s['new_users']:,}")
-    print(
-        f"  data points: {s['data_points']:,} (a full resend would cost {s['full_sync_data_points']:,})"
-    )
-    for name, n in sorted(s["attributes_changed_by_column"].items(), key=lambda kv: -kv[1]):
-        if n:
-            print(f"    {name:<30} {n:>10,}")
+    for spec in specs:
+        plan = load_plan(Storage(cfg.storage), sync_paths(cfg, spec))
+        out = Path(args.out)
+        if len(specs) > 1:
+            out = out.with_name(f"{out.stem}.{spec.name}{out.suffix}")
+            print(f"sync {spec.name} (destination {spec.destination}):")
+        n_req, n_obj = write_dry_run(plan, cfg, out, spec)
+        s = plan.stats
+        print(
+            f"dry run: nothing was sent. {n_req:,} requests with {n_obj:,} users written to {out}"
+        )
+        print(f"  attributes changed: {s['attributes_changed']:,}   new users: {s['new_users']:,}")
+        print(
+            f"  data points: {s['data_points']:,} (a full resend would cost "
+            f"{s['full_sync_data_points']:,})"
+        )
+        for name, n in sorted(s["attributes_changed_by_column"].items(), key=lambda kv: -kv[1]):
+            if n:
+                print(f"    {name:<30} {n:>10,}")
     return 0
 
 
@@ -167,8 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="config file (default $AMP_BRAZE_CONFIG, ./amp_braze.yaml, bundled)"
     )
     pl_.add_argument(
-        "--out", default="braze_requests.jsonl", help="JSON lines file of request bodies"
+        "--out",
+        default="braze_requests.jsonl",
+        help="JSON lines file of request bodies (with several syncs: one file each, named "
+        "<out>.<sync>.jsonl)",
     )
+    pl_.add_argument("--sync", help="plan only this sync (default: every configured sync)")
     pl_.set_defaults(func=_cmd_plan)
 
     d = sub.add_parser("demo", help="run the whole loop offline on generated data")

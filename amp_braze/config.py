@@ -174,6 +174,8 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class BrazeConfig:
+    """One Braze workspace (a destination) and how amp_braze talks to it."""
+
     instance: str | None = "US-03"
     rest_endpoint: str | None = None
     identifier: str = "external_id"
@@ -193,6 +195,8 @@ class BrazeConfig:
     max_retries: int = 6
     max_wait_seconds: float = 900.0  # the most a sync waits out rate limiting (429s), in total
     max_consecutive_failures: int = 20  # failed requests in a row before a sync stops
+    name: str = "braze"  # the destination's name (the key under destinations:)
+    api_key_env: str = "BRAZE_API_KEY"  # the environment variable holding its API key
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,24 @@ class SyncConfig:
 
 
 @dataclass(frozen=True)
+class SyncSpec:
+    """One sync: what it sends to which destination, and when. An *orchestration* sends a whole
+    table (the profile table, or its own ``sql``); a *campaign* sends the members of an
+    ``audience`` (minus ``exclude``) with the ``attributes`` it names."""
+
+    name: str
+    destination: str
+    schedule: str
+    timezone: str
+    sql: Path | None = None
+    audience: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    attributes: tuple[str, ...] | None = None  # None: every column of its table
+    segments: tuple[str, ...] | None = None  # segment attributes sent; None: every segment
+    legacy: bool = False  # the single braze: + sync: shape (its names and state stay as they were)
+
+
+@dataclass(frozen=True)
 class CurrentsConfig:
     bucket: str
     prefix: str
@@ -232,14 +254,19 @@ class Config:
     storage: str
     sources: dict[str, SourceConfig]
     profile_sql: Path
-    braze: BrazeConfig
+    braze: BrazeConfig  # the destination whose field rules shape braze_customer_attributes
     segments: dict[str, SegmentConfig]
     sync: SyncConfig
     currents: CurrentsConfig | None
+    destinations: dict[str, BrazeConfig] = field(default_factory=dict)
+    syncs: dict[str, SyncSpec] = field(default_factory=dict)
 
     @property
     def profile_sql_text(self) -> str:
         return self.profile_sql.read_text()
+
+    def destination_of(self, sync: SyncSpec) -> BrazeConfig:
+        return self.destinations[sync.destination]
 
 
 def _resolve(path: str, base: Path) -> str:
@@ -317,7 +344,7 @@ def _rate_limit(node: _Node) -> RateLimit:
     return rl
 
 
-def _braze(node: _Node) -> BrazeConfig:
+def _braze(node: _Node, name: str = "braze") -> BrazeConfig:
     instance = node.get("instance", str, None)
     rest_endpoint = node.get("rest_endpoint", str, None)
     if instance is not None and instance.upper() not in INSTANCES:
@@ -357,8 +384,12 @@ def _braze(node: _Node) -> BrazeConfig:
         max_retries=node.get("max_retries", int, 6),
         max_wait_seconds=node.get("max_wait_seconds", float, 900.0),
         max_consecutive_failures=node.get("max_consecutive_failures", int, 20),
+        name=name,
+        api_key_env=node.get("api_key_env", str, "BRAZE_API_KEY"),
     )
     node.done()
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", cfg.api_key_env):
+        raise ConfigError(node.key("api_key_env"), "must be an environment variable name")
     if cfg.max_wait_seconds < 0:
         raise ConfigError(node.key("max_wait_seconds"), "must be 0 or more")
     if cfg.max_consecutive_failures < 1:
@@ -559,23 +590,169 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
         profile_sql = Path(_resolve(top.get("profile_sql", str), base_dir))
         if not profile_sql.is_file():
             raise ConfigError("profile_sql", f"file not found: {profile_sql}")
+        segments = _segments(top.child("segments"), base_dir)
+        sync = _sync(top.child("sync"))
+        if "destinations" in top.data or "syncs" in top.data:
+            if "braze" in top.data:
+                raise ConfigError(
+                    "braze", "give either braze: (one destination) or destinations: + syncs:"
+                )
+            destinations = _destinations(top.child("destinations", required=True))
+            syncs = _syncs(
+                top.child("syncs", required=True), destinations, segments, sync, base_dir
+            )
+        else:
+            destinations = {"braze": _braze(top.child("braze", required=True))}
+            syncs = {"braze": SyncSpec("braze", "braze", sync.schedule, sync.timezone, legacy=True)}
+        table_syncs = [sp for sp in syncs.values() if sp.sql is None]
+        primary = destinations[(table_syncs or list(syncs.values()))[0].destination]
         cfg = Config(
             path=path,
             base_dir=base_dir,
             storage=storage,
             sources=sources,
             profile_sql=profile_sql,
-            braze=_braze(top.child("braze", required=True)),
-            segments=_segments(top.child("segments"), base_dir),
-            sync=_sync(top.child("sync")),
+            braze=primary,
+            segments=segments,
+            sync=sync,
             currents=_currents(top.child("currents")),
+            destinations=destinations,
+            syncs=syncs,
         )
         top.done()
+        check_syncs(cfg)
         return cfg
     except ConfigError as e:
         if source and not e.source:
             raise ConfigError(e.key, e.problem, source) from None
         raise
+
+
+NAME = r"[A-Za-z][A-Za-z0-9_]*"
+
+
+def _destinations(node: _Node) -> dict[str, BrazeConfig]:
+    if not node.data:
+        raise ConfigError(node.path, "needs at least one destination")
+    out = {}
+    for name in list(node.data):
+        if not re.fullmatch(NAME, str(name)):
+            raise ConfigError(
+                node.key(str(name)), "a name must start with a letter: letters, digits and _"
+            )
+        out[str(name)] = _braze(node.child(str(name)), str(name))
+    node.seen.update(str(n) for n in node.data)
+    return out
+
+
+def _name_list(node: _Node, key: str, known: dict, what: str) -> tuple[str, ...] | None:
+    raw = node.get(key, list, None)
+    if raw is None:
+        return None
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str):
+            raise ConfigError(f"{node.key(key)}[{i}]", f"must be a string, got {_kind(item)}")
+        if known is not None and item not in known:
+            close = difflib.get_close_matches(item, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{node.key(key)}[{i}]", f"unknown {what} {item!r}{hint}")
+        out.append(item)
+    return tuple(out)
+
+
+def _syncs(
+    node: _Node,
+    destinations: dict[str, BrazeConfig],
+    segments: dict[str, SegmentConfig],
+    defaults: SyncConfig,
+    base: Path,
+) -> dict[str, SyncSpec]:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not node.data:
+        raise ConfigError(node.path, "needs at least one sync")
+    out = {}
+    for name in list(node.data):
+        key = node.key(str(name))
+        if not re.fullmatch(NAME, str(name)) or str(name) == "braze_sync":
+            raise ConfigError(key, "a name must start with a letter: letters, digits and _")
+        n = node.child(str(name))
+        dest = n.get("destination", str)
+        if dest not in destinations:
+            close = difflib.get_close_matches(dest, list(destinations), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(n.key("destination"), f"unknown destination {dest!r}{hint}")
+        sql = n.get("sql", str, None)
+        sql_path = Path(_resolve(sql, base)) if sql else None
+        if sql_path is not None and not sql_path.is_file():
+            raise ConfigError(n.key("sql"), f"file not found: {sql_path}")
+        spec = SyncSpec(
+            name=str(name),
+            destination=dest,
+            schedule=n.get("schedule", str, defaults.schedule),
+            timezone=n.get("timezone", str, defaults.timezone),
+            sql=sql_path,
+            audience=_name_list(n, "audience", segments, "segment") or (),
+            exclude=_name_list(n, "exclude", segments, "segment") or (),
+            attributes=_name_list(n, "attributes", None, "attribute"),
+            segments=_name_list(n, "segments", segments, "segment"),
+        )
+        n.done()
+        if not is_valid_cron_string(spec.schedule):
+            raise ConfigError(
+                n.key("schedule"), f"{spec.schedule!r} is not a valid cron expression"
+            )
+        if spec.exclude and not spec.audience:
+            raise ConfigError(n.key("exclude"), "needs an audience to exclude from")
+        out[spec.name] = spec
+    node.seen.update(str(n) for n in node.data)
+    return out
+
+
+def managed_attributes(cfg: Config, spec: SyncSpec) -> set[str] | None:
+    """The Braze attributes a sync manages, as far as the configuration tells (None: its query
+    returns ``*``, so only the data can tell)."""
+    from amp_braze.braze.identifiers import identifier_columns
+    from amp_braze.sql_reads import output_columns
+
+    b = cfg.destination_of(spec)
+    if b.segment_attributes == "boolean":
+        segs = {f"{b.segment_prefix}{s}" for s in (spec.segments or tuple(cfg.segments))}
+    else:
+        segs = {b.segment_array_attribute} if cfg.segments else set()
+    if spec.attributes is not None:
+        return set(spec.attributes) | segs
+    cols = output_columns((spec.sql or cfg.profile_sql).read_text())
+    if cols is None:
+        return None
+    ids = set(identifier_columns(b.identifier))
+    return {b.columns.get(c, c) for c in cols if c not in ids} | segs
+
+
+def check_syncs(cfg: Config) -> None:
+    """One owner per attribute of a workspace; one identifier kind over the shared table."""
+    owners: dict[tuple[str, str], str] = {}
+    for spec in cfg.syncs.values():
+        for attr in sorted(managed_attributes(cfg, spec) or ()):
+            other = owners.setdefault((spec.destination, attr), spec.name)
+            if other != spec.name:
+                raise ConfigError(
+                    f"syncs.{spec.name}",
+                    f"attribute {attr!r} of destination {spec.destination!r} is managed by both "
+                    f"syncs {other!r} and {spec.name!r}: each would undo the other and Braze "
+                    "would bill both. Leave it out of one of them (attributes:, segments:)",
+                )
+    kinds = {
+        cfg.destination_of(sp).identifier: sp.name for sp in cfg.syncs.values() if sp.sql is None
+    }
+    if len(kinds) > 1:
+        raise ConfigError(
+            "syncs",
+            "syncs over the profile table must use one identifier kind; "
+            + ", ".join(f"{s!r} uses {k}" for k, s in kinds.items())
+            + " (give a sync its own sql: to send another)",
+        )
 
 
 def config_path() -> tuple[Path, bool]:

@@ -9,7 +9,7 @@ from amp_braze.config import Config, load_config
 from amp_braze.currents.assets import build_currents_defs
 from amp_braze.profiles.assets import build_profile_assets
 from amp_braze.storage import Storage
-from amp_braze.sync.assets import build_sync_assets, build_sync_job_and_schedule
+from amp_braze.sync.assets import build_sync_assets, build_sync_jobs_and_schedules
 
 
 def build_defs(config: Config) -> dg.Definitions:
@@ -22,7 +22,7 @@ def build_defs(config: Config) -> dg.Definitions:
         + build_sync_assets(config, storage)
         + currents_assets
     )
-    job, schedule = build_sync_job_and_schedule(config)
+    jobs, schedules = build_sync_jobs_and_schedules(config)
     resources = {}
     if config.currents is not None:
         from dagster_aws.s3 import S3Resource
@@ -30,8 +30,8 @@ def build_defs(config: Config) -> dg.Definitions:
         resources["s3"] = S3Resource(region_name=config.currents.region)
     return dg.Definitions(
         assets=assets,
-        jobs=[job, *currents_jobs],
-        schedules=[schedule],
+        jobs=[*jobs, *currents_jobs],
+        schedules=schedules,
         sensors=sensors,
         resources=resources,
     )

@@ -139,12 +139,13 @@ class BrazeClient:
         safety: float = 0.98,
         max_wait_seconds: float = 900.0,
         max_consecutive_failures: int = 20,
+        key_env: str = "BRAZE_API_KEY",  # named in messages about the key, never its value
     ):
         problem = check_endpoint(endpoint)
         if problem:
             raise BrazeError(problem)
         if not api_key:
-            raise AuthError("no Braze API key: set BRAZE_API_KEY in the environment")
+            raise AuthError(f"no Braze API key: set {key_env} in the environment")
         u = urlparse(endpoint)
         self.endpoint = endpoint.rstrip("/")
         self._host, self._https = u.hostname or "", u.scheme == "https"
@@ -155,6 +156,7 @@ class BrazeClient:
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.pacer = Pacer(rate_per_second * safety)
         self.max_wait_seconds = max_wait_seconds
+        self.key_env = key_env
         self.max_consecutive_failures = max_consecutive_failures
         self._failures_in_a_row = 0
         self._last_failure = ""
@@ -266,7 +268,7 @@ class BrazeClient:
                 self._stop.set()
                 raise AuthError(
                     f"Braze answered {status} {_message(resp.data)} for {self.endpoint}/users/track: check "
-                    "BRAZE_API_KEY (it needs the users.track permission and must belong to this "
+                    f"{self.key_env} (it needs the users.track permission and must belong to this "
                     "workspace) and braze.instance / braze.rest_endpoint"
                 )
             if status in (400, 413) and len(objects) > 1:

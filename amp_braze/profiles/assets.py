@@ -1,9 +1,11 @@
 """Assets of the customer_360 group: one ``sources/<name>`` per feed, and ``customer_profiles``."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from amp_braze.braze.identifiers import ID
-from amp_braze.config import Config, SourceConfig
+from amp_braze.config import BrazeConfig, Config, SourceConfig
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.attributes import build_attributes
 from amp_braze.profiles.feeds import feed_files, read_feed
@@ -86,7 +88,7 @@ def _customer_profiles(config: Config, storage: Storage) -> dg.AssetsDefinition:
 def build_profile_assets(config: Config, storage: Storage) -> list[dg.AssetsDefinition]:
     return [_source_asset(src, storage) for src in config.sources.values()] + [
         _customer_profiles(config, storage),
-        _braze_customer_attributes(config, storage),
+        attributes_assets(config, storage),
     ]
 
 
@@ -94,52 +96,64 @@ ATTRIBUTES = "braze_customer_attributes"
 REJECTIONS = "braze_customer_attributes_rejections"
 
 
-def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDefinition:
+def attributes_assets(
+    config: Config,
+    storage: Storage,
+    sql_key: str = "profile_sql",
+    sql: Path | None = None,
+    braze: BrazeConfig | None = None,
+    keys: tuple[list[str], list[str]] = ([ATTRIBUTES], [REJECTIONS]),
+    group: str = GROUP,
+) -> dg.AssetsDefinition:
+    """A query's result checked by Braze's field rules, and the rows it set aside: the profile SQL
+    (braze_customer_attributes), or a sync's own ``sql`` (``<sync>/attributes``)."""
+    sql_path = sql or config.profile_sql
+    braze = braze or config.braze
+    table, rejections = "/".join(keys[0]), "/".join(keys[1])
     check = dg.AssetCheckSpec(
         "rejected_share",
-        asset=ATTRIBUTES,
+        asset=dg.AssetKey(keys[0]),
         blocking=True,
-        description=f"Fails (and stops the sync) when more than {config.braze.max_rejected_share:.1%} "
+        description=f"Fails (and stops the sync) when more than {braze.max_rejected_share:.1%} "
         "of the rows break a Braze field rule.",
     )
-
-    upstream = [dg.AssetKey(k) for k in sql_upstream(config.profile_sql_text, table_assets(config))]
+    upstream = [dg.AssetKey(k) for k in sql_upstream(sql_path.read_text(), table_assets(config))]
 
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                ATTRIBUTES,
-                group_name=GROUP,
+                dg.AssetKey(keys[0]),
+                group_name=group,
                 deps=upstream,
                 kinds={"polars", "sql", "braze"},
                 description=(
-                    "The user's profile SQL (config profile_sql) over the tables it reads (its "
+                    f"The query in {sql_key} ({sql_path.name}) over the tables it reads (its "
                     "upstream assets); checked and normalised by Braze's field rules. Rows that "
-                    "break a rule go to braze_customer_attributes_rejections."
+                    f"break a rule go to {rejections}."
                 ),
             ),
             dg.AssetSpec(
-                REJECTIONS,
-                group_name=GROUP,
+                dg.AssetKey(keys[1]),
+                group_name=group,
                 deps=upstream,
                 kinds={"polars"},
-                description="Rows of the profile SQL set aside by a Braze field rule (no "
-                "identifier, duplicate identifier, invalid email, ...), with the rule and the "
-                "value; they are never sent, and never treated as users who left.",
+                description=f"Rows of {sql_key} set aside by a Braze field rule (no identifier, "
+                "duplicate identifier, invalid email, ...), with the rule and the value; they "
+                "are never sent, and never treated as users who left.",
             ),
         ],
         check_specs=[check],
-        name="braze_customer_attributes",
+        name="_".join(keys[0]),
     )
-    def braze_customer_attributes(context: dg.AssetExecutionContext):
+    def attributes(context: dg.AssetExecutionContext):
         tables = base_tables(config, storage)
-        raw = run_sql(config.profile_sql_text, tables, "profile_sql")
-        result = build_attributes(raw, config.braze)
+        raw = run_sql(sql_path.read_text(), tables, sql_key)
+        result = build_attributes(raw, braze)
         for w in result.warnings:
             context.log.warning(w)
         # Sorted by the key: the planner then lines it up with the sync state without a join.
-        uri = storage.write_table(ATTRIBUTES, result.table.sort(ID))
-        rejections_uri = storage.write_table(REJECTIONS, result.rejections)
+        uri = storage.write_table(table, result.table.sort(ID))
+        rejections_uri = storage.write_table(rejections, result.rejections)
         by_rule = result.rejections.group_by("rule").len().sort("len", descending=True)
         meta = table_metadata(result.table, uri)
         meta |= {
@@ -153,15 +167,15 @@ def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDef
             ),
             "rejection_sample": markdown_table(result.rejections.drop("__id").head(20).to_dicts()),
         }
-        limit = config.braze.max_rejected_share
+        limit = braze.max_rejected_share
         passed = result.rejected_share <= limit
         yield dg.MaterializeResult(
-            asset_key=REJECTIONS,
+            asset_key=dg.AssetKey(keys[1]),
             metadata=table_metadata(result.rejections, rejections_uri)
             | {"rejected_share": dg.MetadataValue.float(round(result.rejected_share, 6))},
         )
         yield dg.MaterializeResult(
-            asset_key=ATTRIBUTES,
+            asset_key=dg.AssetKey(keys[0]),
             metadata=meta,
             check_results=[
                 dg.AssetCheckResult(
@@ -177,9 +191,9 @@ def _braze_customer_attributes(config: Config, storage: Storage) -> dg.AssetsDef
                     if passed
                     else f"{result.rejected_rows:,} of {result.input_rows:,} rows "
                     f"({result.rejected_share:.2%}) broke a field rule; the limit is "
-                    f"braze.max_rejected_share = {limit:.2%}. See braze_customer_attributes_rejections.",
+                    f"max_rejected_share = {limit:.2%}. See {rejections}.",
                 )
             ],
         )
 
-    return braze_customer_attributes
+    return attributes

@@ -4,11 +4,10 @@ every table a SQL file reads is an upstream edge in the asset graph), and runnin
 from __future__ import annotations
 
 import polars as pl
-import sqlglot
-from sqlglot import exp
 
 from amp_braze.config import Config
 from amp_braze.currents.summary_schema import empty_engagement_summary
+from amp_braze.sql_reads import tables_read
 from amp_braze.storage import Storage
 
 ENGAGEMENT_TABLE = "engagement_summary"
@@ -33,17 +32,6 @@ def base_tables(config: Config, storage: Storage) -> dict[str, pl.LazyFrame]:
     for name in config.sources:
         tables[source_sql_name(name)] = storage.scan_table(f"sources/{name}")
     return tables
-
-
-def tables_read(sql: str) -> set[str] | None:
-    """The tables a query reads (common table expressions left out); None when the query cannot
-    be parsed (polars then says what is wrong when it runs)."""
-    try:
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
-    except sqlglot.errors.SqlglotError:
-        return None
-    ctes = {c.alias_or_name for s in statements for c in s.find_all(exp.CTE)}
-    return {t.name for s in statements for t in s.find_all(exp.Table)} - ctes
 
 
 def table_assets(config: Config) -> dict[str, list[str]]:

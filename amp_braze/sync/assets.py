@@ -1,4 +1,5 @@
-"""The braze_sync group: braze_sync_plan (the delta) and braze_sync (sends it), the job and schedule."""
+"""Per sync: braze_sync_plan (the delta), braze_sync (sends it) and its rejections, its own query's
+result when it has one, its group, job and schedule; and braze_sync_job, which runs them all."""
 
 import tempfile
 from pathlib import Path
@@ -7,8 +8,9 @@ import dagster as dg
 
 from amp_braze.braze.client import AuthError, BrazeError
 from amp_braze.braze.identifiers import ID
-from amp_braze.config import Config
+from amp_braze.config import Config, SyncSpec
 from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.profiles.assets import attributes_assets
 from amp_braze.storage import Storage
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
 from amp_braze.sync.run import (
@@ -18,6 +20,8 @@ from amp_braze.sync.run import (
     make_plan,
     run_sync,
     save_plan,
+    sync_paths,
+    the_sync,
     write_dry_run,
 )
 from amp_braze.sync.state import StateMovedError
@@ -58,26 +62,65 @@ def _plan_metadata(stats: dict) -> dict:
     return meta
 
 
-def pool_name(cfg: Config) -> str:
+def pool_name(cfg: Config, spec: SyncSpec | None = None) -> str:
     """The Dagster pool of everything that plans or sends to one Braze destination."""
-    return f"braze/{destination(cfg)}"
+    spec = the_sync(cfg, spec)
+    if spec.legacy:
+        return f"braze/{destination(cfg)}"
+    return f"braze/{spec.destination}"
+
+
+def _key(spec: SyncSpec, name: str) -> dg.AssetKey:
+    """The single-destination shape keeps its names; every other sync's assets sit under it."""
+    return dg.AssetKey([name] if spec.legacy else [spec.name, name])
+
+
+def _group(spec: SyncSpec) -> str:
+    return GROUP if spec.legacy else spec.name
 
 
 def build_sync_assets(cfg: Config, storage: Storage) -> list:
-    pool = pool_name(cfg)
+    out: list = []
+    for spec in cfg.syncs.values():
+        out += _sync_assets(cfg, storage, spec)
+    return out
+
+
+def _sync_assets(cfg: Config, storage: Storage, spec: SyncSpec) -> list:
+    pool = pool_name(cfg, spec)
+    paths = sync_paths(cfg, spec)
+    b = cfg.destination_of(spec)
+    kind = "a campaign" if spec.audience else "an orchestration"
+    what = f"sync {spec.name!r} ({kind}) to destination {spec.destination!r}"
+    own: list = []
+    plan_deps = [dg.AssetKey("segment_memberships")]  # which reads braze_customer_attributes
+    if spec.sql is not None:
+        own = [
+            attributes_assets(
+                cfg,
+                storage,
+                sql_key=f"syncs.{spec.name}.sql",
+                sql=spec.sql,
+                braze=b,
+                keys=([spec.name, "attributes"], [spec.name, "attributes_rejections"]),
+                group=_group(spec),
+            )
+        ]
+        plan_deps.append(dg.AssetKey([spec.name, "attributes"]))
 
     @dg.asset(
-        name="braze_sync_plan",
-        group_name=GROUP,
+        key=_key(spec, "braze_sync_plan"),
+        group_name=_group(spec),
         pool=pool,
-        deps=[dg.AssetKey("segment_memberships")],  # which reads braze_customer_attributes
+        deps=plan_deps,
         kinds={"polars", "braze"},
-        description="The delta: per user, only the attributes (and segment attributes) whose value differs "
-        "from what Braze last accepted (the sync state). Records the state version it was computed against.",
+        description=f"The delta of {what}: per user, only the attributes (and segment attributes) "
+        "whose value differs from what Braze last accepted (the sync state). Records the state "
+        "version it was computed against.",
     )
     def braze_sync_plan(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        plan = make_plan(cfg, storage)
-        uri = save_plan(storage, plan)
+        plan = make_plan(cfg, storage, spec=spec)
+        uri = save_plan(storage, plan, paths)
         s = plan.stats
         context.log.info(
             f"plan: {s['users_changed']:,} users, {s['attributes_changed']:,} attributes, "
@@ -88,17 +131,17 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                "braze_sync",
-                group_name=GROUP,
+                _key(spec, "braze_sync"),
+                group_name=_group(spec),
                 deps=[braze_sync_plan],
                 kinds={"braze"},
-                description="Sends the plan to Braze's /users/track and commits the sync state for "
-                "accepted rows; rows Braze rejects go to braze_sync_rejections and are retried by "
-                "the next sync.",
+                description=f"Sends the plan of {what} to Braze's /users/track and commits its "
+                "sync state for accepted rows; rows Braze rejects go to braze_sync_rejections "
+                "and are retried by the next sync.",
             ),
             dg.AssetSpec(
-                SYNC_REJECTIONS,
-                group_name=GROUP,
+                _key(spec, SYNC_REJECTIONS),
+                group_name=_group(spec),
                 deps=[braze_sync_plan],
                 kinds={"polars"},
                 skippable=True,  # a dry run sends nothing, so it rejects nothing either
@@ -106,23 +149,22 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
                 "the sync state, so the next sync sends them again.",
             ),
         ],
-        name="braze_sync",
+        name="braze_sync" if spec.legacy else f"{spec.name}_braze_sync",
         pool=pool,
     )
     def braze_sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
-        plan = load_plan(storage)
+        plan = load_plan(storage, paths)
         if config.dry_run:
-            dest = destination(cfg)
-            name = f"sync/{dest}/dry_runs/{context.run.run_id}.jsonl"
+            name = f"{paths.dry_runs}/{context.run.run_id}.jsonl"
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "requests.jsonl"
-                n_req, n_obj = write_dry_run(plan, cfg, path)
+                n_req, n_obj = write_dry_run(plan, cfg, path, spec)
                 storage.write_bytes(name, path.read_bytes())
             context.log.info(
                 f"dry run: {n_req:,} requests with {n_obj:,} objects written to {storage.uri(name)}"
             )
             yield dg.MaterializeResult(
-                asset_key="braze_sync",
+                asset_key=_key(spec, "braze_sync"),
                 metadata={
                     "dry_run": True,
                     "requests": dg.MetadataValue.int(n_req),
@@ -133,7 +175,7 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
             )
             return
         try:
-            report = run_sync(cfg, storage, plan, context.run.run_id)
+            report = run_sync(cfg, storage, plan, context.run.run_id, spec=spec)
         except AuthError as e:
             raise dg.Failure(description=str(e), allow_retries=False) from None
         except (BrazeError, LeaseTimeout, LeaseLost, StateMovedError) as e:
@@ -162,7 +204,7 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
             "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),
             "rejected_sample": markdown_table(rej.rename({ID: "identifier"}).head(20).to_dicts()),
             "rejections_table": dg.MetadataValue.path(
-                storage.uri(storage.table_name("braze_sync_rejections"))
+                storage.uri(storage.table_name(paths.rejections))
             ),
         }
         context.log.info(
@@ -171,41 +213,71 @@ def build_sync_assets(cfg: Config, storage: Storage) -> list:
             f"{rej.height} rejected) in {report.duration:.1f} s"
         )
         yield dg.MaterializeResult(
-            asset_key=SYNC_REJECTIONS,
-            metadata=table_metadata(rej, storage.uri(storage.table_name(SYNC_REJECTIONS)))
+            asset_key=_key(spec, SYNC_REJECTIONS),
+            metadata=table_metadata(rej, storage.uri(storage.table_name(paths.rejections)))
             | {"retried_rows_from_last_run": dg.MetadataValue.int(report.retried_from_last_run)},
         )
         if st.failed:
             raise dg.Failure(
-                description=f"{st.failed:,} rows could not be sent after {cfg.braze.max_retries} retries "
+                description=f"{st.failed:,} rows could not be sent after {b.max_retries} retries "
                 "(Braze kept failing); everything Braze accepted is recorded, and the next sync sends the rest.",
                 metadata=meta,
             )
-        yield dg.MaterializeResult(asset_key="braze_sync", metadata=meta)
+        yield dg.MaterializeResult(asset_key=_key(spec, "braze_sync"), metadata=meta)
 
-    return [braze_sync_plan, braze_sync]
+    return [*own, braze_sync_plan, braze_sync]
 
 
-def build_sync_job_and_schedule(cfg: Config) -> tuple:
-    # Both rejection tables come with the asset that writes them.
-    selection = dg.AssetSelection.assets("braze_sync", SYNC_REJECTIONS).upstream() | (
-        dg.AssetSelection.assets("braze_customer_attributes_rejections")
-    )
+def _selection(cfg: Config, spec: SyncSpec) -> dg.AssetSelection:
+    """Everything a sync needs, from the feeds to its braze_sync, with the rejection tables that
+    come with the assets that write them."""
+    keys = [_key(spec, "braze_sync"), _key(spec, SYNC_REJECTIONS)]
+    side = [dg.AssetKey("braze_customer_attributes_rejections")]
+    if spec.sql is not None:
+        side.append(dg.AssetKey([spec.name, "attributes_rejections"]))
+    selection = dg.AssetSelection.assets(*keys).upstream() | dg.AssetSelection.assets(*side)
     if cfg.currents is not None:
-        # The hourly Currents loads run from their sensor; the job refreshes engagement_summary
+        # The hourly Currents loads run from their sensor; a sync refreshes engagement_summary
         # from whatever hours are loaded.
         selection = selection - dg.AssetSelection.assets("braze_currents_events")
-    job = dg.define_asset_job(
+    return selection
+
+
+def build_sync_jobs_and_schedules(cfg: Config) -> tuple[list, list]:
+    """Per sync a job ``<sync>_job`` and a schedule ``<sync>_schedule``; ``braze_sync_job`` runs
+    every sync (the single-destination shape has only braze_sync_job and braze_sync_schedule)."""
+    jobs, schedules = [], []
+    everything = None
+    for spec in cfg.syncs.values():
+        selection = _selection(cfg, spec)
+        everything = selection if everything is None else everything | selection
+        if spec.legacy:
+            continue
+        job = dg.define_asset_job(
+            f"{spec.name}_job",
+            selection=selection,
+            description=f"Everything sync {spec.name!r} needs, from the feeds to its braze_sync.",
+        )
+        jobs.append(job)
+        schedules.append(_schedule(f"{spec.name}_schedule", job, spec))
+    all_job = dg.define_asset_job(
         "braze_sync_job",
-        selection=selection,
-        description="Everything the Braze sync needs, from the feeds to braze_sync.",
+        selection=everything,
+        description="Every sync, and everything they need, from the feeds to braze_sync.",
     )
-    schedule = dg.ScheduleDefinition(
-        name="braze_sync_schedule",
+    jobs.insert(0, all_job)
+    legacy = [sp for sp in cfg.syncs.values() if sp.legacy]
+    if legacy:
+        schedules.insert(0, _schedule("braze_sync_schedule", all_job, legacy[0]))
+    return jobs, schedules
+
+
+def _schedule(name: str, job, spec: SyncSpec) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name=name,
         job=job,
-        cron_schedule=cfg.sync.schedule,
-        execution_timezone=cfg.sync.timezone,
+        cron_schedule=spec.schedule,
+        execution_timezone=spec.timezone,
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Runs braze_sync_job on '{cfg.sync.schedule}' ({cfg.sync.timezone}).",
+        description=f"Runs {job.name} on '{spec.schedule}' ({spec.timezone}).",
     )
-    return job, schedule

@@ -29,7 +29,7 @@ from amp_braze.braze.payload import (
     object_json,
     requests,
 )
-from amp_braze.config import Config
+from amp_braze.config import BrazeConfig, Config, SyncSpec
 from amp_braze.failpoints import failpoint
 from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
@@ -44,16 +44,62 @@ FIELD_REJECTIONS = "braze_customer_attributes_rejections"
 MEMBERSHIPS = "segment_memberships"
 SYNC_REJECTIONS = "braze_sync_rejections"
 ENCODE_CHUNK_ROWS = 30_000
-API_KEY_ENV = "BRAZE_API_KEY"
 
 
-def destination(config: Config) -> str:
-    """A stable name for the Braze workspace + identifier kind the state belongs to."""
-    b = config.braze
+def destination_key(b: BrazeConfig) -> str:
+    """A stable name for a Braze workspace + identifier kind (the single-destination shape keeps
+    its sync state under this name)."""
     where = (
         b.instance.lower() if b.instance else (urlparse(b.rest_endpoint or "").hostname or "braze")
     )
     return f"{where}-{b.identifier}"
+
+
+def destination(config: Config) -> str:
+    """The state folder name of the single-destination shape (``braze:`` + ``sync:``)."""
+    return destination_key(config.braze)
+
+
+def the_sync(config: Config, spec: SyncSpec | None = None) -> SyncSpec:
+    """The sync meant: the one given, else the only (or first) one configured."""
+    return spec if spec is not None else next(iter(config.syncs.values()))
+
+
+@dataclass(frozen=True)
+class SyncPaths:
+    """Where one sync keeps its things in storage. Syncs of one destination share its lease
+    (one sends at a time, so together they stay under its rate limit); each has its own state."""
+
+    state_key: str  # SyncState(storage, state_key): sync/<state_key>/
+    lease: str
+    plan_pointer: str
+    plans: str
+    rejections: str  # table: rows Braze refused
+    attributes: str  # table the sync sends from
+    field_rejections: str  # table: rows of that table set aside by field rules
+    dry_runs: str
+
+
+def sync_paths(config: Config, spec: SyncSpec | None = None) -> SyncPaths:
+    spec = the_sync(config, spec)
+    b = config.destination_of(spec)
+    if spec.legacy:
+        key = destination_key(b)
+        return SyncPaths(
+            key, f"sync/{key}/lease", PLAN_POINTER, PLANS, SYNC_REJECTIONS, ATTRIBUTES,
+            FIELD_REJECTIONS, f"sync/{key}/dry_runs",
+        )  # fmt: skip
+    own = f"{spec.name}/attributes" if spec.sql else None
+    return SyncPaths(
+        state_key=f"{b.name}/syncs/{spec.name}",
+        lease=f"sync/{b.name}/lease",
+        plan_pointer=f"syncs/{spec.name}/braze_sync_plan.json",
+        plans=f"syncs/{spec.name}/plans",
+        rejections=f"{spec.name}/braze_sync_rejections",
+        attributes=own or ATTRIBUTES,
+        field_rejections=f"{spec.name}/attributes_rejections" if own else FIELD_REJECTIONS,
+        dry_runs=f"sync/{b.name}/syncs/{spec.name}/dry_runs",
+    )
 
 
 @dataclass
@@ -68,38 +114,69 @@ class Wanted:
         return self.side.frame.collect()
 
 
-def wanted_state(config: Config, storage: Storage) -> Wanted:
-    """Attributes + segment attributes, one row per user: what Braze should hold. Lazy: the
-    planner streams it. The Parquet footers say whether memberships list the same users in the
-    same rows as the attributes (then they are put side by side without reading ids)."""
-    b = config.braze
-    attrs = storage.scan_table(ATTRIBUTES)
-    footer = storage.footer(storage.table_name(ATTRIBUTES))
+AUDIENCE, EXCLUDED = "__audience", "__excluded"
+
+
+def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None) -> Wanted:
+    """Attributes + segment attributes, one row per user: what Braze should hold for this sync.
+    Lazy: the planner streams it. The Parquet footers say whether memberships list the same users
+    in the same rows as the attributes (then they are put side by side without reading ids). A
+    campaign keeps only its audience's members (minus exclusions) and the attributes it names."""
+    spec = the_sync(config, spec)
+    b = config.destination_of(spec)
+    paths = sync_paths(config, spec)
+    attrs = storage.scan_table(paths.attributes)
+    footer = storage.footer(storage.table_name(paths.attributes))
     id_cols = identifier_columns(b.identifier)
-    cols = id_cols + [ID] + sent_columns(attrs.collect_schema(), b.identifier)
+    sent = sent_columns(attrs.collect_schema(), b.identifier)
+    if spec.attributes is not None:
+        missing = [a for a in spec.attributes if a not in sent]
+        if missing:
+            raise ValueError(
+                f"syncs.{spec.name}.attributes: {missing[0]!r} is not a column of "
+                f"{paths.attributes} (its columns: {', '.join(sent)})"
+            )
+        sent = [c for c in sent if c in spec.attributes]
+    cols = id_cols + [ID] + sent
     frame = attrs.select(cols)
     digest, ids = footer.get("ids_digest"), None
-    segs = list(config.segments)
+    segs = list(spec.segments) if spec.segments is not None else list(config.segments)
     booleans: list[str] = []
     array: str | None = None
-    if segs:
+    if segs or spec.audience:
         mem = storage.scan_table(MEMBERSHIPS)
-        seg_attrs = segment_attributes(mem, b, segs)
+        extra = segment_attributes(mem, b, segs) if segs else mem.select(ID)
+        if spec.audience:
+            extra = pl.concat(
+                [
+                    extra,
+                    mem.select(
+                        pl.any_horizontal(list(spec.audience)).alias(AUDIENCE),
+                        pl.any_horizontal(list(spec.exclude) or [pl.lit(False)]).alias(EXCLUDED),
+                    ),
+                ],
+                how="horizontal",
+            )
         if digest and digest == storage.footer(storage.table_name(MEMBERSHIPS)).get("ids_digest"):
-            frame = pl.concat([frame, seg_attrs.drop(ID)], how="horizontal")
+            frame = pl.concat([frame, extra.drop(ID)], how="horizontal")
         else:
             both = pl.collect_all([attrs.select(ID), mem.select(ID)])
             ids, mem_ids = (f.get_column(ID) for f in both)
-            frame = zip_or_join(frame, ids, seg_attrs, mem_ids)
-        if b.segment_attributes == "boolean":
-            booleans = [c for c in seg_attrs.collect_schema().names() if c != ID]
-        else:
+            frame = zip_or_join(frame, ids, extra, mem_ids)
+        if segs and b.segment_attributes == "boolean":
+            booleans = [f"{b.segment_prefix}{s}" for s in segs]
+        elif segs:
             array = b.segment_array_attribute
     non_null = {c: n for c, n in footer.get("non_null", {}).items() if c in cols}
     side = Side(frame, ids, digest, footer.get("rows"), non_null)
+    if spec.audience:  # only members: the rows (and what the footer says of them) change
+        frame = frame.filter(
+            pl.col(AUDIENCE).fill_null(False) & ~pl.col(EXCLUDED).fill_null(False)
+        ).drop(AUDIENCE, EXCLUDED)
+        side = Side(frame)
     protected = pl.Series(ID, [], dtype=pl.String)
-    if storage.table_exists(FIELD_REJECTIONS):
-        protected = storage.read_table(FIELD_REJECTIONS).get_column(ID).drop_nulls().unique()
+    if storage.table_exists(paths.field_rejections):
+        protected = storage.read_table(paths.field_rejections).get_column(ID).drop_nulls().unique()
     return Wanted(side, booleans, array, protected)
 
 
@@ -108,14 +185,15 @@ PLANS = "plans"
 KEEP_PLANS = 3
 
 
-def save_plan(storage: Storage, plan: Plan) -> str:
+def save_plan(storage: Storage, plan: Plan, paths: SyncPaths | None = None) -> str:
     """Write the plan's rows under a name of their own, then the pointer that names them: a
     reader sees one plan whole, never one plan's rows with another's description."""
+    pointer, plans = (paths.plan_pointer, paths.plans) if paths else (PLAN_POINTER, PLANS)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    name = f"{PLANS}/{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+    name = f"{plans}/{stamp}-{uuid.uuid4().hex[:12]}.parquet"
     uri = storage.write_parquet(name, plan.table)
     storage.write_json(
-        PLAN_POINTER,
+        pointer,
         {
             "table": name,
             "state_fingerprint": plan.state_fingerprint,
@@ -124,13 +202,13 @@ def save_plan(storage: Storage, plan: Plan) -> str:
             "stats": plan.stats,
         },
     )
-    for old in storage.list(PLANS)[:-KEEP_PLANS]:
+    for old in storage.list(plans)[:-KEEP_PLANS]:
         storage.delete(old)
     return uri
 
 
-def load_plan(storage: Storage) -> Plan:
-    man = storage.read_json(PLAN_POINTER)
+def load_plan(storage: Storage, paths: SyncPaths | None = None) -> Plan:
+    man = storage.read_json(paths.plan_pointer if paths else PLAN_POINTER)
     if man is None or "table" not in man:
         raise FileNotFoundError("no braze_sync_plan yet: materialize braze_sync_plan first")
     return Plan(
@@ -142,11 +220,22 @@ def load_plan(storage: Storage) -> Plan:
     )
 
 
-def make_plan(config: Config, storage: Storage, view: StateView | None = None) -> Plan:
-    view = view or SyncState(storage, destination(config)).current()
-    w = wanted_state(config, storage)
+def make_plan(
+    config: Config,
+    storage: Storage,
+    view: StateView | None = None,
+    spec: SyncSpec | None = None,
+) -> Plan:
+    spec = the_sync(config, spec)
+    view = view or SyncState(storage, sync_paths(config, spec).state_key).current()
+    w = wanted_state(config, storage, spec)
     plan = plan_delta(
-        w.side, view.side(), config.braze, w.segment_booleans, w.segment_array, w.protected_ids
+        w.side,
+        view.side(),
+        config.destination_of(spec),
+        w.segment_booleans,
+        w.segment_array,
+        w.protected_ids,
     )
     plan.state_fingerprint = view.fingerprint
     plan.stats["state_version"] = view.version
@@ -163,11 +252,14 @@ def window_rows(config: Config) -> int:
 
 
 def iter_requests(
-    plan: Plan, config: Config, before_window: Callable[[pl.DataFrame], None] | None = None
+    plan: Plan,
+    config: Config,
+    before_window: Callable[[pl.DataFrame], None] | None = None,
+    spec: SyncSpec | None = None,
 ) -> Iterator[Request]:
     """The plan's requests, encoded a window at a time so payloads are never all in memory;
     ``before_window`` runs before each window's first request is handed out."""
-    b = config.braze
+    b = config.destination_of(the_sync(config, spec))
     for chunk in plan.table.iter_slices(window_rows(config)):
         if before_window is not None:
             before_window(chunk)
@@ -175,11 +267,13 @@ def iter_requests(
         yield from requests(objs, chunk.get_column(ID), max_objects=b.objects_per_request)
 
 
-def write_dry_run(plan: Plan, config: Config, path: str | os.PathLike) -> tuple[int, int]:
+def write_dry_run(
+    plan: Plan, config: Config, path: str | os.PathLike, spec: SyncSpec | None = None
+) -> tuple[int, int]:
     """Write the planned request bodies as JSON lines; returns (requests, objects)."""
     n_req = n_obj = 0
     with open(path, "wb") as f:
-        for req in iter_requests(plan, config):
+        for req in iter_requests(plan, config, spec=spec):
             f.write(req.body + b"\n")
             n_req += 1
             n_obj += len(req.ids)
@@ -215,6 +309,7 @@ def run_sync(
     run_id: str,
     api_key: str | None = None,
     on_progress: Callable[[SendStats], None] | None = None,
+    spec: SyncSpec | None = None,
 ) -> SyncReport:
     """Send a plan, holding the destination's lease (one sync at a time per Braze workspace,
     whatever the Dagster instance allows). Before each window of rows goes out an intent is
@@ -223,11 +318,15 @@ def run_sync(
     reason and, not being in the state, sent again by the next sync. A plan computed against
     another state than the one the lease shows is recomputed."""
     start = time.perf_counter()
-    state = SyncState(storage, destination(config))
-    lease = Lease(storage, f"{state.base}/lease", run_id, ttl=config.sync.lease_seconds)
+    spec = the_sync(config, spec)
+    paths = sync_paths(config, spec)
+    state = SyncState(storage, paths.state_key)
+    lease = Lease(storage, paths.lease, run_id, ttl=config.sync.lease_seconds)
     waited = lease.acquire(config.sync.lease_wait_seconds)
     try:
-        report = _send(config, storage, state, lease, plan, run_id, api_key, on_progress)
+        report = _send(
+            config, storage, state, lease, plan, run_id, api_key, on_progress, spec, paths
+        )
     finally:
         lease.release()
     report.lease_wait_seconds = waited
@@ -244,6 +343,8 @@ def _send(
     run_id: str,
     api_key: str | None,
     on_progress: Callable[[SendStats], None] | None,
+    spec: SyncSpec,
+    paths: SyncPaths,
 ) -> SyncReport:
     failpoint("sync.lease_taken")
     view = state.current()
@@ -254,13 +355,14 @@ def _send(
             plan.state_fingerprint,
             view.fingerprint,
         )
-        plan = make_plan(config, storage, view)
+        plan = make_plan(config, storage, view, spec)
         replanned = True
 
-    b = config.braze
+    b = config.destination_of(spec)
     client = BrazeClient(
         endpoint_for(b.instance, b.rest_endpoint),
-        api_key if api_key is not None else os.environ.get(API_KEY_ENV, ""),
+        api_key if api_key is not None else os.environ.get(b.api_key_env, ""),
+        key_env=b.api_key_env,
         rate_per_second=b.rate_limit.per_second,
         concurrency=b.concurrency,
         timeout=b.timeout_seconds,
@@ -315,7 +417,7 @@ def _send(
 
     try:
         try:
-            client.send(iter_requests(plan, config, going_out), on_result)
+            client.send(iter_requests(plan, config, going_out, spec), on_result)
         finally:
             flush()  # whatever Braze accepted is recorded, even when the run stops early
             client.close()
@@ -328,8 +430,8 @@ def _send(
         else:
             report.state_version = view.version
         report.rejected = _rejections(rejected, run_id)
-        report.retried_from_last_run = _retried(storage, plan)
-        storage.write_table(SYNC_REJECTIONS, report.rejected)
+        report.retried_from_last_run = _retried(storage, plan, paths.rejections)
+        storage.write_table(paths.rejections, report.rejected)
     return report
 
 
@@ -344,9 +446,9 @@ def _rejections(rejected: list[tuple[str, str]], run_id: str) -> pl.DataFrame:
     ).with_columns(pl.lit(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())).alias("rejected_at"))
 
 
-def _retried(storage: Storage, plan: Plan) -> int:
+def _retried(storage: Storage, plan: Plan, table: str) -> int:
     """How many rows Braze rejected last time are in this run's plan again."""
-    if not storage.table_exists(SYNC_REJECTIONS):
+    if not storage.table_exists(table):
         return 0
-    prev = storage.read_table(SYNC_REJECTIONS).get_column(ID)
+    prev = storage.read_table(table).get_column(ID)
     return int(plan.table.get_column(ID).is_in(prev.implode()).sum())

@@ -6,7 +6,7 @@ import dagster as dg
 
 from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
-from amp_braze.profiles.sql import tables_read
+from amp_braze.sql_reads import output_columns, tables_read
 from amp_braze_tests.conftest import write_config
 
 
@@ -21,6 +21,15 @@ def test_tables_read_sees_joins_subqueries_and_leaves_out_ctes():
     assert tables_read(sql) == {"sources_pos", "customer_profiles", "engagement_summary"}
     assert tables_read("SELECT 1") == set()
     assert tables_read("SELEC nonsense FROM (") is None  # unparseable: polars says what's wrong
+
+
+def test_output_columns_are_known_unless_the_query_says_star():
+    sql = (
+        "SELECT p.customer_id AS external_id, p.email, ROUND(x, 2) AS ltv FROM customer_profiles p"
+    )
+    assert output_columns(sql) == ["external_id", "email", "ltv"]
+    assert output_columns("SELECT * FROM customer_profiles") is None
+    assert output_columns("SELECT p.*, 1 AS one FROM customer_profiles p") is None
 
 
 CONFIG = """
