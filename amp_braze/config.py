@@ -717,10 +717,11 @@ def managed_attributes(cfg: Config, spec: SyncSpec) -> set[str] | None:
     from amp_braze.sql_reads import output_columns
 
     b = cfg.destination_of(spec)
+    sent = spec.segments if spec.segments is not None else tuple(cfg.segments)
     if b.segment_attributes == "boolean":
-        segs = {f"{b.segment_prefix}{s}" for s in (spec.segments or tuple(cfg.segments))}
+        segs = {f"{b.segment_prefix}{s}" for s in sent}
     else:
-        segs = {b.segment_array_attribute} if cfg.segments else set()
+        segs = {b.segment_array_attribute} if sent else set()
     if spec.attributes is not None:
         return set(spec.attributes) | segs
     cols = output_columns((spec.sql or cfg.profile_sql).read_text())

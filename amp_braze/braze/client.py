@@ -73,10 +73,11 @@ class SendStats:
 class Pacer:
     """Spaces requests evenly at ``rate`` per second across threads; ``pause`` holds everyone."""
 
-    def __init__(self, rate: float):
+    def __init__(self, rate: float, start_at: float = 0.0):
         self.interval = 1.0 / rate
         self.lock = threading.Lock()
-        self.next_slot = time.monotonic()
+        # start_at (epoch seconds): not before the previous sender's next slot, if later.
+        self.next_slot = time.monotonic() + max(0.0, start_at - time.time())
         self.paused = 0.0  # wall-clock seconds everyone was held by pauses, all told
 
     def pause_until(self, t: float) -> None:
@@ -140,6 +141,7 @@ class BrazeClient:
         max_wait_seconds: float = 900.0,
         max_consecutive_failures: int = 20,
         key_env: str = "BRAZE_API_KEY",  # named in messages about the key, never its value
+        start_at: float = 0.0,  # epoch seconds: the first request not before (a hand-over)
     ):
         problem = check_endpoint(endpoint)
         if problem:
@@ -154,7 +156,7 @@ class BrazeClient:
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
-        self.pacer = Pacer(rate_per_second * safety)
+        self.pacer = Pacer(rate_per_second * safety, start_at)
         self.max_wait_seconds = max_wait_seconds
         self.key_env = key_env
         self.max_consecutive_failures = max_consecutive_failures
@@ -172,6 +174,11 @@ class BrazeClient:
 
     def __repr__(self) -> str:  # never show the key
         return f"BrazeClient({self.endpoint!r})"
+
+    def next_request_at(self) -> float:
+        """When the pacer would allow the next request (epoch seconds), for whoever sends next."""
+        with self.pacer.lock:
+            return time.time() + max(0.0, self.pacer.next_slot - time.monotonic())
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

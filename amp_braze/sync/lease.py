@@ -54,6 +54,9 @@ class Lease:
     owner: str  # a run id, shown to whoever waits
     ttl: float = 60.0
     generation: int = 0
+    # When the previous holder would have sent its next request (epoch seconds): a sync that
+    # takes over paces from there, so the workspace's rate limit holds across the hand-over.
+    next_request_at: float = 0.0
     lost: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -75,6 +78,7 @@ class Lease:
                 "renewed_at": now,
                 "expires_at": 0 if released else now + self.ttl,
                 "released": released,
+                "next_request_at": self.next_request_at,
             }
         )
 
@@ -91,6 +95,7 @@ class Lease:
         while True:
             generation, holder = self.holder()
             if _free(holder, time.time()):
+                self.next_request_at = float((holder or {}).get("next_request_at", 0.0))
                 if self.storage.create_bytes(self._name(generation + 1), self._body()):
                     self.generation = generation + 1
                     for g in self._generations():

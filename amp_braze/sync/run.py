@@ -363,6 +363,7 @@ def _send(
         endpoint_for(b.instance, b.rest_endpoint),
         api_key if api_key is not None else os.environ.get(b.api_key_env, ""),
         key_env=b.api_key_env,
+        start_at=lease.next_request_at,
         rate_per_second=b.rate_limit.per_second,
         concurrency=b.concurrency,
         timeout=b.timeout_seconds,
@@ -420,6 +421,7 @@ def _send(
             client.send(iter_requests(plan, config, going_out, spec), on_result)
         finally:
             flush()  # whatever Braze accepted is recorded, even when the run stops early
+            lease.next_request_at = client.next_request_at()
             client.close()
     finally:
         # Fold this run's journal into a version even when it failed: the state stays whole
