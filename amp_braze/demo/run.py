@@ -1,11 +1,12 @@
 """``amp-braze demo``: the whole loop, offline, on generated data and the real Dagster definitions.
 
-Day one: feeds -> customer_profiles -> braze_customer_attributes -> segment_memberships ->
-braze_sync_plan -> braze_sync, into a Braze emulator on a free loopback port. Then Braze "sends
+Day one: feeds -> customer_profiles -> braze_customer_attributes -> segment_memberships -> per sync
+braze_sync_plan -> braze_sync, into two Braze emulators on free loopback ports (two workspaces: the
+whole profile table to "us", a win-back campaign to "eu"). Then Braze "sends
 email": Currents files for the demo's own users land in a local S3 (a moto server); the Currents
 sensor finds them and the hourly loads and engagement_summary run. Day two: 1% of the customers
 spend more; the next sync sends only what changed, engagement attributes and the engaged_30d segment
-included. Then a check that the emulator holds exactly the wanted state.
+included. Then a check that each emulator holds exactly what its syncs want.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from amp_braze.sync.verify import compare
 # Dagster run config that keeps the console to warnings (the demo, tests and benchmarks use it).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_KEY = "amp-braze-demo-key"
+DEMO_KEY_EU = "amp-braze-demo-key-eu"
 
 
 class Progress:
@@ -143,7 +145,7 @@ def _send_email_campaign(
 def _print_sync(label: str, plan: dict, sync: dict) -> None:
     full = plan["full_sync_data_points"]
     print(
-        f"  {label}: {sync['users_sent']:>7,} users, {sync['attributes_sent']:>8,} attributes, "
+        f"    {label}: {sync['users_sent']:>7,} users, {sync['attributes_sent']:>8,} attributes, "
         f"{sync['data_points']:>8,} data points (a full resend: {full:,}), {sync['requests']:,} requests, "
         f"{sync['rate_limited_429s']} 429s, {sync['rejected_rows']} rejected"
     )
@@ -190,10 +192,15 @@ def run_demo(
         shutil.rmtree(storage_dir)
 
     server = EmulatorServer(settings=Settings(api_key=DEMO_KEY)).start()
+    server_eu = EmulatorServer(settings=Settings(api_key=DEMO_KEY_EU)).start()
     os.environ["BRAZE_REST_ENDPOINT"] = server.url
     os.environ["BRAZE_API_KEY"] = DEMO_KEY
+    os.environ["BRAZE_REST_ENDPOINT_EU"] = server_eu.url
+    os.environ["BRAZE_API_KEY_EU"] = DEMO_KEY_EU
     s3_server, s3_url = _start_s3()
-    progress.step(f"Braze emulator on {server.url}; local S3 (moto) on {s3_url}")
+    progress.step(
+        f"Braze emulators: us on {server.url}, eu on {server_eu.url}; local S3 (moto) on {s3_url}"
+    )
     dagster_proc = None
     try:
         config = load_config(BUNDLED_CONFIG)
@@ -239,24 +246,30 @@ def run_demo(
             f"day two: {changed:,} customers spent more; engagement flows back; syncing again"
         )
         day2 = _run_job(defs, instance, "braze_sync_job")
-        progress.step("comparing the emulator's profiles with the wanted state")
-        braze_users = requests.get(f"{server.url}/_emulator/users", timeout=60).json()
-        stats = requests.get(f"{server.url}/_emulator/stats", timeout=10).json()
-        check = compare(config, Storage(config.storage), braze_users)
-        _summary(config, day1, day2, stats, check, loads)
+        progress.step("comparing each emulator's profiles with what its syncs want")
+        checks = {}
+        for dest, srv in (("us", server), ("eu", server_eu)):
+            users = requests.get(f"{srv.url}/_emulator/users", timeout=60).json()
+            stats = requests.get(f"{srv.url}/_emulator/stats", timeout=10).json()
+            syncs = [sp for sp in config.syncs.values() if sp.destination == dest]
+            checks[dest] = (compare(config, Storage(config.storage), users, syncs), stats)
+        _summary(config, day1, day2, checks, loads)
         if keep_running:
-            dagster_proc = _keep_running(workdir, server.url, s3_url, tick.cursor)
-        return 0 if check.equal else 1
+            dagster_proc = _keep_running(
+                workdir, {"us": server.url, "eu": server_eu.url}, s3_url, tick.cursor
+            )
+        return 0 if all(c.equal for c, _ in checks.values()) else 1
     finally:
         if dagster_proc is not None:
             import signal
 
             os.killpg(dagster_proc.pid, signal.SIGTERM)
         server.stop()
+        server_eu.stop()
         s3_server.stop()
 
 
-def _keep_running(workdir: Path, braze_url: str, s3_url: str, cursor: str | None):
+def _keep_running(workdir: Path, braze_urls: dict[str, str], s3_url: str, cursor: str | None):
     """Leave the emulator and S3 up and start the Dagster UI on the same configuration. The
     sensor's cursor is left where the demo's own tick left it, so turning the sensor on in the UI
     loads only hours whose files change from now on."""
@@ -282,11 +295,12 @@ def _keep_running(workdir: Path, braze_url: str, s3_url: str, cursor: str | None
         cwd=workdir, env=env, start_new_session=True,
     )  # fmt: skip
     print(
-        f"\nDagster UI:      http://127.0.0.1:{port}  (asset graph: /asset-groups, lineage: /assets/braze_sync?view=lineage)"
+        f"\nDagster UI:      http://127.0.0.1:{port}  (asset graph: /asset-groups, lineage: "
+        f"{LINEAGE_PATH})"
     )
-    print(
-        f"Braze emulator:  {braze_url}  (key {DEMO_KEY}; profiles at {braze_url}/_emulator/users)"
-    )
+    for dest, url in braze_urls.items():
+        key = DEMO_KEY if dest == "us" else DEMO_KEY_EU
+        print(f"Braze emulator {dest}: {url}  (key {key}; profiles at {url}/_emulator/users)")
     print(f"Local S3 (moto): {s3_url}  (bucket amp-braze-demo-currents)")
     print("Everything stays up until Ctrl-C.")
     try:
@@ -297,9 +311,11 @@ def _keep_running(workdir: Path, braze_url: str, s3_url: str, cursor: str | None
     return proc
 
 
-def _summary(
-    config: Config, day1: dict, day2: dict, stats: dict, check, loads: dict[str, dict]
-) -> None:
+# The lineage of the last sync asset, every depth upstream: the whole graph at once.
+LINEAGE_PATH = "/assets/profiles_us/braze_sync?view=lineage&lineageScope=upstream&lineageDepth=10"
+
+
+def _summary(config: Config, day1: dict, day2: dict, checks: dict, loads: dict[str, dict]) -> None:
     print("\namp_braze demo summary")
     print("----------------------")
     for name in config.sources:
@@ -328,15 +344,22 @@ def _summary(
         f"  currents: {files} files over {len(loads)} hours, {events:,} events loaded, {dups} duplicates dropped; "
         f"engagement_summary {es['dagster/row_count']:,} users ({es['users_with_email_opens_30d']:,} opened an email)"
     )
-    _print_sync("sync day one", day1["braze_sync_plan"], day1["braze_sync"])
-    _print_sync("sync day two", day2["braze_sync_plan"], day2["braze_sync"])
-    print(
-        f"  emulator: {stats['users']:,} profiles, {stats['track_requests']:,} requests, "
-        f"{stats['data_points']:,} data points billed in all"
-    )
-    verdict = "EQUAL" if check.equal else "DIFFERENT"
-    print(
-        f"  check: Braze holds the wanted state for {check.wanted_users:,} users: {verdict}"
-        + ("" if check.equal else f" ({len(check.missing)} missing, {len(check.different)} differ)")
-    )
+    for spec in config.syncs.values():
+        kind = "campaign" if spec.audience else "orchestration"
+        print(f"  sync {spec.name} ({kind} to {spec.destination}):")
+        for label, day in (("day one", day1), ("day two", day2)):
+            prefix = "" if spec.legacy else f"{spec.name}/"
+            _print_sync(label, day[f"{prefix}braze_sync_plan"], day[f"{prefix}braze_sync"])
+    for dest, (check, stats) in checks.items():
+        verdict = "EQUAL" if check.equal else "DIFFERENT"
+        print(
+            f"  emulator {dest}: {stats['users']:,} profiles, {stats['track_requests']:,} requests, "
+            f"{stats['data_points']:,} data points billed in all; Braze holds the wanted state "
+            f"for {check.wanted_users:,} users: {verdict}"
+            + (
+                ""
+                if check.equal
+                else f" ({len(check.missing)} missing, {len(check.different)} differ)"
+            )
+        )
     print(f"  storage: {config.storage}")

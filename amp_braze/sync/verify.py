@@ -10,9 +10,9 @@ import polars as pl
 
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.payload import AttrSpec, flag, object_json
-from amp_braze.config import Config
+from amp_braze.config import Config, SyncSpec
 from amp_braze.storage import Storage
-from amp_braze.sync.run import wanted_state
+from amp_braze.sync.run import the_sync, wanted_state
 
 _PROFILE_KEYS = (
     "external_id",
@@ -25,11 +25,25 @@ _PROFILE_KEYS = (
 )
 
 
-def expected_profiles(config: Config, storage: Storage) -> tuple[dict[str, dict], set[str]]:
+def expected_profiles(
+    config: Config, storage: Storage, syncs: list[SyncSpec] | None = None
+) -> tuple[dict[str, dict], set[str]]:
     """Per external_id, every non-null wanted attribute as it goes on the wire (false segment
-    flags left out: false and absent mean the same)."""
-    w = wanted_state(config, storage)
-    kind = config.braze.identifier
+    flags left out: false and absent mean the same), over the given syncs of one workspace (by
+    default the first sync)."""
+    out: dict[str, dict] = {}
+    booleans: set[str] = set()
+    for spec in syncs or [the_sync(config)]:
+        want, bools = _expected(config, storage, spec)
+        booleans |= bools
+        for key, attrs in want.items():
+            out.setdefault(key, {}).update(attrs)
+    return out, booleans
+
+
+def _expected(config: Config, storage: Storage, spec: SyncSpec) -> tuple[dict[str, dict], set[str]]:
+    w = wanted_state(config, storage, spec)
+    kind = config.destination_of(spec).identifier
     attrs = [AttrSpec(c) for c in w.table.columns if c not in identifier_columns(kind) and c != ID]
     table = w.table.with_columns([pl.lit(True).alias(flag(a.name)) for a in attrs])
     out = {}
@@ -64,12 +78,22 @@ class Comparison:
         return not (self.missing or self.unexpected or self.different)
 
 
-def compare(config: Config, storage: Storage, braze_users: list[dict]) -> Comparison:
-    want, booleans = expected_profiles(config, storage)
+def compare(
+    config: Config,
+    storage: Storage,
+    braze_users: list[dict],
+    syncs: list[SyncSpec] | None = None,
+) -> Comparison:
+    """What a workspace holds against what the given syncs to it want (default: the first sync)."""
+    want, booleans = expected_profiles(config, storage, syncs)
     have = {
         u.get("external_id") or u.get("braze_id"): flatten_braze_profile(u, booleans)
         for u in braze_users
     }
+    # A profile holding nothing amp_braze manages (never sent, or every attribute unset after
+    # the user left a campaign) is the same as no profile.
+    want = {k: v for k, v in want.items() if v}
+    have = {k: v for k, v in have.items() if v}
     missing = sorted(set(want) - set(have))
     unexpected = sorted(set(have) - set(want))
     different = [(k, want[k], have[k]) for k in sorted(want) if k in have and want[k] != have[k]]

@@ -330,10 +330,17 @@ def test_plan_command_works_on_the_bundled_configuration_with_currents(tmp_path)
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith(f"planning with {BUNDLED_CONFIG} (the bundled demo")
-    lines = out.read_text().splitlines()
-    users = sum(len(orjson.loads(line)["attributes"]) for line in lines)
-    assert f"dry run: nothing was sent. {len(lines)} requests with {users:,} users" in proc.stdout
     wanted = pl.read_parquet(
         tmp_path / ".amp_braze/storage/tables/braze_customer_attributes.parquet"
     )
-    assert users == wanted.height > 390  # everyone the field rules let through: a first sync
+    # One file per sync of the demo: the whole table to us, the campaign to eu.
+    for sync in ("profiles_us", "winback_eu"):
+        lines = (tmp_path / f"requests.{sync}.jsonl").read_text().splitlines()
+        users = sum(len(orjson.loads(line)["attributes"]) for line in lines)
+        assert (
+            f"dry run: nothing was sent. {len(lines)} requests with {users:,} users" in proc.stdout
+        )
+        if sync == "profiles_us":
+            assert users == wanted.height > 390  # everyone the field rules let through
+        else:
+            assert 0 < users < wanted.height  # the campaign's audience only

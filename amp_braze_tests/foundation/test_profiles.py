@@ -223,7 +223,11 @@ def test_demo_command_runs_the_loop_and_checks_braze(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "customer_profiles      2,000 unified customers" in proc.stdout
-    assert "sync day two:" in proc.stdout
-    assert ": EQUAL" in proc.stdout
+    # Two syncs to two emulated workspaces, each reported, each holding what its syncs want.
+    assert "sync profiles_us (orchestration to us):" in proc.stdout
+    assert "sync winback_eu (campaign to eu):" in proc.stdout
+    assert proc.stdout.count("    day two:") == 2
+    assert "emulator us: 1,998 profiles" in proc.stdout  # 2 rows set aside by field rules
+    assert proc.stdout.count("users: EQUAL") == 2
     stored = pl.read_parquet(tmp_path / "demo/.amp_braze/storage/tables/customer_profiles.parquet")
     assert stored.height == 2000

@@ -17,7 +17,10 @@ from amp_braze.config import BUNDLED_CONFIG
 from amp_braze.profiles.sample_data import generate
 from amp_braze_tests.conftest import free_port
 
-# DESIGN.md's asset graph, as (upstream, downstream) edges.
+# DESIGN.md's asset graph for the demo's two syncs, as (upstream, downstream) edges. Every table a
+# SQL file reads is an upstream edge, and no other: the demo's profile SQL reads customer_profiles
+# and engagement_summary, its SQL segment braze_customer_attributes.
+SYNCS = ("profiles_us", "winback_eu")
 DESIGN_EDGES = {
     ("sources/pos", "customer_profiles"),
     ("sources/ecommerce", "customer_profiles"),
@@ -26,16 +29,18 @@ DESIGN_EDGES = {
     ("braze_currents_events", "engagement_summary"),
     ("engagement_summary", "braze_customer_attributes"),
     ("braze_customer_attributes", "segment_memberships"),
-    ("segment_memberships", "braze_sync_plan"),
-    ("braze_sync_plan", "braze_sync"),
     # The rejection tables are assets of their own, beside the asset that writes them.
     ("customer_profiles", "braze_customer_attributes_rejections"),
     ("engagement_summary", "braze_customer_attributes_rejections"),
-    ("braze_sync_plan", "braze_sync_rejections"),
+} | {
+    edge
+    for sync in SYNCS
+    for edge in (
+        ("segment_memberships", f"{sync}/braze_sync_plan"),
+        (f"{sync}/braze_sync_plan", f"{sync}/braze_sync"),
+        (f"{sync}/braze_sync_plan", f"{sync}/braze_sync_rejections"),
+    )
 }
-# Every table a SQL file reads is an upstream edge, and no other: the demo's profile SQL reads
-# customer_profiles and engagement_summary, its SQL segment braze_customer_attributes.
-
 LINEAGE = """
 { assetNodes { assetKey { path } dependencyKeys { path } groupName } }
 """
@@ -70,7 +75,19 @@ def _gql(port: int, query: str, variables: dict | None = None) -> dict:
 
 
 @pytest.fixture
-def dagster_dev(tmp_path, emulator, moto_server):
+def emulator_eu():
+    from amp_braze.braze.emulator import EmulatorServer, Settings
+    from amp_braze_tests.conftest import EmulatorHandle
+
+    server = EmulatorServer(settings=Settings(api_key="eu-key")).start()
+    try:
+        yield EmulatorHandle(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, emulator, emulator_eu, moto_server):
     generate(tmp_path / ".amp_braze" / "demo_data", customers=1500)
     port = free_port()
     home = tmp_path / "dagster_home"
@@ -80,6 +97,8 @@ def dagster_dev(tmp_path, emulator, moto_server):
         "AMP_BRAZE_CONFIG": str(BUNDLED_CONFIG),
         "BRAZE_REST_ENDPOINT": emulator.url,
         "BRAZE_API_KEY": emulator.key,
+        "BRAZE_REST_ENDPOINT_EU": emulator_eu.url,
+        "BRAZE_API_KEY_EU": emulator_eu.key,
         "DAGSTER_HOME": str(home),
     }
     dagster = Path(sys.executable).with_name("dagster")
@@ -120,7 +139,9 @@ def _stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
         proc.wait()
 
 
-def test_ui_lineage_automation_and_a_sync_launched_through_graphql(dagster_dev, emulator):
+def test_ui_lineage_automation_and_a_sync_launched_through_graphql(
+    dagster_dev, emulator, emulator_eu
+):
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
     port = dagster_dev
@@ -138,12 +159,15 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(dagster_dev, 
         groups["customer_profiles"] == "customer_360"
         and groups["segment_memberships"] == "audiences"
     )
-    assert groups["braze_sync"] == "braze_sync" and groups["engagement_summary"] == "braze_currents"
+    assert groups["profiles_us/braze_sync"] == "profiles_us"
+    assert groups["winback_eu/braze_sync_plan"] == "winback_eu"
+    assert groups["engagement_summary"] == "braze_currents"
 
     repo = _gql(port, AUTOMATION)["repositoriesOrError"]["nodes"][0]
     assert [s["name"] for s in repo["sensors"]] == ["braze_currents_sensor"]
-    assert [(s["name"], s["cronSchedule"]) for s in repo["schedules"]] == [
-        ("braze_sync_schedule", "0 6 * * *")
+    assert sorted((s["name"], s["cronSchedule"]) for s in repo["schedules"]) == [
+        ("profiles_us_schedule", "0 6 * * *"),
+        ("winback_eu_schedule", "0 7 * * MON"),
     ]
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
@@ -160,7 +184,7 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(dagster_dev, 
         time.sleep(1)
     assert status == "SUCCESS"
 
-    data = _gql(port, METADATA, {"key": {"path": ["braze_sync"]}})
+    data = _gql(port, METADATA, {"key": {"path": ["profiles_us", "braze_sync"]}})
     entries = data["assetOrError"]["assetMaterializations"][0]["metadataEntries"]
     meta = {e["label"]: e.get("intValue", e.get("floatValue")) for e in entries}
     stats = emulator.stats()
@@ -168,6 +192,11 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(dagster_dev, 
     assert meta["data_points"] == stats["data_points"]
     assert meta["requests"] == stats["track_requests"] == -(-meta["users_sent"] // 75)
     assert meta["rejected_rows"] == 0 and meta["rate_limited_429s"] == 0
+    # The campaign went to the other workspace, and only there.
+    data = _gql(port, METADATA, {"key": {"path": ["winback_eu", "braze_sync"]}})
+    entries = data["assetOrError"]["assetMaterializations"][0]["metadataEntries"]
+    campaign = {e["label"]: e.get("intValue", e.get("floatValue")) for e in entries}
+    assert 0 < campaign["users_sent"] == emulator_eu.stats()["users"] < meta["users_sent"]
 
 
 DEMO_STATE = """
