@@ -32,6 +32,8 @@ def main() -> int:
     a = p.parse_args()
     from playwright.sync_api import sync_playwright
 
+    from amp_braze.demo.run import LINEAGE_PATH
+
     with tempfile.TemporaryDirectory() as tmp:
         demo = subprocess.Popen(
             [sys.executable, "-m", "amp_braze.cli", "demo", "--profiles", str(a.profiles), "--keep-running",
@@ -62,7 +64,7 @@ def main() -> int:
                 for _ in range(120):  # the webserver takes a moment to load the code location
                     try:
                         page.goto(
-                            f"{url}/assets/braze_sync?view=lineage&lineageScope=upstream&lineageDepth=8",
+                            f"{url}{LINEAGE_PATH}",
                             wait_until="networkidle", timeout=10_000,
                         )  # fmt: skip
                         if page.get_by_text("customer_profiles", exact=True).count():
