@@ -37,4 +37,8 @@ def build_defs(config: Config) -> dg.Definitions:
     )
 
 
-defs = build_defs(load_config())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Built when Dagster loads the code location, not when the package is imported: the CLI's
+    --config never depends on the file in the working directory."""
+    return build_defs(load_config())
