@@ -8,32 +8,26 @@ from amp_braze.audiences.assets import build_audience_assets
 from amp_braze.config import Config, load_config
 from amp_braze.currents.assets import build_currents_defs
 from amp_braze.profiles.assets import build_profile_assets
-from amp_braze.storage import Storage
+from amp_braze.resources import build_resources
 from amp_braze.sync.assets import build_sync_assets, build_sync_jobs_and_schedules
 
 
 def build_defs(config: Config) -> dg.Definitions:
-    """Definitions for one configuration; tests build their own from their own files."""
-    storage = Storage(config.storage)
-    currents_assets, sensors, currents_jobs = build_currents_defs(config, storage)
-    assets = (
-        build_profile_assets(config, storage)
-        + build_audience_assets(config, storage)
-        + build_sync_assets(config, storage)
-        + currents_assets
-    )
+    """Definitions for one configuration (tests build their own from their own files): one
+    Definitions per area, merged, with the resources they share."""
+    currents_assets, sensors, currents_jobs = build_currents_defs(config)
     jobs, schedules = build_sync_jobs_and_schedules(config)
-    resources = {}
+    resources: dict = build_resources(config)
     if config.currents is not None:
         from dagster_aws.s3 import S3Resource
 
         resources["s3"] = S3Resource(region_name=config.currents.region)
-    return dg.Definitions(
-        assets=assets,
-        jobs=[*jobs, *currents_jobs],
-        schedules=schedules,
-        sensors=sensors,
-        resources=resources,
+    return dg.Definitions.merge(
+        dg.Definitions(assets=build_profile_assets(config)),
+        dg.Definitions(assets=build_audience_assets(config)),
+        dg.Definitions(assets=build_sync_assets(config), jobs=jobs, schedules=schedules),
+        dg.Definitions(assets=currents_assets, sensors=sensors, jobs=currents_jobs),
+        dg.Definitions(resources=resources),
     )
 
 

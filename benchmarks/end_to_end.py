@@ -72,7 +72,9 @@ def run(argv: list[str]) -> None:
                 if label.startswith("incremental"):
                     _day_two(home / "data" / "pos_customers.csv")
                 t = time.perf_counter()
-                r = dg.materialize(list(defs.assets), instance=instance, run_config=QUIET)
+                r = dg.materialize(
+                    list(defs.assets), resources=defs.resources, instance=instance, run_config=QUIET
+                )
                 wall = time.perf_counter() - t
                 md = {
                     e.asset_key.to_user_string(): e.materialization.metadata

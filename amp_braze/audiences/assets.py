@@ -11,7 +11,7 @@ from amp_braze.audiences.memberships import (
 from amp_braze.config import Config
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.sql import base_tables, sql_upstream, table_assets
-from amp_braze.storage import Storage
+from amp_braze.resources import StorageResource
 
 GROUP = "audiences"
 MEMBERSHIPS = "segment_memberships"
@@ -22,7 +22,7 @@ class MembershipConfig(dg.Config):
     accept_segment_changes: bool = False  # let every segment's size move past its max_change once
 
 
-def build_audience_assets(cfg: Config, storage: Storage) -> list[dg.AssetsDefinition]:
+def build_audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     guard = dg.AssetCheckSpec(
         "segment_size_guard",
         asset=MEMBERSHIPS,
@@ -48,20 +48,23 @@ def build_audience_assets(cfg: Config, storage: Storage) -> list[dg.AssetsDefini
         "exclusions applied): one boolean column per segment.",
     )
     def segment_memberships(
-        context: dg.AssetExecutionContext, config: MembershipConfig
+        context: dg.AssetExecutionContext,
+        config: MembershipConfig,
+        storage: StorageResource,
     ) -> dg.MaterializeResult:
-        attributes = storage.read_table("braze_customer_attributes")
+        store = storage.get()
+        attributes = store.read_table("braze_customer_attributes")
         check_rule_attributes(cfg, attributes.schema)
-        tables = base_tables(cfg, storage)
+        tables = base_tables(cfg, store)
         memberships = compute_memberships(cfg, attributes, tables)
         segments = list(cfg.segments)
-        before = storage.read_table(MEMBERSHIPS) if storage.table_exists(MEMBERSHIPS) else None
+        before = store.read_table(MEMBERSHIPS) if store.table_exists(MEMBERSHIPS) else None
         changes = membership_changes(memberships, before, segments)
-        baseline = storage.read_json(BASELINE, default={})
+        baseline = store.read_json(BASELINE, default={})
         result = size_guard(cfg, changes.sizes, baseline, config.accept_segment_changes)
-        uri = storage.write_table(MEMBERSHIPS, memberships)
+        uri = store.write_table(MEMBERSHIPS, memberships)
         if result.passed:
-            storage.write_json(BASELINE, changes.sizes)
+            store.write_json(BASELINE, changes.sizes)
         meta = table_metadata(
             memberships,
             uri,

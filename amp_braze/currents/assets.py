@@ -20,6 +20,7 @@ from amp_braze.currents.load import load_hour
 from amp_braze.currents.rollup import engagement_summary as summarize_incrementally
 from amp_braze.currents.summary_schema import SUMMARY_DESCRIPTIONS
 from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.resources import StorageResource
 from amp_braze.storage import Storage
 
 GROUP = "braze_currents"
@@ -36,7 +37,7 @@ class SummaryConfig(dg.Config):
 LOAD_JOB = "braze_currents_load_job"
 
 
-def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list]:
+def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
     """(assets, sensors, jobs) for Braze Currents; none when the config has no ``currents``."""
     cur: CurrentsConfig | None = cfg.currents
     if cur is None:
@@ -60,8 +61,11 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list
         "deduplicated on id. Reloading an hour replaces it whole (each load writes a folder of its own).",
     )
     def braze_currents_events(
-        context: dg.AssetExecutionContext, s3: S3Resource
+        context: dg.AssetExecutionContext,
+        s3: S3Resource,
+        storage: StorageResource,
     ) -> dg.MaterializeResult:
+        store = storage.get()
         hour = context.partition_key
         client = s3.get_client()
         files = list_hour(client, cur.bucket, cur.prefix, hour)
@@ -69,7 +73,7 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list
             files, lambda key: client.get_object(Bucket=cur.bucket, Key=key)["Body"].read()
         )
         written = write_load(
-            storage,
+            store,
             hour,
             load.events,
             load.by_type,
@@ -77,7 +81,7 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list
             fingerprint=fingerprint(files),
         )
         per_type = {t: df.height for t, df in load.by_type.items()}
-        meta = table_metadata(load.events, storage.uri(written.events))
+        meta = table_metadata(load.events, store.uri(written.events))
         meta |= {
             "files": dg.MetadataValue.int(load.files),
             "events": dg.MetadataValue.int(load.events.height),
@@ -121,14 +125,17 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list
         "and revenue, last purchase and session. Events count once even if delivered twice.",
     )
     def engagement_summary(
-        context: dg.AssetExecutionContext, config: SummaryConfig
+        context: dg.AssetExecutionContext,
+        config: SummaryConfig,
+        storage: StorageResource,
     ) -> dg.MaterializeResult:
+        store = storage.get()
         as_of = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.UTC)
         if as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=dt.UTC)
-        run = summarize_incrementally(storage, EVENTS_DIR, as_of)
+        run = summarize_incrementally(store, EVENTS_DIR, as_of)
         summary = run.table
-        uri = storage.write_table("engagement_summary", summary)
+        uri = store.write_table("engagement_summary", summary)
         meta = table_metadata(summary, uri, SUMMARY_DESCRIPTIONS) | {
             "hours_loaded": dg.MetadataValue.int(run.hours_loaded),
             "hours_read_for_windows": dg.MetadataValue.int(run.hours_read_for_windows),
@@ -157,8 +164,11 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list
         f"{cur.lookback_hours} hours and requests a load of every hour whose files changed.",
     )
     def braze_currents_sensor(
-        context: dg.SensorEvaluationContext, s3: S3Resource
+        context: dg.SensorEvaluationContext,
+        s3: S3Resource,
+        storage: StorageResource,
     ) -> dg.SensorResult:
+        store = storage.get()
         now = dt.datetime.now(dt.UTC)
         since = lookback_start(now, cur.lookback_hours)
         files = list_files(s3.get_client(), cur.bucket, cur.prefix, since)
@@ -180,7 +190,7 @@ def build_currents_defs(cfg: Config, storage: Storage) -> tuple[list, list, list
         retries, cursor = retry_hours(
             cursor,
             {c.hour for c in changes},
-            loaded=lambda hour: loaded_fingerprint(storage, hour),
+            loaded=lambda hour: loaded_fingerprint(store, hour),
             failed=lambda hour: _newest_load_failed(context.instance, hour),
         )
         runs += [

@@ -11,7 +11,7 @@ from amp_braze.profiles.attributes import build_attributes
 from amp_braze.profiles.feeds import feed_files, read_feed
 from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_assets
 from amp_braze.profiles.unify import unify
-from amp_braze.storage import Storage
+from amp_braze.resources import StorageResource
 
 GROUP = "customer_360"
 
@@ -20,17 +20,18 @@ def source_table(name: str) -> str:
     return f"sources/{name}"
 
 
-def _source_asset(src: SourceConfig, storage: Storage) -> dg.AssetsDefinition:
+def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["sources", src.name]),
         group_name=GROUP,
         kinds={"polars", "parquet", "s3" if src.is_s3 else "file"},
         description=f"The {src.name} feed ({src.format}) read from {src.path}, renamed and typed.",
     )
-    def _feed(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _feed(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        store = storage.get()
         files = feed_files(src)
         df = read_feed(src)
-        uri = storage.write_table(source_table(src.name), df)
+        uri = store.write_table(source_table(src.name), df)
         key = df.get_column(src.customer_key)
         context.log.info(f"{src.name}: {df.height} rows from {len(files)} file(s)")
         return dg.MaterializeResult(
@@ -48,7 +49,7 @@ def _source_asset(src: SourceConfig, storage: Storage) -> dg.AssetsDefinition:
     return _feed
 
 
-def _customer_profiles(config: Config, storage: Storage) -> dg.AssetsDefinition:
+def _customer_profiles(config: Config) -> dg.AssetsDefinition:
     deps = [dg.AssetKey(["sources", name]) for name in config.sources]
 
     @dg.asset(
@@ -61,13 +62,16 @@ def _customer_profiles(config: Config, storage: Storage) -> dg.AssetsDefinition:
             "(by each feed's updated_at), feed priority breaks ties."
         ),
     )
-    def customer_profiles(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def customer_profiles(
+        context: dg.AssetExecutionContext, storage: StorageResource
+    ) -> dg.MaterializeResult:
+        store = storage.get()
         feeds = {
-            name: (src, storage.scan_table(source_table(name)))
+            name: (src, store.scan_table(source_table(name)))
             for name, src in config.sources.items()
         }
         result = unify(feeds)
-        uri = storage.write_table("customer_profiles", result.profiles)
+        uri = store.write_table("customer_profiles", result.profiles)
         meta = table_metadata(result.profiles, uri)
         for name, c in result.contribution.items():
             meta[f"customers_from_{name}"] = dg.MetadataValue.int(c["customers"])
@@ -85,10 +89,10 @@ def _customer_profiles(config: Config, storage: Storage) -> dg.AssetsDefinition:
     return customer_profiles
 
 
-def build_profile_assets(config: Config, storage: Storage) -> list[dg.AssetsDefinition]:
-    return [_source_asset(src, storage) for src in config.sources.values()] + [
-        _customer_profiles(config, storage),
-        attributes_assets(config, storage),
+def build_profile_assets(config: Config) -> list[dg.AssetsDefinition]:
+    return [_source_asset(src) for src in config.sources.values()] + [
+        _customer_profiles(config),
+        attributes_assets(config),
     ]
 
 
@@ -98,7 +102,6 @@ REJECTIONS = "braze_customer_attributes_rejections"
 
 def attributes_assets(
     config: Config,
-    storage: Storage,
     sql_key: str = "profile_sql",
     sql: Path | None = None,
     braze: BrazeConfig | None = None,
@@ -145,15 +148,16 @@ def attributes_assets(
         check_specs=[check],
         name="_".join(keys[0]),
     )
-    def attributes(context: dg.AssetExecutionContext):
-        tables = base_tables(config, storage)
+    def attributes(context: dg.AssetExecutionContext, storage: StorageResource):
+        store = storage.get()
+        tables = base_tables(config, store)
         raw = run_sql(sql_path.read_text(), tables, sql_key)
         result = build_attributes(raw, braze)
         for w in result.warnings:
             context.log.warning(w)
         # Sorted by the key: the planner then lines it up with the sync state without a join.
-        uri = storage.write_table(table, result.table.sort(ID))
-        rejections_uri = storage.write_table(rejections, result.rejections)
+        uri = store.write_table(table, result.table.sort(ID))
+        rejections_uri = store.write_table(rejections, result.rejections)
         by_rule = result.rejections.group_by("rule").len().sort("len", descending=True)
         meta = table_metadata(result.table, uri)
         meta |= {

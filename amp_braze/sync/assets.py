@@ -11,7 +11,7 @@ from amp_braze.braze.identifiers import ID
 from amp_braze.config import Config, SyncSpec
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.assets import attributes_assets
-from amp_braze.storage import Storage
+from amp_braze.resources import StorageResource, workspace_key
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
 from amp_braze.sync.run import (
     SYNC_REJECTIONS,
@@ -79,16 +79,17 @@ def _group(spec: SyncSpec) -> str:
     return GROUP if spec.legacy else spec.name
 
 
-def build_sync_assets(cfg: Config, storage: Storage) -> list:
+def build_sync_assets(cfg: Config) -> list:
     out: list = []
     for spec in cfg.syncs.values():
-        out += _sync_assets(cfg, storage, spec)
+        out += _sync_assets(cfg, spec)
     return out
 
 
-def _sync_assets(cfg: Config, storage: Storage, spec: SyncSpec) -> list:
+def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
     pool = pool_name(cfg, spec)
     paths = sync_paths(cfg, spec)
+    workspace = workspace_key(cfg.destination_of(spec), spec.legacy)
     b = cfg.destination_of(spec)
     kind = "a campaign" if spec.audience else "an orchestration"
     what = f"sync {spec.name!r} ({kind}) to destination {spec.destination!r}"
@@ -98,7 +99,6 @@ def _sync_assets(cfg: Config, storage: Storage, spec: SyncSpec) -> list:
         own = [
             attributes_assets(
                 cfg,
-                storage,
                 sql_key=f"syncs.{spec.name}.sql",
                 sql=spec.sql,
                 braze=b,
@@ -118,9 +118,12 @@ def _sync_assets(cfg: Config, storage: Storage, spec: SyncSpec) -> list:
         "whose value differs from what Braze last accepted (the sync state). Records the state "
         "version it was computed against.",
     )
-    def braze_sync_plan(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        plan = make_plan(cfg, storage, spec=spec)
-        uri = save_plan(storage, plan, paths)
+    def braze_sync_plan(
+        context: dg.AssetExecutionContext, storage: StorageResource
+    ) -> dg.MaterializeResult:
+        store = storage.get()
+        plan = make_plan(cfg, store, spec=spec)
+        uri = save_plan(store, plan, paths)
         s = plan.stats
         context.log.info(
             f"plan: {s['users_changed']:,} users, {s['attributes_changed']:,} attributes, "
@@ -151,17 +154,20 @@ def _sync_assets(cfg: Config, storage: Storage, spec: SyncSpec) -> list:
         ],
         name="braze_sync" if spec.legacy else f"{spec.name}_braze_sync",
         pool=pool,
+        required_resource_keys={"storage", workspace},
     )
     def braze_sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
-        plan = load_plan(storage, paths)
+        # Both resources by key: the workspace differs per destination.
+        store = context.resources.storage.get()
+        plan = load_plan(store, paths)
         if config.dry_run:
             name = f"{paths.dry_runs}/{context.run.run_id}.jsonl"
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "requests.jsonl"
                 n_req, n_obj = write_dry_run(plan, cfg, path, spec)
-                storage.write_bytes(name, path.read_bytes())
+                store.write_bytes(name, path.read_bytes())
             context.log.info(
-                f"dry run: {n_req:,} requests with {n_obj:,} objects written to {storage.uri(name)}"
+                f"dry run: {n_req:,} requests with {n_obj:,} objects written to {store.uri(name)}"
             )
             yield dg.MaterializeResult(
                 asset_key=_key(spec, "braze_sync"),
@@ -170,12 +176,15 @@ def _sync_assets(cfg: Config, storage: Storage, spec: SyncSpec) -> list:
                     "requests": dg.MetadataValue.int(n_req),
                     "users": dg.MetadataValue.int(n_obj),
                     "estimated_data_points": dg.MetadataValue.int(plan.stats["data_points"]),
-                    "requests_file": dg.MetadataValue.path(storage.uri(name)),
+                    "requests_file": dg.MetadataValue.path(store.uri(name)),
                 },
             )
             return
         try:
-            report = run_sync(cfg, storage, plan, context.run.run_id, spec=spec)
+            braze = getattr(context.resources, workspace)
+            report = run_sync(
+                cfg, store, plan, context.run.run_id, api_key=braze.api_key(), spec=spec
+            )
         except AuthError as e:
             raise dg.Failure(description=str(e), allow_retries=False) from None
         except (BrazeError, LeaseTimeout, LeaseLost, StateMovedError) as e:
@@ -204,7 +213,7 @@ def _sync_assets(cfg: Config, storage: Storage, spec: SyncSpec) -> list:
             "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),
             "rejected_sample": markdown_table(rej.rename({ID: "identifier"}).head(20).to_dicts()),
             "rejections_table": dg.MetadataValue.path(
-                storage.uri(storage.table_name(paths.rejections))
+                store.uri(store.table_name(paths.rejections))
             ),
         }
         context.log.info(
@@ -214,7 +223,7 @@ def _sync_assets(cfg: Config, storage: Storage, spec: SyncSpec) -> list:
         )
         yield dg.MaterializeResult(
             asset_key=_key(spec, SYNC_REJECTIONS),
-            metadata=table_metadata(rej, storage.uri(storage.table_name(paths.rejections)))
+            metadata=table_metadata(rej, store.uri(store.table_name(paths.rejections)))
             | {"retried_rows_from_last_run": dg.MetadataValue.int(report.retried_from_last_run)},
         )
         if st.failed:

@@ -50,7 +50,11 @@ def _run(folder: Path, run_config: dict | None = None, extra: list | None = None
         if not any(k.to_user_string().startswith("braze_sync") for k in a.keys)
     ] + (extra or [])
     result = dg.materialize(
-        assets, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, run_config=run_config
+        assets,
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config=run_config,
     )
     done = {
         e.asset_key.to_user_string(): e.materialization.metadata

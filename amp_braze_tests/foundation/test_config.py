@@ -215,8 +215,9 @@ def test_bad_file_stops_the_code_location_with_one_clear_error(tmp_path):
     path = write_config(
         tmp_path, MINIMAL.replace("US-03", "x").replace("http://127.0.0.1:9", "ftp://x")
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", "import amp_braze.definitions"],
+    dagster = str(Path(sys.executable).parent / "dagster")
+    proc = subprocess.run(  # loading the code location builds the definitions from the file
+        [dagster, "asset", "list", "-m", "amp_braze.definitions"],
         env={"AMP_BRAZE_CONFIG": str(path), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -25,7 +25,9 @@ def _materialize(config_path: Path) -> tuple[dg.ExecuteInJobResult, Storage]:
     wanted = [
         a for a in defs.assets if all(k.path[0] in ("sources", "customer_profiles") for k in a.keys)
     ]
-    result = dg.materialize(wanted, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        wanted, resources=defs.resources, instance=dg.DagsterInstance.ephemeral()
+    )
     assert result.success
     return result, Storage(cfg.storage)
 
@@ -257,6 +259,10 @@ def test_dg_project_tooling_loads_the_code_location(tmp_path):
     deps = {a["asset_key"]: set(a["dependency_keys"]) for a in data["assets"]}
     assert deps["braze_customer_attributes"] == {"customer_profiles", "engagement_summary"}
     assert {s["name"] for s in data["schedules"]} == {"profiles_us_schedule", "winback_eu_schedule"}
+    # The storage and each Braze workspace are resources (shown on the UI's resource pages).
+    resources = {r["name"]: r["type"] for r in data["resources"]}
+    assert resources["storage"] == "amp_braze.resources.StorageResource"
+    assert resources["braze_us"] == resources["braze_eu"] == "amp_braze.resources.BrazeWorkspace"
 
 
 def test_the_cli_given_a_config_never_reads_the_working_directorys_file(tmp_path):

@@ -82,8 +82,10 @@ class Brand:
         return build_defs(self.config)
 
     def sync(self, raise_on_error: bool = True, run_config: dict | None = None):
+        defs = self.defs()
         result = dg.materialize(
-            list(self.defs().assets),
+            list(defs.assets),
+            resources=defs.resources,
             instance=dg.DagsterInstance.ephemeral(),
             raise_on_error=raise_on_error,
             run_config={**QUIET, **(run_config or {})},

@@ -241,3 +241,10 @@ def test_jobs_schedules_groups_and_keys_per_sync(brand):
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert "winback_eu/braze_sync" in keys and "profiles_us/braze_sync" not in keys
     assert graph.get(dg.AssetKey(["profiles_us", "braze_sync"])).pools == {"braze/us"}
+    # Each workspace is a resource naming where its key is, never holding the key itself.
+    eu = defs.resources["braze_eu"]
+    assert (eu.rest_endpoint, eu.api_key_env) == (
+        brand.config.destinations["eu"].rest_endpoint,
+        "BRAZE_API_KEY_EU",
+    )
+    assert "key-eu" not in repr(defs.resources)

@@ -222,7 +222,7 @@ import sys, dagster as dg
 from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
 defs = build_defs(load_config(sys.argv[1]))
-dg.materialize(list(defs.assets), instance=dg.DagsterInstance.ephemeral())
+dg.materialize(list(defs.assets), resources=defs.resources, instance=dg.DagsterInstance.ephemeral())
 """
 
 
