@@ -102,6 +102,14 @@ def test_overlapping_job_runs_send_the_change_once(chaos_brand, emulator, tmp_pa
     brand = chaos_brand
     home = tmp_path / "dagster_home"  # one plain instance, as a schedule and a person share it
     feed = make_feed(N)
+    # An instance that exists already, as a deployment's does (two processes creating a brand-new
+    # SQLite instance at the same instant race inside Dagster itself).
+    dagster = Path(sys.executable).with_name("dagster")
+    init = subprocess.run(
+        [str(dagster), "instance", "migrate"], env=_env(brand, home, emulator.key),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr[-2000:]
     emulator.faults(latency_ms=10)
     report = []
     for round_ in range(3):

@@ -154,6 +154,18 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(
     }
     assert keys == {k for e in DESIGN_EDGES for k in e}
     assert edges == DESIGN_EDGES
+    # ... and the edges into the SQL assets are exactly what their SQL reads.
+    from amp_braze.config import load_config
+    from amp_braze.profiles.sql import table_assets
+    from amp_braze.sql_reads import tables_read
+
+    os.environ.setdefault("AMP_BRAZE_HOME", str(Path.cwd()))
+    cfg = load_config(BUNDLED_CONFIG)
+    names = {t: "/".join(k) for t, k in table_assets(cfg).items()}
+    read = {names[t] for t in tables_read(cfg.profile_sql_text) if t in names}
+    assert {u for u, d in edges if d == "braze_customer_attributes"} == read
+    seg_read = {names.get(t, t) for s in cfg.segments.values() if s.sql for t in tables_read(s.sql)}
+    assert {u for u, d in edges if d == "segment_memberships"} == seg_read
     groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
     assert (
         groups["customer_profiles"] == "customer_360"
