@@ -66,7 +66,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     from amp_braze.definitions import build_defs
     from amp_braze.storage import Storage
-    from amp_braze.sync.assets import _key
+    from amp_braze.sync.assets import sync_asset_key
     from amp_braze.sync.run import load_plan, sync_paths, write_dry_run
 
     path, why = _which_config(args.config)
@@ -80,7 +80,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             )
         specs = [cfg.syncs[args.sync]]
     defs = build_defs(cfg)
-    plans = [_key(spec, "braze_sync_plan") for spec in specs]
+    plans = [sync_asset_key(spec, "braze_sync_plan") for spec in specs]
     rejections = [
         k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[-1].endswith("rejections")
         and not k.path[-1].startswith("braze_sync")

@@ -70,7 +70,7 @@ def pool_name(cfg: Config, spec: SyncSpec | None = None) -> str:
     return f"braze/{spec.destination}"
 
 
-def _key(spec: SyncSpec, name: str) -> dg.AssetKey:
+def sync_asset_key(spec: SyncSpec, name: str) -> dg.AssetKey:
     """The single-destination shape keeps its names; every other sync's assets sit under it."""
     return dg.AssetKey([name] if spec.legacy else [spec.name, name])
 
@@ -109,7 +109,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
         plan_deps.append(dg.AssetKey([spec.name, "attributes"]))
 
     @dg.asset(
-        key=_key(spec, "braze_sync_plan"),
+        key=sync_asset_key(spec, "braze_sync_plan"),
         group_name=_group(spec),
         pool=pool,
         deps=plan_deps,
@@ -134,7 +134,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                _key(spec, "braze_sync"),
+                sync_asset_key(spec, "braze_sync"),
                 group_name=_group(spec),
                 deps=[braze_sync_plan],
                 kinds={"braze"},
@@ -143,7 +143,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 "and are retried by the next sync.",
             ),
             dg.AssetSpec(
-                _key(spec, SYNC_REJECTIONS),
+                sync_asset_key(spec, SYNC_REJECTIONS),
                 group_name=_group(spec),
                 deps=[braze_sync_plan],
                 kinds={"polars"},
@@ -170,7 +170,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 f"dry run: {n_req:,} requests with {n_obj:,} objects written to {store.uri(name)}"
             )
             yield dg.MaterializeResult(
-                asset_key=_key(spec, "braze_sync"),
+                asset_key=sync_asset_key(spec, "braze_sync"),
                 metadata={
                     "dry_run": True,
                     "requests": dg.MetadataValue.int(n_req),
@@ -222,7 +222,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
             f"{rej.height} rejected) in {report.duration:.1f} s"
         )
         yield dg.MaterializeResult(
-            asset_key=_key(spec, SYNC_REJECTIONS),
+            asset_key=sync_asset_key(spec, SYNC_REJECTIONS),
             metadata=table_metadata(rej, store.uri(store.table_name(paths.rejections)))
             | {"retried_rows_from_last_run": dg.MetadataValue.int(report.retried_from_last_run)},
         )
@@ -232,7 +232,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 "(Braze kept failing); everything Braze accepted is recorded, and the next sync sends the rest.",
                 metadata=meta,
             )
-        yield dg.MaterializeResult(asset_key=_key(spec, "braze_sync"), metadata=meta)
+        yield dg.MaterializeResult(asset_key=sync_asset_key(spec, "braze_sync"), metadata=meta)
 
     return [*own, braze_sync_plan, braze_sync]
 
@@ -240,7 +240,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
 def _selection(cfg: Config, spec: SyncSpec) -> dg.AssetSelection:
     """Everything a sync needs, from the feeds to its braze_sync, with the rejection tables that
     come with the assets that write them."""
-    keys = [_key(spec, "braze_sync"), _key(spec, SYNC_REJECTIONS)]
+    keys = [sync_asset_key(spec, "braze_sync"), sync_asset_key(spec, SYNC_REJECTIONS)]
     side = [dg.AssetKey("braze_customer_attributes_rejections")]
     if spec.sql is not None:
         side.append(dg.AssetKey([spec.name, "attributes_rejections"]))

@@ -108,25 +108,30 @@ def dagster_dev(tmp_path, emulator, emulator_eu, moto_server):
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.time() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                    data = _gql(
-                        port,
-                        "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }",
-                    )
-                    if data["repositoriesOrError"].get("nodes"):
-                        break
-            except (requests.ConnectionError, requests.Timeout, AssertionError):
-                pass
-            assert time.time() < deadline, "dagster dev did not come up"
-            time.sleep(0.5)
+        _wait_for_location(port, time.time() + 120, proc, tmp_path / "dagster_dev.log")
         yield port
     finally:
         _stop_group(proc)
         log.close()
+
+
+REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"
+
+
+def _wait_for_location(
+    port: int, deadline: float, proc: subprocess.Popen, log: Path, query: str = REPOSITORIES
+) -> dict:
+    """Poll the webserver until the code location is loaded; returns the query's answer."""
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            data = _gql(port, query)
+            if data["repositoriesOrError"].get("nodes"):
+                return data
+        except (requests.ConnectionError, requests.Timeout, AssertionError):
+            pass
+        assert time.time() < deadline, "the Dagster UI did not come up"
+        time.sleep(0.5)
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
@@ -244,15 +249,7 @@ def test_demo_left_running_shows_named_jobs_and_keeps_the_sensor_cursor(tmp_path
             time.sleep(0.5)
         loaded = re.search(r"requested \d+ hourly loads: (.*)", log.read_text()).group(1)
         hours = loaded.strip().split(", ")
-        while True:
-            try:
-                data = _gql(port, DEMO_STATE)
-                if data["repositoriesOrError"].get("nodes"):
-                    break
-            except (requests.ConnectionError, requests.Timeout, AssertionError):
-                pass
-            assert time.time() < deadline, "the demo's Dagster UI did not come up"
-            time.sleep(0.5)
+        data = _wait_for_location(port, deadline, proc, log, DEMO_STATE)
         runs = data["runsOrError"]["results"]
         jobs = sorted(r["jobName"] for r in runs)
         assert jobs == ["braze_currents_load_job"] * len(hours) + ["braze_sync_job"] * 2
