@@ -120,7 +120,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from amp_braze.demo.run import run_demo
+    try:
+        from amp_braze.demo.run import run_demo
+    except ModuleNotFoundError as e:  # moto or requests: the demo's own extras
+        print(
+            f"amp-braze demo needs {e.name}, one of the demo's extras: pip install 'amp_braze[demo]' "
+            "(from a checkout: pip install -e '.[demo]')",
+            file=sys.stderr,
+        )
+        return 2
 
     return run_demo(
         profiles=args.profiles, workdir=Path(args.workdir), keep_running=args.keep_running

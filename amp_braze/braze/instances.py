@@ -1,4 +1,4 @@
-"""Braze instances and their REST endpoints (reference/braze-api.md section 3)."""
+"""Braze instances and their REST endpoints (https://www.braze.com/docs/api/basics#endpoints)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Braze's /users/track rules in one place: limits, standard fields, value formats, data points.
 
-Sources: ../shared/reference/braze-api.md sections 1 and 2 (S3, S4, S8, S9, S10, S13). Both the
+Sources, Braze's documentation: /users/track (https://www.braze.com/docs/api/endpoints/user_data/post_user_track), API limits
+(https://www.braze.com/docs/api/api_limits), the user attributes object
+(https://www.braze.com/docs/api/objects_filters/user_attributes_object), custom attributes and
+data points (https://www.braze.com/docs/user_guide/data/data_points). Both the
 emulator (which enforces them as Braze does) and the pipeline (which normalises and checks rows
 before they are sent) read these definitions.
 """
@@ -13,7 +16,7 @@ import zoneinfo
 from functools import cache
 from typing import Any
 
-# -- limits (section 1.2, 1.3, 1.5) --------------------------------------------------------------
+# -- limits: objects, bytes and characters per request (/users/track, API limits) --------------------------------------------------------------
 MAX_OBJECTS_PER_REQUEST = 75  # combined across attributes, events and purchases
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_EXTERNAL_ID_BYTES = 987
@@ -27,12 +30,12 @@ DEFAULT_RATE_WINDOW_SECONDS = 3.0
 EXPORT_RATE_LIMIT = 250
 EXPORT_RATE_WINDOW_SECONDS = 60.0
 
-# -- identifiers and control keys (section 1.3, 1.4) --------------------------------------------
+# -- identifiers and control keys (the user attributes object) --------------------------------------------
 PRIMARY_IDENTIFIERS = ("external_id", "user_alias", "braze_id")
 SECONDARY_IDENTIFIERS = ("email", "phone")
 CONTROL_KEYS = frozenset({"_update_existing_only", "_merge_objects", "push_token_import"})
 
-# -- standard profile fields (section 1.7) -------------------------------------------------------
+# -- standard profile fields (the user attributes object) -------------------------------------------------------
 SUBSCRIPTION_STATES = ("opted_in", "unsubscribed", "subscribed")
 GENDERS = ("M", "F", "O", "N", "P")
 STANDARD_FIELDS = frozenset(
@@ -49,7 +52,7 @@ SYNCABLE_STANDARD_FIELDS = (
     "first_name", "last_name", "email", "phone", "dob", "gender", "country", "home_city",
     "language", "time_zone", "email_subscribe", "push_subscribe",
 )  # fmt: skip
-# Data points (section 2.5, S13): subscription states, push tokens and identifiers are free.
+# Data points (Braze's data points page): subscription states, push tokens and identifiers are free.
 NON_BILLABLE_FIELDS = frozenset(
     {
         "external_id", "user_alias", "braze_id", "email_subscribe", "push_subscribe",
@@ -91,7 +94,7 @@ EMAIL_RE = re.compile(
 )
 E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 DOB_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# Custom date formats Braze recognises (section 1.6, S8).
+# Custom date formats Braze recognises (the user attributes object: custom attribute dates).
 _DATE_PATTERNS = (
     re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.:]\d{1,6})?(?:Z|[+-]\d{2}:?\d{2})?$"),
     re.compile(r"^\d{4}-\d{2}-\d{2}$"),
@@ -148,7 +151,7 @@ def is_dob(value: str) -> bool:
 
 
 def looks_like_date(value: str) -> bool:
-    """A custom string attribute Braze would store as a time (section 1.6)."""
+    """A custom string attribute Braze would store as a time (ISO 8601 and Braze's own format)."""
     return any(p.match(value) for p in _DATE_PATTERNS)
 
 
@@ -157,7 +160,7 @@ def is_number(value: Any) -> bool:
 
 
 def attribute_data_points(name: str, value: Any) -> int:
-    """Data points one attribute in an applied /users/track object costs (section 2.5, S13).
+    """Data points one attribute in an applied /users/track object costs (Braze's data points page).
 
     Standard billable fields and custom attributes cost one each; subscription states, identifiers
     and push tokens are free; a whole array costs one, ``add`` one per added value (``remove`` alone

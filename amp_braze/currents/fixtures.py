@@ -1,7 +1,8 @@
 """Currents files of our own making, for the demo, the tests and the benchmarks.
 
-The writer schemas follow the field lists in ../shared/reference/braze-api.md section 4.4 (Braze's
-v10 sample schemas): same record names, field names, types and optionality. Nothing here copies
+The writer schemas follow Braze's Currents event glossary
+(https://www.braze.com/docs/user_guide/data/braze_currents/event_glossary/) and its v10 sample
+schemas (github.com/Appboy/currents-examples): same record names, field names, types and optionality. Nothing here copies
 Braze's sample files.
 """
 

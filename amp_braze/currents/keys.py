@@ -1,6 +1,6 @@
 """Braze Currents S3 keys: what a key says about its event type and queue hour.
 
-Braze's layouts (reference section 4.1), matched on ``event_type=`` and ``date=`` segments wherever
+Braze's layouts (https://www.braze.com/docs/partners/data_and_analytics/cloud_storage/amazon_s3/), matched on ``event_type=`` and ``date=`` segments wherever
 they appear, never on a fixed depth (Braze warns the naming may change):
 
 - newest: ``<prefix>/dataexport.<cluster>.S3.integration.<id>/event_type=T/date=YYYY-MM-DD-HH/version=V/<env>/<file>.avro``

@@ -21,7 +21,7 @@ import polars as pl
 from amp_braze.currents.keys import CurrentsFile, event_type_from_schema
 
 UTC = pl.Datetime("us", "UTC")
-# The normalised long table: the fields most event types share (reference section 4.4).
+# The normalised long table: the fields most event types share (Braze's Currents event glossary).
 COMMON: dict[str, pl.DataType] = {
     "event_type": pl.String(),
     "id": pl.String(),

@@ -1,7 +1,8 @@
 """The emulator's behaviour without HTTP: profiles, /users/track and /users/export/ids semantics,
 rate limiting, data-point counting and faults. The HTTP layer (``server.py``) only moves bytes.
 
-Everything here follows ../shared/reference/braze-api.md; where Braze's documentation is silent the
+Everything here follows Braze's documentation of /users/track (https://www.braze.com/docs/api/endpoints/user_data/post_user_track)
+and /users/export/ids; where Braze's documentation is silent the
 choice is written next to the code.
 """
 
@@ -409,7 +410,9 @@ class Emulator:
             ):
                 raise ObjectError("'user_alias' must have string 'alias_name' and 'alias_label'")
             key = (alias["alias_name"], alias["alias_label"])
-            may_create = update_only is False  # aliases default to update-only (section 1.4)
+            may_create = (
+                update_only is False
+            )  # aliases default to update-only (Braze: _update_existing_only)
             return self.by_alias.get(key), may_create, "user_alias"
         if primaries == ["braze_id"]:
             return self.by_braze_id.get(str(obj["braze_id"])), False, "braze_id"
@@ -571,7 +574,7 @@ class Emulator:
                 )
             return value
         if name == "country":
-            # Best-effort mapping; anything else is stored as NULL (section 1.7).
+            # Best-effort mapping; anything else is stored as NULL, as Braze does.
             return rules.country_code(value) if isinstance(value, str) else None
         if name == "language":
             return value if isinstance(value, str) and value in rules.language_codes() else None
