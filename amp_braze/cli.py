@@ -120,15 +120,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    try:
-        from amp_braze.demo.run import run_demo
-    except ModuleNotFoundError as e:  # moto or requests: the demo's own extras
+    import importlib.util
+
+    missing = [m for m in ("moto", "requests") if importlib.util.find_spec(m) is None]
+    if missing:  # the demo's own extras, not part of a production install
         print(
-            f"amp-braze demo needs {e.name}, one of the demo's extras: pip install 'amp_braze[demo]' "
+            f"amp-braze demo needs {', '.join(missing)}: pip install 'amp_braze[demo]' "
             "(from a checkout: pip install -e '.[demo]')",
             file=sys.stderr,
         )
         return 2
+    from amp_braze.demo.run import run_demo
 
     return run_demo(
         profiles=args.profiles, workdir=Path(args.workdir), keep_running=args.keep_running
