@@ -198,6 +198,16 @@ class BrazeConfig:
     name: str = "braze"  # the destination's name (the key under destinations:)
     api_key_env: str = "BRAZE_API_KEY"  # the environment variable holding its API key
 
+    def segment_attribute(self, segment: str) -> str:
+        """The boolean attribute that carries one segment's membership in this workspace."""
+        return f"{self.segment_prefix}{segment}"
+
+    def segment_attribute_names(self, segments: list[str] | tuple[str, ...]) -> list[str]:
+        """The attributes that carry these segments: a boolean each, or the one array."""
+        if self.segment_attributes == "boolean":
+            return [self.segment_attribute(s) for s in segments]
+        return [self.segment_array_attribute] if segments else []
+
 
 @dataclass(frozen=True)
 class SegmentConfig:
@@ -718,10 +728,7 @@ def managed_attributes(cfg: Config, spec: SyncSpec) -> set[str] | None:
 
     b = cfg.destination_of(spec)
     sent = spec.segments if spec.segments is not None else tuple(cfg.segments)
-    if b.segment_attributes == "boolean":
-        segs = {f"{b.segment_prefix}{s}" for s in sent}
-    else:
-        segs = {b.segment_array_attribute} if sent else set()
+    segs = set(b.segment_attribute_names(sent))
     if spec.attributes is not None:
         return set(spec.attributes) | segs
     cols = output_columns((spec.sql or cfg.profile_sql).read_text())

@@ -79,7 +79,7 @@ def segment_attributes(
     array attribute holding the names of the user's segments (sorted)."""
     if braze.segment_attributes == "boolean":
         return memberships.select(
-            [ID] + [pl.col(s).alias(f"{braze.segment_prefix}{s}") for s in segments]
+            [ID] + [pl.col(s).alias(braze.segment_attribute(s)) for s in segments]
         )
     names = pl.concat_list(
         [pl.when(pl.col(s)).then(pl.lit(s)).otherwise(pl.lit(None, pl.String)) for s in segments]

@@ -163,10 +163,10 @@ def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None)
             both = pl.collect_all([attrs.select(ID), mem.select(ID)])
             ids, mem_ids = (f.get_column(ID) for f in both)
             frame = zip_or_join(frame, ids, extra, mem_ids)
-        if segs and b.segment_attributes == "boolean":
-            booleans = [f"{b.segment_prefix}{s}" for s in segs]
-        elif segs:
-            array = b.segment_array_attribute
+        if b.segment_attributes == "boolean":
+            booleans = b.segment_attribute_names(segs)
+        else:
+            array = (b.segment_attribute_names(segs) or [None])[0]
     non_null = {c: n for c, n in footer.get("non_null", {}).items() if c in cols}
     side = Side(frame, ids, digest, footer.get("rows"), non_null)
     if spec.audience:  # only members: the rows (and what the footer says of them) change
