@@ -185,10 +185,10 @@ PLANS = "plans"
 KEEP_PLANS = 3
 
 
-def save_plan(storage: Storage, plan: Plan, paths: SyncPaths | None = None) -> str:
+def save_plan(storage: Storage, plan: Plan, paths: SyncPaths) -> str:
     """Write the plan's rows under a name of their own, then the pointer that names them: a
     reader sees one plan whole, never one plan's rows with another's description."""
-    pointer, plans = (paths.plan_pointer, paths.plans) if paths else (PLAN_POINTER, PLANS)
+    pointer, plans = paths.plan_pointer, paths.plans
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     name = f"{plans}/{stamp}-{uuid.uuid4().hex[:12]}.parquet"
     uri = storage.write_parquet(name, plan.table)
@@ -207,8 +207,8 @@ def save_plan(storage: Storage, plan: Plan, paths: SyncPaths | None = None) -> s
     return uri
 
 
-def load_plan(storage: Storage, paths: SyncPaths | None = None) -> Plan:
-    man = storage.read_json(paths.plan_pointer if paths else PLAN_POINTER)
+def load_plan(storage: Storage, paths: SyncPaths) -> Plan:
+    man = storage.read_json(paths.plan_pointer)
     if man is None or "table" not in man:
         raise FileNotFoundError("no braze_sync_plan yet: materialize braze_sync_plan first")
     return Plan(
