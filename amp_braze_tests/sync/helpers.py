@@ -16,7 +16,8 @@ from amp_braze.storage import Storage
 from amp_braze.sync.verify import compare, flatten_braze_profile
 from amp_braze_tests.conftest import write_config
 
-CONFIG = """
+# The brand's one feed and profile SQL (a template: braces doubled for str.format).
+FEED_SECTION = """
 storage: ./store
 sources:
   crm:
@@ -25,23 +26,31 @@ sources:
     updated_at: updated_at
     types: {{phone: string, dob: date}}
 profile_sql: profile.sql
-braze:
-  rest_endpoint: {url}
-  rate_limit: {{requests: {rate}, per_seconds: 1}}
-  concurrency: {concurrency}
-  max_retries: 8
-  timeout_seconds: 5
-  on_removed_user: {on_removed}
-segments:
+"""
+# Two segments the sync tests use: a SQL one and a rule one.
+SEGMENTS_SECTION = """segments:
   big:
     sql: SELECT external_id FROM braze_customer_attributes WHERE ltv > 500
     allow_large_change: true
   gold:
     rules: {{attribute: tier, op: "=", value: gold}}
     allow_large_change: true
-sync:
+"""
+CONFIG = (
+    FEED_SECTION
+    + """braze:
+  rest_endpoint: {url}
+  rate_limit: {{requests: {rate}, per_seconds: 1}}
+  concurrency: {concurrency}
+  max_retries: 8
+  timeout_seconds: 5
+  on_removed_user: {on_removed}
+"""
+    + SEGMENTS_SECTION
+    + """sync:
   checkpoint_rows: {checkpoint_rows}
 """
+)
 SQL = """
 SELECT id AS external_id, email, first_name, phone, dob, tier, ltv, visits, vip_since, tags
 FROM (SELECT *, CASE WHEN visits > 5 THEN ['frequent'] ELSE ['occasional'] END AS tags FROM customer_profiles)

@@ -15,19 +15,12 @@ from amp_braze.definitions import build_defs
 from amp_braze.demo.run import QUIET
 from amp_braze.storage import Storage
 from amp_braze_tests.conftest import EmulatorHandle, write_config
-from amp_braze_tests.sync.helpers import make_feed
+from amp_braze_tests.sync.helpers import FEED_SECTION, SEGMENTS_SECTION, make_feed
 
 N = 600
-CONFIG = """
-storage: ./store
-sources:
-  crm:
-    path: crm.csv
-    customer_key: id
-    updated_at: updated_at
-    types: {{phone: string, dob: date}}
-profile_sql: profile.sql
-destinations:
+CONFIG = (
+    FEED_SECTION
+    + """destinations:
   us:
     rest_endpoint: {us}
     api_key_env: BRAZE_API_KEY_US
@@ -38,14 +31,9 @@ destinations:
     api_key_env: BRAZE_API_KEY_EU
     on_removed_user: unset
     concurrency: 2
-segments:
-  big:
-    sql: SELECT external_id FROM braze_customer_attributes WHERE ltv > 500
-    allow_large_change: true
-  gold:
-    rules: {{attribute: tier, op: "=", value: gold}}
-    allow_large_change: true
-syncs:
+"""
+    + SEGMENTS_SECTION
+    + """syncs:
   profiles_us:
     destination: us
   loyalty_us:
@@ -62,6 +50,7 @@ syncs:
 sync:
   checkpoint_rows: 200
 """
+)
 SQL = "SELECT id AS external_id, email, first_name, tier, ltv FROM customer_profiles"
 LOYALTY = "SELECT id AS external_id, visits AS loyalty_visits FROM customer_profiles"
 
