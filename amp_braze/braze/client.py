@@ -86,6 +86,11 @@ class Pacer:
             self.paused += max(0.0, t - start)
             self.next_slot = max(self.next_slot, t)
 
+    def next_slot_epoch(self) -> float:
+        """The next free slot as epoch seconds (monotonic time means nothing to another process)."""
+        with self.lock:
+            return time.time() + max(0.0, self.next_slot - time.monotonic())
+
     def acquire(self) -> None:
         with self.lock:
             now = time.monotonic()
@@ -161,7 +166,6 @@ class BrazeClient:
         self.key_env = key_env
         self.max_consecutive_failures = max_consecutive_failures
         self._failures_in_a_row = 0
-        self._last_failure = ""
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -177,8 +181,7 @@ class BrazeClient:
 
     def next_request_at(self) -> float:
         """When the pacer would allow the next request (epoch seconds), for whoever sends next."""
-        with self.pacer.lock:
-            return time.time() + max(0.0, self.pacer.next_slot - time.monotonic())
+        return self.pacer.next_slot_epoch()
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -215,7 +218,6 @@ class BrazeClient:
         """Count a failed request; too many in a row (no answer in between) stops the sync."""
         with self.stats.lock:
             self._failures_in_a_row += 1
-            self._last_failure = what
             n = self._failures_in_a_row
         if n >= self.max_consecutive_failures:
             self._stop.set()
