@@ -16,7 +16,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = Path(args.out or Path(os.environ.get("AMP_BRAZE_HOME", ".")) / ".amp_braze" / "demo_data")
-    files = generate(out, customers=args.profiles, seed=args.seed)
+    files = generate(out, customers=args.profiles, seed=args.seed, shared_key=args.shared_key)
     took = time.perf_counter() - start
     print(f"wrote sample feeds for {files.customers:,} customers in {took:.1f} s:")
     for p in (files.pos, files.ecommerce, files.loyalty):
@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--out", help="folder (default $AMP_BRAZE_HOME/.amp_braze/demo_data)")
     g.add_argument("--seed", type=int, default=7)
+    g.add_argument(
+        "--shared-key",
+        action="store_true",
+        help="give every feed the same customer_id (the default writes separate systems' ids, "
+        "as the bundled configuration's identity resolution expects)",
+    )
     g.set_defaults(func=_cmd_generate)
 
     v = sub.add_parser("validate", help="check the configuration and that the feeds' files exist")

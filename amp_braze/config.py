@@ -16,10 +16,11 @@ from typing import Any
 import yaml
 
 from amp_braze.braze.instances import INSTANCES, check_endpoint
+from amp_braze.config_reader import REQUIRED, ConfigError, ConfigNode, kind_name
+from amp_braze.identity.config import IdentityConfig, parse_identity
 
 BUNDLED_CONFIG = Path(__file__).parent / "demo" / "amp_braze.yaml"
 ENV_VAR = "AMP_BRAZE_CONFIG"
-HOME_VAR = "AMP_BRAZE_HOME"  # ${AMP_BRAZE_HOME} expands to the working directory when unset
 
 FEED_FORMATS = ("csv", "parquet", "ndjson")
 IDENTIFIERS = ("external_id", "braze_id", "user_alias")
@@ -43,123 +44,28 @@ RULE_OPS = (
 )
 
 
-class ConfigError(ValueError):
-    """A configuration problem, with the key path it concerns."""
-
-    def __init__(self, key: str, problem: str, source: str | None = None):
-        self.key = key
-        self.problem = problem
-        self.source = source
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key}: {problem}")
-
-    def __reduce__(self):  # picklable, so it survives a trip between processes intact
-        return (type(self), (self.key, self.problem, self.source))
-
-
-_REQUIRED = object()
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _expand_env(value: str, key: str) -> str:
-    def repl(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if name == HOME_VAR:
-            return str(Path.cwd())
-        if default is not None:
-            return default
-        raise ConfigError(key, f"environment variable {name} is not set (and no default given)")
-
-    return _ENV_REF.sub(repl, value)
-
-
-class _Node:
-    """A mapping being read, which remembers its key path and rejects keys nobody asked for."""
-
-    def __init__(self, data: Any, path: str):
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(path or "(top level)", f"must be a mapping, got {_kind(data)}")
-        self.data = data
-        self.path = path
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
-        self.seen.add(name)
-        if name not in self.data or self.data[name] is None:
-            if default is _REQUIRED:
-                typo = difflib.get_close_matches(name, [str(k) for k in self.data], n=1)
-                hint = f" (is {typo[0]!r} a misspelling of it?)" if typo else ""
-                raise ConfigError(self.key(name), f"is required{hint}")
-            return default
-        value = self.data[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            raise ConfigError(self.key(name), f"must be {_names(kinds)}, got a boolean")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise ConfigError(self.key(name), f"must be {_names(kinds)}, got {_kind(value)}")
-        if isinstance(value, str):
-            value = _expand_env(value, self.key(name))
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
-        value = self.get(name, str, default)
-        if value not in choices:
-            raise ConfigError(self.key(name), f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def child(self, name: str, required: bool = False) -> _Node:
-        self.seen.add(name)
-        if required and name not in self.data:
-            raise ConfigError(self.key(name), "is required")
-        return _Node(self.data.get(name), self.key(name))
-
-    def done(self) -> None:
-        unknown = [k for k in self.data if k not in self.seen]
-        if unknown:
-            k = str(unknown[0])
-            close = difflib.get_close_matches(k, sorted(self.seen), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            known = ", ".join(sorted(self.seen))
-            raise ConfigError(self.key(k), f"unknown key{hint}; known keys here: {known}")
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), f"a {type(value).__name__}"
-    )
-
-
-def _names(kinds: tuple[type, ...]) -> str:
-    words = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
-    words |= {dict: "a mapping", list: "a list"}
-    return " or ".join(words.get(k, k.__name__) for k in kinds)
-
-
 @dataclass(frozen=True)
 class SourceConfig:
     name: str
     path: str  # absolute local path (may be a glob) or s3:// URL
     format: str
-    customer_key: str
+    customer_key: str | None  # None when identity resolution links the feeds instead
     updated_at: str | None
     priority: int
     columns: dict[str, str]  # source column -> our column
     types: dict[str, str]  # our column -> type name
     key_normalize: str
     separator: str
+    record_id: str | None = None  # the row's id within the feed (identity resolution)
 
     @property
     def is_s3(self) -> bool:
         return self.path.startswith("s3://")
+
+    @property
+    def key_columns(self) -> list[str]:
+        """The columns that identify a row: read as text, never typed."""
+        return [c for c in (self.customer_key, self.record_id) if c]
 
 
 @dataclass(frozen=True)
@@ -270,6 +176,7 @@ class Config:
     currents: CurrentsConfig | None
     destinations: dict[str, BrazeConfig] = field(default_factory=dict)
     syncs: dict[str, SyncSpec] = field(default_factory=dict)
+    identity: IdentityConfig | None = None
 
     @property
     def profile_sql_text(self) -> str:
@@ -301,15 +208,15 @@ def _format_of(path: str, key: str) -> str:
     )
 
 
-def _str_map(node: _Node, name: str) -> dict[str, str]:
+def _str_map(node: ConfigNode, name: str) -> dict[str, str]:
     raw = node.get(name, dict, {})
     for k, v in raw.items():
         if not isinstance(v, str):
-            raise ConfigError(f"{node.key(name)}.{k}", f"must be a string, got {_kind(v)}")
+            raise ConfigError(f"{node.key(name)}.{k}", f"must be a string, got {kind_name(v)}")
     return {str(k): v for k, v in raw.items()}
 
 
-def _source(name: str, node: _Node, base: Path) -> SourceConfig:
+def _source(name: str, node: ConfigNode, base: Path, identity: bool = False) -> SourceConfig:
     raw_path = node.get("path", str)
     path = _resolve(raw_path, base)
     fmt = node.get("format", str, None)
@@ -330,19 +237,20 @@ def _source(name: str, node: _Node, base: Path) -> SourceConfig:
         name=name,
         path=path,
         format=fmt,
-        customer_key=node.get("customer_key", str),
+        customer_key=node.get("customer_key", str, None if identity else REQUIRED),
         updated_at=node.get("updated_at", str, None),
         priority=node.get("priority", int, 0),
         columns=_str_map(node, "columns"),
         types=types,
         key_normalize=node.choice("key_normalize", KEY_NORMALIZERS, "trim"),
         separator=node.get("separator", str, ","),
+        record_id=node.get("record_id", str, REQUIRED if identity else None),
     )
     node.done()
     return src
 
 
-def _rate_limit(node: _Node) -> RateLimit:
+def _rate_limit(node: ConfigNode) -> RateLimit:
     rl = RateLimit(
         requests=node.get("requests", int, 3000), per_seconds=node.get("per_seconds", float, 3.0)
     )
@@ -354,7 +262,7 @@ def _rate_limit(node: _Node) -> RateLimit:
     return rl
 
 
-def _braze(node: _Node, name: str = "braze") -> BrazeConfig:
+def _braze(node: ConfigNode, name: str = "braze") -> BrazeConfig:
     instance = node.get("instance", str, None)
     rest_endpoint = node.get("rest_endpoint", str, None)
     if instance is not None and instance.upper() not in INSTANCES:
@@ -420,7 +328,7 @@ def _braze(node: _Node, name: str = "braze") -> BrazeConfig:
 def check_rule(rule: Any, key: str) -> None:
     """Validate a rule tree's shape and ops (attributes are checked against the data's schema)."""
     if not isinstance(rule, dict):
-        raise ConfigError(key, f"a rule must be a mapping, got {_kind(rule)}")
+        raise ConfigError(key, f"a rule must be a mapping, got {kind_name(rule)}")
     groups = [k for k in ("all", "any", "not") if k in rule]
     if groups:
         if len(rule) != 1:
@@ -467,7 +375,7 @@ def check_rule(rule: Any, key: str) -> None:
         raise ConfigError(f"{key}.value", f"op {op} needs a string")
 
 
-def _segments(node: _Node, base: Path) -> dict[str, SegmentConfig]:
+def _segments(node: ConfigNode, base: Path) -> dict[str, SegmentConfig]:
     segments: dict[str, SegmentConfig] = {}
     for name in list(node.data):
         key = node.key(str(name))
@@ -514,7 +422,7 @@ def _segments(node: _Node, base: Path) -> dict[str, SegmentConfig]:
     return segments
 
 
-def _check_exclusion_cycles(segments: dict[str, SegmentConfig], node: _Node) -> None:
+def _check_exclusion_cycles(segments: dict[str, SegmentConfig], node: ConfigNode) -> None:
     state: dict[str, int] = {}
 
     def visit(name: str, trail: list[str]) -> None:
@@ -533,7 +441,7 @@ def _check_exclusion_cycles(segments: dict[str, SegmentConfig], node: _Node) -> 
         visit(name, [])
 
 
-def _sync(node: _Node) -> SyncConfig:
+def _sync(node: ConfigNode) -> SyncConfig:
     from dagster._utils.schedules import is_valid_cron_string
 
     cfg = SyncConfig(
@@ -561,7 +469,7 @@ def _sync(node: _Node) -> SyncConfig:
     return cfg
 
 
-def _currents(node: _Node) -> CurrentsConfig | None:
+def _currents(node: ConfigNode) -> CurrentsConfig | None:
     if not node.data:
         return None
     cfg = CurrentsConfig(
@@ -581,11 +489,12 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
     """Build a Config from parsed YAML; relative paths resolve against ``base_dir``."""
     source = str(path) if path else None
     try:
-        top = _Node(data, "")
+        top = ConfigNode(data, "")
         storage_raw = top.get("storage", str, ".amp_braze")
         storage = (
             storage_raw if storage_raw.startswith("s3://") else _resolve(storage_raw, base_dir)
         )
+        identity = parse_identity(top.child("identity"))
         srcs_node = top.child("sources", required=True)
         if not srcs_node.data:
             raise ConfigError("sources", "needs at least one source feed")
@@ -596,7 +505,9 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
                     srcs_node.key(str(name)),
                     "a source name must start with a letter and hold only letters, digits and _",
                 )
-            sources[str(name)] = _source(str(name), srcs_node.child(str(name)), base_dir)
+            sources[str(name)] = _source(
+                str(name), srcs_node.child(str(name)), base_dir, identity is not None
+            )
         profile_sql = Path(_resolve(top.get("profile_sql", str), base_dir))
         if not profile_sql.is_file():
             raise ConfigError("profile_sql", f"file not found: {profile_sql}")
@@ -628,6 +539,7 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
             currents=_currents(top.child("currents")),
             destinations=destinations,
             syncs=syncs,
+            identity=identity,
         )
         top.done()
         check_syncs(cfg)
@@ -641,7 +553,7 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
 NAME = r"[A-Za-z][A-Za-z0-9_]*"
 
 
-def _destinations(node: _Node) -> dict[str, BrazeConfig]:
+def _destinations(node: ConfigNode) -> dict[str, BrazeConfig]:
     if not node.data:
         raise ConfigError(node.path, "needs at least one destination")
     out = {}
@@ -655,14 +567,14 @@ def _destinations(node: _Node) -> dict[str, BrazeConfig]:
     return out
 
 
-def _name_list(node: _Node, key: str, known: dict, what: str) -> tuple[str, ...] | None:
+def _name_list(node: ConfigNode, key: str, known: dict, what: str) -> tuple[str, ...] | None:
     raw = node.get(key, list, None)
     if raw is None:
         return None
     out = []
     for i, item in enumerate(raw):
         if not isinstance(item, str):
-            raise ConfigError(f"{node.key(key)}[{i}]", f"must be a string, got {_kind(item)}")
+            raise ConfigError(f"{node.key(key)}[{i}]", f"must be a string, got {kind_name(item)}")
         if known is not None and item not in known:
             close = difflib.get_close_matches(item, list(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -672,7 +584,7 @@ def _name_list(node: _Node, key: str, known: dict, what: str) -> tuple[str, ...]
 
 
 def _syncs(
-    node: _Node,
+    node: ConfigNode,
     destinations: dict[str, BrazeConfig],
     segments: dict[str, SegmentConfig],
     defaults: SyncConfig,

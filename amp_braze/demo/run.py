@@ -58,15 +58,15 @@ def _run_job(
 def _day_two(feed: Path, share: float = 0.01) -> int:
     """1% of point-of-sale customers make a big purchase: spend up, timestamp newer."""
     pos = pl.read_csv(feed, infer_schema=False)
-    ids = pos.get_column("customer_id").unique().sort()
+    ids = pos.get_column("pos_id").unique().sort()
     chosen = ids.gather_every(int(1 / share))
     later = (dt.datetime(2026, 11, 2)).strftime("%Y-%m-%d %H:%M:%S")
     pos = pos.with_columns(
-        pl.when(pl.col("customer_id").is_in(chosen.implode()))
+        pl.when(pl.col("pos_id").is_in(chosen.implode()))
         .then((pl.col("lifetime_spend").cast(pl.Float64) + 1200).round(2).cast(pl.String))
         .otherwise(pl.col("lifetime_spend"))
         .alias("lifetime_spend"),
-        pl.when(pl.col("customer_id").is_in(chosen.implode()))
+        pl.when(pl.col("pos_id").is_in(chosen.implode()))
         .then(pl.lit(later))
         .otherwise(pl.col("updated_at"))
         .alias("updated_at"),
@@ -184,7 +184,7 @@ def run_demo(
     os.environ["AMP_BRAZE_HOME"] = str(workdir)
     data = workdir / ".amp_braze" / "demo_data"
     progress.step(f"generating sample feeds for {profiles:,} customers in {data}")
-    generate(data, customers=profiles)
+    generate(data, customers=profiles, shared_key=False)
     storage_dir = workdir / ".amp_braze" / "storage"
     if storage_dir.exists():  # a fresh emulator holds nothing: start the sync state afresh too
         import shutil
@@ -320,8 +320,15 @@ def _summary(config: Config, day1: dict, day2: dict, checks: dict, loads: dict[s
     print("----------------------")
     for name in config.sources:
         m = day1[f"sources/{name}"]
+        distinct = m.get("distinct_customers", m.get("distinct_records"))
+        what = "customers" if "distinct_customers" in m else "records"
+        print(f"  feed {name:<10} {m['dagster/row_count']:>10,} rows  {distinct:>10,} {what}")
+    if "identity_clusters" in day1:
+        ic, ic2 = day1["identity_clusters"], day2["identity_clusters"]
         print(
-            f"  feed {name:<10} {m['dagster/row_count']:>10,} rows  {m['distinct_customers']:>10,} customers"
+            f"  identity_clusters {ic['records']:>10,} records resolved into {ic['clusters']:,} "
+            f"people (amp_id); day two: {ic2['ids_kept']:,} ids kept, {ic2['ids_new']:,} new, "
+            f"{ic2['ids_merged']:,} merged, {ic2['ids_split']:,} split"
         )
     cp = day1["customer_profiles"]
     print(f"  customer_profiles {cp['dagster/row_count']:>10,} unified customers")

@@ -6,11 +6,13 @@ import dagster as dg
 
 from amp_braze.braze.identifiers import ID
 from amp_braze.config import BrazeConfig, Config, SourceConfig
+from amp_braze.identity.assets import identity_assets
+from amp_braze.identity.resolve import CLUSTERS_TABLE
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.attributes import build_attributes
 from amp_braze.profiles.feeds import feed_files, read_feed
 from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_assets
-from amp_braze.profiles.unify import unify
+from amp_braze.profiles.unify import unify, with_amp_ids
 from amp_braze.resources import StorageResource
 
 GROUP = "customer_360"
@@ -32,13 +34,14 @@ def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
         files = feed_files(src)
         df = read_feed(src)
         uri = store.write_table(source_table(src.name), df)
-        key = df.get_column(src.customer_key)
+        key = df.get_column(src.customer_key or src.record_id)
+        distinct = "distinct_customers" if src.customer_key else "distinct_records"
         context.log.info(f"{src.name}: {df.height} rows from {len(files)} file(s)")
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(df, uri),
                 "files": dg.MetadataValue.int(len(files)),
-                "distinct_customers": dg.MetadataValue.int(key.drop_nulls().n_unique()),
+                distinct: dg.MetadataValue.int(key.drop_nulls().n_unique()),
                 "rows_without_key": dg.MetadataValue.int(key.null_count()),
                 "duplicate_key_rows": dg.MetadataValue.int(
                     key.drop_nulls().len() - key.drop_nulls().n_unique()
@@ -51,6 +54,8 @@ def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
 
 def _customer_profiles(config: Config) -> dg.AssetsDefinition:
     deps = [dg.AssetKey(["sources", name]) for name in config.sources]
+    if config.identity is not None:
+        deps.append(dg.AssetKey(CLUSTERS_TABLE))
 
     @dg.asset(
         name="customer_profiles",
@@ -70,6 +75,8 @@ def _customer_profiles(config: Config) -> dg.AssetsDefinition:
             name: (src, store.scan_table(source_table(name)))
             for name, src in config.sources.items()
         }
+        if config.identity is not None:
+            feeds = with_amp_ids(feeds, store.scan_table(CLUSTERS_TABLE))
         result = unify(feeds)
         uri = store.write_table("customer_profiles", result.profiles)
         meta = table_metadata(result.profiles, uri)
@@ -90,10 +97,15 @@ def _customer_profiles(config: Config) -> dg.AssetsDefinition:
 
 
 def build_profile_assets(config: Config) -> list[dg.AssetsDefinition]:
-    return [_source_asset(src) for src in config.sources.values()] + [
-        _customer_profiles(config),
-        attributes_assets(config),
-    ]
+    identity = identity_assets(config) if config.identity is not None else []
+    return (
+        [_source_asset(src) for src in config.sources.values()]
+        + identity
+        + [
+            _customer_profiles(config),
+            attributes_assets(config),
+        ]
+    )
 
 
 ATTRIBUTES = "braze_customer_attributes"

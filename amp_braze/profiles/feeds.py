@@ -42,7 +42,8 @@ def _scan(src: SourceConfig, files: list[str]) -> pl.LazyFrame:
         # code keeps its leading zeros and "+"; the cast to the configured type comes after.
         inverse = {v: k for k, v in src.columns.items()}
         overrides = {inverse.get(col, col): pl.String() for col in src.types}
-        overrides[inverse.get(src.customer_key, src.customer_key)] = pl.String()
+        for key in src.key_columns:
+            overrides[inverse.get(key, key)] = pl.String()
         return pl.scan_csv(
             target,
             separator=src.separator,
@@ -94,7 +95,8 @@ def read_feed(src: SourceConfig) -> pl.DataFrame:
         )
     lf = lf.rename(src.columns)
     names = [src.columns.get(c, c) for c in schema]
-    for key, col in (("customer_key", src.customer_key), ("updated_at", src.updated_at)):
+    named = (("customer_key", src.customer_key), ("record_id", src.record_id))
+    for key, col in named + (("updated_at", src.updated_at),):
         if col is not None and col not in names:
             raise FeedError(
                 f"sources.{src.name}.{key}: column {col!r} is not in the feed; it has {', '.join(names)}"
@@ -115,7 +117,7 @@ def read_feed(src: SourceConfig) -> pl.DataFrame:
             casts.append(pl.col(src.updated_at).dt.replace_time_zone("UTC"))
     if casts:
         lf = lf.with_columns(casts)
-    lf = lf.with_columns(pl.col(src.customer_key).cast(pl.String))
+    lf = lf.with_columns(pl.col(k).cast(pl.String) for k in src.key_columns)
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as e:

@@ -115,6 +115,10 @@ def _timestamps(rng: np.random.Generator, n: int, max_days: int) -> pl.Series:
     return pl.Series(now_us - secs * 1_000_000, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
 
 
+def _loyalty_number() -> pl.Expr:
+    return pl.format("L{}", pl.col("n").cast(pl.String).str.zfill(8))
+
+
 def _with_duplicates(
     df: pl.DataFrame, rng: np.random.Generator, share: float, changed: str
 ) -> pl.DataFrame:
@@ -128,8 +132,15 @@ def _with_duplicates(
     return pl.concat([df, dup]).sample(fraction=1.0, shuffle=True, seed=int(rng.integers(0, 2**31)))
 
 
-def generate(out_dir: str | Path, customers: int = 10_000, seed: int = 7) -> SampleFiles:
-    """Write pos_customers.csv, ecommerce_customers.parquet and loyalty_members.ndjson."""
+def generate(
+    out_dir: str | Path, customers: int = 10_000, seed: int = 7, shared_key: bool = True
+) -> SampleFiles:
+    """Write pos_customers.csv, ecommerce_customers.parquet and loyalty_members.ndjson.
+
+    ``shared_key=False`` writes the feeds as separate systems would (the demo's shape): each with
+    its own record id (``pos_id``, ``account_id``, ``loyalty_number``), and the loyalty number
+    also on the point-of-sale rows of members who showed their card; identity resolution joins
+    them. With ``shared_key=True`` every feed carries the same ``customer_id``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -159,8 +170,16 @@ def generate(out_dir: str | Path, customers: int = 10_000, seed: int = 7) -> Sam
         _null_some("PHONE", rng.random(m), 0.10),
         _null_some("first_name", rng.random(m), 0.03),
     )
+    key = ["customer_id"]
+    if not shared_key:  # (drawn only here: the shared-key feeds stay exactly as they were)
+        card = pl.Series(in_loy[in_pos]) & pl.Series(rng.random(m) < 0.8)
+        pos = pos.with_columns(
+            pos_id=pl.format("S{}", (pl.col("n") * 7 + 3).cast(pl.String).str.zfill(9)),
+            loyalty_number=pl.when(card).then(_loyalty_number()),
+        )
+        key = ["pos_id", "loyalty_number"]
     pos = pos.select(
-        "customer_id", "EMAIL", "first_name", "last_name", "PHONE", "store_id",
+        *key, "EMAIL", "first_name", "last_name", "PHONE", "store_id",
         "lifetime_spend", "last_purchase_date", "updated_at",
     )  # fmt: skip
     pos = _with_duplicates(pos, rng, 0.01, "lifetime_spend")
@@ -188,8 +207,11 @@ def generate(out_dir: str | Path, customers: int = 10_000, seed: int = 7) -> Sam
         _null_some("gender", rng.random(m), 0.20),
         _null_some("home_city", rng.random(m), 0.10),
     )
+    ecom = ecom.with_columns(
+        account_id=pl.format("W{}", (pl.col("n") * 13 + 5).cast(pl.String).str.zfill(9))
+    )
     ecom = ecom.select(
-        "customer_id", "email", "first_name", "last_name", "dob", "gender", "country",
+        "customer_id" if shared_key else "account_id", "email", "first_name", "last_name", "dob", "gender", "country",
         "home_city", "orders_count", "online_revenue", "last_order_at", "email_opt_in", "updated_at",
     )  # fmt: skip
     ecom = _with_duplicates(ecom, rng, 0.005, "orders_count")
@@ -207,8 +229,9 @@ def generate(out_dir: str | Path, customers: int = 10_000, seed: int = 7) -> Sam
         dob=pl.col("dob").dt.strftime("%Y-%m-%d"),
         updated_at=_timestamps(rng, m, 365),
     ).with_columns(_null_some("dob", rng.random(m), 0.5), _null_some("phone", rng.random(m), 0.2))
+    loy = loy.with_columns(loyalty_number=_loyalty_number())
     loy = loy.select(
-        "member_customer_id",
+        "member_customer_id" if shared_key else "loyalty_number",
         "first_name",
         "phone",
         "loyalty_tier",

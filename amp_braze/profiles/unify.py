@@ -7,7 +7,7 @@ higher ``priority``, then to the feed listed first in the configuration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -32,6 +32,26 @@ def normalize_key(expr: pl.Expr, how: str) -> pl.Expr:
     if how in ("lower", "email"):
         s = s.str.to_lowercase()
     return pl.when(s.str.len_chars() > 0).then(s)
+
+
+def with_amp_ids(
+    feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]], clusters: pl.LazyFrame
+) -> dict[str, tuple[SourceConfig, pl.LazyFrame]]:
+    """Feeds keyed by identity resolution: each row gets its record's amp_id as the customer
+    key (the record id itself is not a profile field)."""
+    out = {}
+    for name, (src, lf) in feeds.items():
+        ids = clusters.filter(pl.col("source") == name).select(
+            pl.col("record_id").alias(src.record_id), "amp_id"
+        )
+        keyed = lf.with_columns(pl.col(src.record_id).cast(pl.String).str.strip_chars()).join(
+            ids, on=src.record_id, how="left"
+        )
+        out[name] = (
+            replace(src, customer_key="amp_id", key_normalize="none"),
+            keyed.drop(src.record_id),
+        )
+    return out
 
 
 @dataclass

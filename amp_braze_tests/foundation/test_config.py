@@ -321,7 +321,7 @@ def test_plan_command_works_on_the_bundled_configuration_with_currents(tmp_path)
     so `amp-braze plan` failed for every configuration with a currents section."""
     from amp_braze.profiles.sample_data import generate
 
-    generate(tmp_path / ".amp_braze" / "demo_data", customers=400)
+    generate(tmp_path / ".amp_braze" / "demo_data", customers=400, shared_key=False)
     env = {k: v for k, v in os.environ.items() if k != "AMP_BRAZE_CONFIG"}
     env["AMP_BRAZE_HOME"] = str(tmp_path)
     out = tmp_path / "requests.jsonl"

@@ -88,7 +88,7 @@ def emulator_eu():
 
 @pytest.fixture
 def dagster_dev(tmp_path, emulator, emulator_eu, moto_server):
-    generate(tmp_path / ".amp_braze" / "demo_data", customers=1500)
+    generate(tmp_path / ".amp_braze" / "demo_data", customers=1500, shared_key=False)
     port = free_port()
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -1,4 +1,5 @@
-"""A local HTTP server that behaves like Braze's REST API for /users/track and /users/export/ids.
+"""A local HTTP server that behaves like Braze's REST API: /users/track, /users/export/ids,
+/users/merge and /users/external_ids/rename.
 
 It is how the demo, the tests and users' own CI exercise a sync without a Braze account. It imports
 nothing from Dagster or the pipeline. Run it with ``amp-braze emulator`` or::

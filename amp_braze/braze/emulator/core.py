@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from amp_braze.braze import rules
+from amp_braze.braze.emulator import identity
 
 Response = tuple[
     int, dict[str, str], Any
@@ -97,6 +98,9 @@ class Stats:
     injected_5xx: int = 0
     dropped: int = 0
     users_created: int = 0
+    identity_requests: int = 0  # /users/merge and /users/external_ids/rename
+    users_merged: int = 0
+    users_renamed: int = 0
     bytes_received: int = 0
     status: Counter = field(default_factory=Counter)
 
@@ -104,6 +108,11 @@ class Stats:
         d = asdict(self)
         d["status"] = {str(k): v for k, v in sorted(self.status.items(), key=lambda kv: str(kv[0]))}
         return d
+
+
+_ROUTES = ("/users/track", "/users/export/ids", "/users/merge", "/users/external_ids/rename")
+# Braze documents 1,000 requests a minute for /users/external_ids/rename; merges share it here.
+IDENTITY_RATE_LIMIT = (1000, 60.0)
 
 
 class ObjectError(Exception):
@@ -138,6 +147,7 @@ class Emulator:
             self.export_limiter = FixedWindowLimiter(
                 self.settings.export_rate_limit, self.settings.export_rate_window
             )
+            self.identity_limiter = FixedWindowLimiter(*IDENTITY_RATE_LIMIT)
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         with self.lock:
@@ -200,7 +210,7 @@ class Emulator:
             self.stats.requests += 1
         if path.startswith("/_emulator"):
             return self._admin(method, path, body)
-        if path not in ("/users/track", "/users/export/ids"):
+        if path not in _ROUTES:
             return self._count(404, {}, {"message": "Not Found"})
         if method != "POST":
             return self._count(405, {}, {"message": "Method Not Allowed"})
@@ -221,7 +231,10 @@ class Emulator:
                 if fault[0]:
                     self.stats.status[fault[0]] += 1
                 return fault
-            limiter = self.limiter if path == "/users/track" else self.export_limiter
+            limiter = {
+                "/users/track": self.limiter,
+                "/users/export/ids": self.export_limiter,
+            }.get(path, self.identity_limiter)
             ok, remaining, reset_in = limiter.take(time.time())
             if not ok:
                 self.stats.rate_limited += 1
@@ -251,6 +264,14 @@ class Emulator:
             if path == "/users/track":
                 status, out = self._track(payload)
                 self.stats.track_requests += 1
+            elif path == "/users/merge":
+                status, out, n = identity.merge(self, payload, self._index)
+                self.stats.identity_requests += 1
+                self.stats.users_merged += n
+            elif path == "/users/external_ids/rename":
+                status, out, n = identity.rename(self, payload, self._index)
+                self.stats.identity_requests += 1
+                self.stats.users_renamed += n
             else:
                 status, out = self._export(payload)
                 self.stats.export_requests += 1

@@ -1,7 +1,7 @@
 -- The demo's Braze profile: one row per customer, the identifier plus standard fields and custom
 -- attributes. Runs with polars SQL over customer_profiles, engagement_summary and sources/<name>.
 SELECT
-    p.customer_id AS external_id,
+    p.amp_id AS external_id,
     p.email,
     p.first_name,
     p.last_name,
@@ -22,4 +22,4 @@ SELECT
     e.email_clicks_30d,
     e.last_email_open_at
 FROM customer_profiles AS p
-LEFT JOIN engagement_summary AS e ON e.external_user_id = p.customer_id
+LEFT JOIN engagement_summary AS e ON e.external_user_id = p.amp_id

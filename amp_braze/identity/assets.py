@@ -1,0 +1,160 @@
+"""The ``identity_clusters`` asset: every feed record with its stable amp_id, and its guards."""
+
+import dagster as dg
+import polars as pl
+
+from amp_braze.config import Config
+from amp_braze.identity.linkage import model_parameters
+from amp_braze.identity.resolve import CLUSTERS_TABLE, MODEL, MODEL_RULE, Resolution, run
+from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.resources import StorageResource
+
+GROUP = "customer_360"
+_BANDS = ((0.999, "0.999+"), (0.99, "0.99-0.999"), (0.95, "0.95-0.99"), (0.0, "below 0.95"))
+DESCRIPTIONS = {
+    "source": "The feed the record comes from.",
+    "record_id": "The record's id within its feed (the feed's record_id column).",
+    "amp_id": "The person's stable id: what syncs send as Braze's external_id.",
+    "cluster_size": "How many feed records share this amp_id.",
+    "linked_by": "The record's strongest link inside its cluster: a deterministic rule's "
+    "columns, or 'model' (Splink's match probability). Empty for a record alone.",
+    "match_probability": "The probability of that link (1.0 for a deterministic rule).",
+}
+
+
+def _histogram(sizes: pl.Series) -> list[dict]:
+    bins = (
+        (1, "1"),
+        (2, "2"),
+        (3, "3"),
+        (4, "4-5"),
+        (6, "6-10"),
+        (11, "11-100"),
+        (101, "over 100"),
+    )
+    labels = pl.Series(sizes).cut([b - 0.5 for b, _ in bins[1:]], labels=[lab for _, lab in bins])
+    counts = labels.value_counts(sort=False)
+    found = dict(zip(counts[:, 0].cast(pl.String), counts["count"], strict=True))
+    return [{"records in cluster": lab, "clusters": found.get(lab, 0)} for _, lab in bins]
+
+
+def _links(result: Resolution) -> list[dict]:
+    rows = [{"linked by": "deterministic rules", "links": result.deterministic_links}]
+    probs = result.table.filter(pl.col("linked_by") == MODEL_RULE).get_column("match_probability")
+    for i, (low, label) in enumerate(_BANDS):
+        high = _BANDS[i - 1][0] if i else 1.01
+        rows.append(
+            {
+                "linked by": f"model, probability {label}",
+                "links": int(((probs >= low) & (probs < high)).sum()),
+            }
+        )
+    return rows
+
+
+def identity_assets(config: Config) -> list[dg.AssetsDefinition]:
+    cfg = config.identity
+    assert cfg is not None
+    deps = [dg.AssetKey(["sources", name]) for name in config.sources]
+    key = dg.AssetKey(CLUSTERS_TABLE)
+    checks = [
+        dg.AssetCheckSpec(
+            "cluster_size",
+            asset=key,
+            description=f"Warns when a cluster grew past identity.max_cluster_size "
+            f"({cfg.max_cluster_size}) and had to be split.",
+        ),
+        dg.AssetCheckSpec(
+            "junk_values",
+            asset=key,
+            description=f"Warns when an identifying value (email, phone, id) is shared by more "
+            f"than identity.max_records_per_value ({cfg.max_records_per_value}) records: such a "
+            "value links nobody.",
+        ),
+    ]
+
+    @dg.asset(
+        key=key,
+        group_name=GROUP,
+        deps=deps,
+        kinds={"splink", "duckdb", "polars"},
+        check_specs=checks,
+        description="Every feed record with the stable amp_id of the person it belongs to: "
+        "normalised, linked by the deterministic rules and Splink's model (match probability at "
+        f"or above {cfg.threshold}), clustered; ids survive growth, merges keep the older id.",
+    )
+    def identity_clusters(context: dg.AssetExecutionContext, storage: StorageResource):
+        from amp_braze.profiles.assets import source_table
+
+        store = storage.get()
+        feeds = {
+            name: (src, store.scan_table(source_table(name)))
+            for name, src in config.sources.items()
+        }
+        result, version, uri = run(config, store, feeds)
+        a = result.assignment
+        sizes = result.table.group_by("amp_id").len().get_column("len")
+        meta = table_metadata(result.table, uri, DESCRIPTIONS)
+        meta |= {
+            "records": dg.MetadataValue.int(result.table.height),
+            "clusters": dg.MetadataValue.int(sizes.len()),
+            "largest_cluster": dg.MetadataValue.int(int(sizes.max() or 0)),
+            "mapping_version": dg.MetadataValue.int(version),
+            **{k: dg.MetadataValue.int(v) for k, v in a.stats.items()},
+            "cluster_sizes": markdown(_histogram(sizes)),
+            "links": markdown(_links(result)),
+            "records_without_id": dg.MetadataValue.int(sum(result.records.without_id.values())),
+            "repeated_record_ids": dg.MetadataValue.int(sum(result.records.repeated_ids.values())),
+            "model": dg.MetadataValue.path(store.uri(MODEL)),
+            "model_trained_this_run": dg.MetadataValue.bool(result.trained),
+            "model_parameters": markdown(model_parameters(result.model)),
+            "seconds": dg.MetadataValue.json(result.seconds),
+        }
+        for w in (
+            f"{n} rows of {s} have no record id" for s, n in result.records.without_id.items()
+        ):
+            context.log.warning(w)
+        over = result.clustered.oversized
+        junk = result.records.junk
+        yield dg.MaterializeResult(
+            metadata=meta,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="cluster_size",
+                    passed=over.height == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "oversized_clusters": dg.MetadataValue.int(over.height),
+                        "max_cluster_size": dg.MetadataValue.int(cfg.max_cluster_size),
+                        "largest_before_split": dg.MetadataValue.int(
+                            int(over.get_column("records").max() or 0) if over.height else 0
+                        ),
+                    },
+                    description=None
+                    if over.height == 0
+                    else f"{over.height} cluster(s) had more than {cfg.max_cluster_size} records "
+                    "and were split on their strongest links; look for a shared value or a "
+                    "weak blocking rule.",
+                ),
+                dg.AssetCheckResult(
+                    check_name="junk_values",
+                    passed=junk.height == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "junk_values": dg.MetadataValue.int(junk.height),
+                        "values": markdown(junk.head(20).to_dicts()),
+                    },
+                    description=None
+                    if junk.height == 0
+                    else f"{junk.height} value(s) are shared by too many records to name one "
+                    f"person (e.g. {junk.row(0)[0]} = {junk.row(0)[1]!r}, {junk.row(0)[2]} "
+                    "records); they link nobody. Add them to identity.junk_values to say so.",
+                ),
+            ],
+        )
+
+    return [identity_clusters]
+
+
+def markdown(rows: list[dict]) -> dg.MetadataValue:
+    return markdown_table(rows) if rows else dg.MetadataValue.md("(none)")

@@ -1,0 +1,248 @@
+"""Which records are the same person: Splink's Fellegi-Sunter model beside deterministic rules.
+
+The model (comparisons and blocking) is built from ``identity:`` alone, with nothing specific to
+DuckDB, so the same settings and the same trained model (a JSON document) run on Splink's Spark
+backend: only ``database_api()`` changes. The model is trained without labels (u by random
+sampling, m by expectation maximisation on the blocking rules) and stored, so later runs score with
+the same parameters and links do not move merely because the model was retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from amp_braze.identity.config import IdentityConfig
+from amp_braze.identity.normalize import CANONICAL_SUFFIX
+
+ID = "unique_id"  # Splink's record id column: an integer row number of the records table
+MODEL_VERSION = 1
+
+logging.getLogger("splink").setLevel(logging.WARNING)
+
+
+def database_api() -> Any:
+    """The engine Splink runs on. On a Spark cluster: ``SparkAPI(spark_session=spark)``."""
+    from splink import DuckDBAPI
+
+    return DuckDBAPI()
+
+
+def _comparison(column: str, kind: str, other_name: str | None = None) -> Any:
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    def levels(*extra: Any, frequencies: bool = False) -> Any:
+        exact = cll.ExactMatchLevel(column, term_frequency_adjustments=frequencies)
+        return cl.CustomComparison(
+            output_column_name=column,
+            comparison_levels=[cll.NullLevel(column), exact, *extra, cll.ElseLevel()],
+        )
+
+    if kind == "name":
+        canonical = column + CANONICAL_SUFFIX
+        swapped = (
+            [cll.CustomLevel(f'"{column}_l" = "{other_name}_r"', "swapped with " + other_name)]
+            if other_name
+            else []
+        )
+        return levels(
+            cll.ExactMatchLevel(canonical).configure(label_for_charts="same name after nicknames"),
+            *swapped,
+            cll.JaroWinklerLevel(column, 0.92),
+            cll.JaroWinklerLevel(column, 0.8),
+            frequencies=True,  # two Smiths say less than two Zabriskies
+        )
+    if kind == "email":
+        # No fuzzy level: jane.doe7@ and jane.doe75@ are different people.
+        return levels(
+            cll.ExactMatchLevel(pl_sql_before_at(column)).configure(
+                label_for_charts="same user name"
+            ),
+        )
+    if kind == "date":
+        return levels(
+            cll.DamerauLevenshteinLevel(column, 1),
+            cll.AbsoluteDateDifferenceLevel(
+                column, input_is_string=True, threshold=1, metric="year"
+            ),
+        )
+    if kind == "phone":
+        return levels(cll.DamerauLevenshteinLevel(column, 1))
+    if kind == "postcode":
+        return levels(
+            cll.LevenshteinLevel(column, 1),
+            cll.CustomLevel(
+                f"substr({column}_l, 1, 3) = substr({column}_r, 1, 3)", "same postcode area"
+            ),
+        )
+    if kind == "address":
+        return levels(cll.JaroWinklerLevel(column, 0.9), cll.JaroWinklerLevel(column, 0.75))
+    if kind == "id":
+        return levels(cll.DamerauLevenshteinLevel(column, 1))
+    if kind == "text":
+        return levels(cll.JaroWinklerLevel(column, 0.9))
+    return levels()  # exact
+
+
+def pl_sql_before_at(column: str) -> Any:
+    from splink import ColumnExpression
+
+    return ColumnExpression(column).regex_extract("^[^@]+")
+
+
+def settings(cfg: IdentityConfig) -> Any:
+    """Splink settings for ``identity:``: one comparison per field, its blocking rules."""
+    from splink import SettingsCreator, block_on
+
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name=ID,
+        comparisons=[
+            _comparison(col, kind, _other_name(cfg, col)) for col, kind in cfg.fields.items()
+        ],
+        blocking_rules_to_generate_predictions=[block_on(*rule) for rule in cfg.blocking],
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=False,
+    )
+
+
+def _other_name(cfg: IdentityConfig, column: str) -> str | None:
+    """With exactly two name fields (given and family), a record may hold them swapped."""
+    names = [c for c, k in cfg.fields.items() if k == "name"]
+    return next((n for n in names if n != column), None) if len(names) == 2 else None
+
+
+def model_fingerprint(cfg: IdentityConfig) -> str:
+    """What a stored model was trained for; a change of fields or blocking retrains it."""
+    basis = json.dumps([MODEL_VERSION, cfg.fields, cfg.blocking], sort_keys=True)
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+TRAIN_RECORDS = 300_000  # the model is trained on a sample this large; scoring uses every record
+
+
+def train(records: pl.DataFrame, cfg: IdentityConfig, seed: int = 42) -> dict[str, Any]:
+    """Train without labels and return the model as Splink's JSON document."""
+    from splink import Linker, block_on
+
+    sample = records.sample(min(records.height, TRAIN_RECORDS), seed=seed, shuffle=False)
+    db = database_api()
+    linker = Linker(db.register(sample.to_arrow()), settings(cfg), log_level=logging.ERROR)
+    strong = _strong_rules(cfg)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on(*r) for r in strong], recall=0.8
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+    for rule in _em_rules(cfg):
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            block_on(*rule), record_sample_proportion=1.0, max_pairs=2e6
+        )
+    return linker.misc.save_model_to_json()
+
+
+def _strong_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
+    """Rules that almost only pair the same person: to estimate how many pairs match at all."""
+    kinds = cfg.fields
+    names = tuple(c for c, k in kinds.items() if k == "name")
+    dates = [c for c, k in kinds.items() if k == "date"]
+    ids = [(c,) for c, k in kinds.items() if k in ("email", "id")]
+    if names and dates:
+        return [names + (dates[0],)] + ids
+    return ids or [tuple(kinds)]
+
+
+def _em_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
+    """Two EM sessions whose blocked columns differ, so every comparison gets its m estimated."""
+    rules = list(cfg.blocking)
+    chosen: list[tuple[str, ...]] = []
+    for rule in rules:
+        if not chosen or not set(rule) & set(chosen[0]):
+            chosen.append(rule)
+        if len(chosen) == 2:
+            break
+    return chosen
+
+
+@dataclass
+class Scored:
+    edges: pl.DataFrame  # unique_id_l, unique_id_r, match_probability (at or above threshold)
+    comparisons: int
+
+
+def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> Scored:
+    """Every blocked pair at or above the threshold, scored by the stored model."""
+    from splink import Linker
+
+    db = database_api()
+    linker = Linker(db.register(records.to_arrow()), model, log_level=logging.ERROR)
+    predictions = linker.inference.predict(
+        threshold_match_probability=cfg.threshold, warning_mode="never"
+    )
+    edges = pl.from_arrow(
+        predictions.as_duckdbpyrelation()
+        .select(f"{ID}_l, {ID}_r, match_probability")
+        .fetch_arrow_table()
+    )
+    assert isinstance(edges, pl.DataFrame)
+    return Scored(edges=edges, comparisons=edges.height)
+
+
+def deterministic_edges(records: pl.DataFrame, cfg: IdentityConfig) -> pl.DataFrame:
+    """Records equal on every column of a rule are linked outright: each to its group's first."""
+    parts = []
+    for rule in cfg.deterministic:
+        cols = list(rule)
+        label = "+".join(cols)
+        linked = (
+            records.lazy()
+            .select(ID, *cols)
+            .drop_nulls(cols)
+            .with_columns(pl.col(ID).min().over(cols).alias(f"{ID}_l"))
+            .filter(pl.col(ID) != pl.col(f"{ID}_l"))
+            .select(
+                f"{ID}_l",
+                pl.col(ID).alias(f"{ID}_r"),
+                pl.lit(1.0).alias("match_probability"),
+                pl.lit(label).alias("rule"),
+            )
+        )
+        parts.append(linked)
+    if not parts:
+        return pl.DataFrame(
+            schema={
+                f"{ID}_l": pl.Int64,
+                f"{ID}_r": pl.Int64,
+                "match_probability": pl.Float64,
+                "rule": pl.String,
+            }
+        )
+    return pl.concat(parts).collect()
+
+
+def model_parameters(model: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trained model as rows a person can read: per comparison level, m, u and the weight."""
+    import math
+
+    rows = []
+    for comparison in model.get("comparisons", []):
+        for level in comparison.get("comparison_levels", []):
+            if level.get("is_null_level"):
+                continue
+            m, u = level.get("m_probability"), level.get("u_probability")
+            weight = math.log2(m / u) if m and u else None
+            rows.append(
+                {
+                    "field": comparison.get("output_column_name"),
+                    "level": level.get("label_for_charts") or level.get("sql_condition"),
+                    "m": round(m, 6) if m is not None else None,
+                    "u": round(u, 6) if u is not None else None,
+                    "match_weight": round(weight, 3) if weight is not None else None,
+                }
+            )
+    return rows

@@ -1,0 +1,139 @@
+"""One identity run: normalise, link (rules and model), cluster, keep ids stable, store.
+
+``resolve`` is the pure part (frames in, frames out); ``run`` adds storage: the stored model, the
+previous mapping, and the new version of it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import polars as pl
+
+from amp_braze.config import Config, SourceConfig
+from amp_braze.identity import linkage
+from amp_braze.identity.clusters import CLUSTER, Clustered, cluster
+from amp_braze.identity.config import IdentityConfig
+from amp_braze.identity.ids import AMP_ID, Assignment, IdMap, assign
+from amp_braze.identity.linkage import ID
+from amp_braze.identity.records import RECORD, SOURCE, Records, prepare
+from amp_braze.storage import Storage
+
+CLUSTERS_TABLE = "identity_clusters"
+MODEL = "identity/model.json"
+MODEL_RULE = "model"  # linked_by for a link the model scored
+
+
+class IdentityError(ValueError):
+    """Identity cannot run as configured; the message names the key."""
+
+
+@dataclass
+class Resolution:
+    records: Records
+    clustered: Clustered
+    assignment: Assignment
+    table: pl.DataFrame  # identity_clusters
+    model: dict[str, Any]
+    trained: bool
+    deterministic_links: int
+    model_links: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def resolve(
+    feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]],
+    cfg: IdentityConfig,
+    previous: pl.DataFrame,
+    next_id: int,
+    model: dict[str, Any] | None = None,
+) -> Resolution:
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        seconds[name] = round(now - t, 3)
+        t = now
+
+    records, absent = prepare(feeds, cfg)
+    if absent:
+        col = sorted(absent)[0]
+        raise IdentityError(
+            f"identity: column {col!r} is in no feed (after renames); feeds have "
+            + "; ".join(f"{n}: {', '.join(lf.collect_schema())}" for n, (_, lf) in feeds.items())
+        )
+    lap("normalise")
+    trained = model is None
+    if model is None:
+        model = linkage.train(records.table, cfg)
+        lap("train")
+    rules = linkage.deterministic_edges(records.table, cfg)
+    scored = linkage.score(records.table, cfg, model).edges.with_columns(
+        pl.lit(MODEL_RULE).alias("rule")
+    )
+    lap("predict")
+    edges = pl.concat([rules, scored.select(rules.columns)]).unique(
+        [f"{ID}_l", f"{ID}_r"], keep="first", maintain_order=True
+    )
+    clustered = cluster(records.table.get_column(ID), edges, cfg.max_cluster_size)
+    lap("cluster")
+    labelled = records.table.select(ID, SOURCE, RECORD).join(clustered.clusters, on=ID)
+    assignment = assign(labelled.select(SOURCE, RECORD, CLUSTER), previous, next_id)
+    table = (
+        labelled.join(assignment.mapping.select(SOURCE, RECORD, AMP_ID), on=[SOURCE, RECORD])
+        .with_columns(pl.len().over(AMP_ID).alias("cluster_size"))
+        .select(SOURCE, RECORD, AMP_ID, "cluster_size", "linked_by", "match_probability")
+        .sort(SOURCE, RECORD)
+    )
+    lap("assign_ids")
+    return Resolution(
+        records=records,
+        clustered=clustered,
+        assignment=assignment,
+        table=table,
+        model=model,
+        trained=trained,
+        deterministic_links=rules.height,
+        model_links=scored.height,
+        seconds=seconds,
+    )
+
+
+def stored_model(storage: Storage, cfg: IdentityConfig) -> dict[str, Any] | None:
+    """The stored model, unless it was trained for other fields or blocking (or retrain is on)."""
+    if cfg.retrain:
+        return None
+    doc = storage.read_json(MODEL)
+    if not doc or doc.get("fingerprint") != linkage.model_fingerprint(cfg):
+        return None
+    return doc["model"]
+
+
+def run(config: Config, storage: Storage, feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]):
+    """Resolve, then store the model (when trained), the mapping's new version and the table."""
+    cfg = config.identity
+    if cfg is None:
+        raise IdentityError("identity: is not configured")
+    ids = IdMap(storage)
+    version, previous, next_id = ids.current()
+    result = resolve(feeds, cfg, previous, next_id, stored_model(storage, cfg))
+    if result.trained:
+        storage.write_bytes(
+            MODEL,
+            orjson.dumps(
+                {"fingerprint": linkage.model_fingerprint(cfg), "model": result.model},
+                option=orjson.OPT_INDENT_2,
+            ),
+        )
+    if not ids.write(version + 1, result.assignment, {"seconds": result.seconds}):
+        raise IdentityError(
+            f"another identity run stored version {version + 1} of the amp_id mapping under "
+            f"{storage.uri('identity')} while this one ran; run identity_clusters again"
+        )
+    uri = storage.write_table(CLUSTERS_TABLE, result.table)
+    return result, version + 1, uri
