@@ -199,12 +199,12 @@ class BrazeClient:
             self._local.conn = conn
         return conn
 
-    def _post(self, body: bytes) -> _Response:
+    def _post(self, body: bytes, path: str = "/users/track") -> _Response:
         self.pacer.acquire()
         self.stats.add(requests=1)
         conn = self._connection()
         try:
-            conn.request("POST", "/users/track", body=body, headers=self._headers)
+            conn.request("POST", path, body=body, headers=self._headers)
             resp = conn.getresponse()
             data = resp.read()
         except BaseException:
@@ -311,6 +311,49 @@ class BrazeClient:
             0.5, 1.5
         )
         return not self._stop.wait(delay)  # a stopping sync does not sit out its backoff
+
+    def post_identity(self, path: str, body: dict) -> dict:
+        """One /users/merge or /users/external_ids/rename request (rare: merges are people, not
+        rows), retried on network errors, 5xx and 429 like a track request; raises otherwise."""
+        data = orjson.dumps(body)
+        attempt = 0
+        while True:
+            try:
+                resp = self._post(data, path)
+            except NETWORK_ERRORS as e:
+                self._failed(f"{type(e).__name__}: {e}")
+                attempt += 1
+                if not self._backoff(attempt):
+                    raise BrazeUnavailable(f"{self.endpoint}{path}: {type(e).__name__}") from e
+                continue
+            if resp.status in (200, 201, 202):
+                self._answered()
+                out = orjson.loads(resp.data) if resp.data else {}
+                return out if isinstance(out, dict) else {}
+            if resp.status == 429:
+                self.stats.add(rate_limited=1)
+                wait_s = retry_after_seconds(resp.headers) or self.backoff_base * 2 ** min(
+                    attempt, 8
+                )
+                attempt += 1
+                if self.pacer.paused + wait_s > self.max_wait_seconds:
+                    raise BrazeUnavailable(f"{self.endpoint}{path} kept answering 429")
+                self.pacer.pause_until(time.monotonic() + wait_s)
+                self.stats.add(paused_seconds=wait_s)
+                continue
+            if resp.status in RETRYABLE_STATUS:
+                self._failed(f"HTTP {resp.status}")
+                attempt += 1
+                if self._backoff(attempt):
+                    continue
+            raise BrazeError(
+                f"Braze answered {resp.status} {_message(resp.data)} for {self.endpoint}{path}"
+                + (
+                    f": check {self.key_env} has the users.merge permission"
+                    if resp.status in (401, 403)
+                    else ""
+                )
+            )
 
     @staticmethod
     def _result(data: bytes, ids: list[str]) -> BatchResult:

@@ -38,7 +38,7 @@ def components(ids: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:
         db_api=db,
         node_id_column_name=ID,
     )
-    table = pl.from_arrow(result.as_duckdbpyrelation().fetch_arrow_table())
+    table = pl.from_arrow(result.as_duckdbpyrelation().to_arrow_table())
     assert isinstance(table, pl.DataFrame)
     return table.select(
         pl.col(ID).cast(pl.Int64), pl.col(ID).min().over("cluster_id").cast(pl.Int64).alias(CLUSTER)

@@ -187,7 +187,7 @@ def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> 
     edges = pl.from_arrow(
         predictions.as_duckdbpyrelation()
         .select(f"{ID}_l, {ID}_r, match_probability")
-        .fetch_arrow_table()
+        .to_arrow_table()
     )
     assert isinstance(edges, pl.DataFrame)
     return Scored(edges=edges, comparisons=edges.height)

@@ -45,7 +45,7 @@ def with_amp_ids(
             pl.col("record_id").alias(src.record_id), "amp_id"
         )
         keyed = lf.with_columns(pl.col(src.record_id).cast(pl.String).str.strip_chars()).join(
-            ids, on=src.record_id, how="left"
+            ids, on=src.record_id, how="left", maintain_order="left"
         )
         out[name] = (
             replace(src, customer_key="amp_id", key_normalize="none"),
@@ -96,8 +96,13 @@ def unify(feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]) -> Unified:
     stacked = pl.concat(parts, how="diagonal_relaxed")
     fields = [c for c in stacked.collect_schema() if c not in (key, _TS, _PRIO, _ORDER, _SRC)]
     with_key = stacked.filter(pl.col(key).is_not_null())
+    # Stable: rows that tie on time, priority and feed keep their order in the feed, so a rerun
+    # on the same data picks the same values.
     ordered = with_key.sort(
-        [key, _TS, _PRIO, _ORDER], descending=[False, True, True, False], nulls_last=True
+        [key, _TS, _PRIO, _ORDER],
+        descending=[False, True, True, False],
+        nulls_last=True,
+        maintain_order=True,
     )
     aggs = [pl.col(f).drop_nulls().first().alias(f) for f in fields]
     winners = [

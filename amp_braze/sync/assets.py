@@ -195,6 +195,8 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
             "users_sent": dg.MetadataValue.int(report.users_sent),
             "attributes_sent": dg.MetadataValue.int(report.attributes_sent),
             "data_points": dg.MetadataValue.int(report.data_points),
+            "users_merged": dg.MetadataValue.int(report.users_merged),
+            "users_renamed": dg.MetadataValue.int(report.users_renamed),
             "requests": dg.MetadataValue.int(st.requests),
             "rate_limited_429s": dg.MetadataValue.int(st.rate_limited),
             "retries": dg.MetadataValue.int(st.retries),

@@ -29,13 +29,16 @@ from amp_braze.braze.payload import (
     object_json,
     requests,
 )
+from amp_braze.braze.rules import MAX_IDENTITY_UPDATES
 from amp_braze.config import BrazeConfig, Config, SyncSpec
 from amp_braze.failpoints import failpoint
+from amp_braze.identity.ids import IdMap
 from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
+from amp_braze.sync import merges
 from amp_braze.sync.lease import Lease, LeaseLost
 from amp_braze.sync.plan import Plan, Side, plan_delta, zip_or_join
-from amp_braze.sync.state import StateView, SyncState
+from amp_braze.sync.state import StateMovedError, StateView, SyncState
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +299,8 @@ class SyncReport:
     duration: float = 0.0
     rejected: pl.DataFrame = field(default_factory=pl.DataFrame)
     retried_from_last_run: int = 0
+    users_merged: int = 0  # identity merges sent to Braze before the plan (/users/merge)
+    users_renamed: int = 0  # ... where the surviving id was not in Braze yet (rename)
 
     @property
     def requests_per_second(self) -> float:
@@ -347,17 +352,6 @@ def _send(
     paths: SyncPaths,
 ) -> SyncReport:
     failpoint("sync.lease_taken")
-    view = state.current()
-    replanned = False
-    if plan.state_fingerprint != view.fingerprint:
-        log.info(
-            "the plan was computed against %s, the state is now %s: planning again",
-            plan.state_fingerprint,
-            view.fingerprint,
-        )
-        plan = make_plan(config, storage, view, spec)
-        replanned = True
-
     b = config.destination_of(spec)
     client = BrazeClient(
         endpoint_for(b.instance, b.rest_endpoint),
@@ -371,7 +365,24 @@ def _send(
         max_wait_seconds=b.max_wait_seconds,
         max_consecutive_failures=b.max_consecutive_failures,
     )
+    view = state.current()
+    merged = (0, 0)
+    if config.identity is not None and b.identifier == "external_id":
+        merged = _send_merges(storage, state, view, client, paths)
+    if any(merged):
+        view = state.current()
+    replanned = False
+    if plan.state_fingerprint != view.fingerprint:
+        log.info(
+            "the plan was computed against %s, the state is now %s: planning again",
+            plan.state_fingerprint,
+            view.fingerprint,
+        )
+        plan = make_plan(config, storage, view, spec)
+        replanned = True
+
     report = SyncReport(plan=plan, replanned=replanned, stats=client.stats)
+    report.users_merged, report.users_renamed = merged
     flags = [flag(a.name) for a in plan.attrs]
     value_cols = [ID] + [c for a in plan.attrs for c in (a.name, flag(a.name))]
     point_cols = (
@@ -435,6 +446,56 @@ def _send(
         report.retried_from_last_run = _retried(storage, plan, paths.rejections)
         storage.write_table(paths.rejections, report.rejected)
     return report
+
+
+def _send_merges(
+    storage: Storage,
+    state: SyncState,
+    view: StateView,
+    client: BrazeClient,
+    paths: SyncPaths,
+) -> tuple[int, int]:
+    """Send the identity merges this sync's Braze profiles need, then record them in the state
+    (see amp_braze.sync.merges); returns (merged, renamed)."""
+    all_merges = IdMap(storage).merges()
+    if all_merges.height == 0:
+        return 0, 0
+    state_ids = view.table.get_column(ID)
+    wanted_ids = storage.scan_table(paths.attributes).select(ID).collect().get_column(ID)
+    to_merge, renames = merges.due(all_merges, state_ids, wanted_ids)
+    if to_merge.height == 0 and renames.height == 0:
+        return 0, 0
+    for chunk in renames.iter_slices(MAX_IDENTITY_UPDATES):
+        client.post_identity(
+            "/users/external_ids/rename",
+            {
+                "external_id_renames": [
+                    {"current_external_id": a, "new_external_id": k} for a, k in chunk.iter_rows()
+                ]
+            },
+        )
+    for chunk in to_merge.iter_slices(MAX_IDENTITY_UPDATES):
+        client.post_identity(
+            "/users/merge",
+            {
+                "merge_updates": [
+                    {
+                        "identifier_to_merge": {"external_id": a},
+                        "identifier_to_keep": {"external_id": k},
+                    }
+                    for a, k in chunk.iter_rows()
+                ]
+            },
+        )
+    base = state.commit()
+    folded = merges.fold(base.table, to_merge, renames)
+    if not state.write_version(base.version + 1, folded, base.folded_through):
+        raise StateMovedError(
+            f"the sync state under {storage.uri(state.base)} was committed by another writer "
+            "while this sync recorded identity merges; they are sent again next run"
+        )
+    log.info("identity: merged %d and renamed %d Braze profiles", to_merge.height, renames.height)
+    return to_merge.height, renames.height
 
 
 def _rejections(rejected: list[tuple[str, str]], run_id: str) -> pl.DataFrame:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-MAX_PER_REQUEST = 50
+from amp_braze.braze.rules import MAX_IDENTITY_UPDATES
 
 
 class Profiles(Protocol):
@@ -75,8 +75,8 @@ def merge(store: Profiles, payload: dict, reindex: Any) -> tuple[int, dict, int]
     updates = payload.get("merge_updates")
     if not isinstance(updates, list) or not updates:
         return 400, {"message": "'merge_updates' must be a non-empty array"}, 0
-    if len(updates) > MAX_PER_REQUEST:
-        return 400, {"message": f"at most {MAX_PER_REQUEST} merge_updates per request"}, 0
+    if len(updates) > MAX_IDENTITY_UPDATES:
+        return 400, {"message": f"at most {MAX_IDENTITY_UPDATES} merge_updates per request"}, 0
     for u in updates:
         if not isinstance(u, dict) or not all(
             isinstance(u.get(k), dict) for k in ("identifier_to_merge", "identifier_to_keep")
@@ -103,8 +103,12 @@ def rename(store: Profiles, payload: dict, reindex: Any) -> tuple[int, dict, int
     renames = payload.get("external_id_renames")
     if not isinstance(renames, list) or not renames:
         return 400, {"message": "'external_id_renames' must be a non-empty array"}, 0
-    if len(renames) > MAX_PER_REQUEST:
-        return 400, {"message": f"at most {MAX_PER_REQUEST} external_id_renames per request"}, 0
+    if len(renames) > MAX_IDENTITY_UPDATES:
+        return (
+            400,
+            {"message": f"at most {MAX_IDENTITY_UPDATES} external_id_renames per request"},
+            0,
+        )
     done: list[str] = []
     errors: list[dict] = []
     for r in renames:

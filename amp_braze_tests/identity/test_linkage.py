@@ -1,0 +1,118 @@
+"""Linkage on feeds with known truth: exact clusters, deterministic rules, junk and size guards."""
+
+import polars as pl
+import pytest
+
+from amp_braze.config import SourceConfig
+from amp_braze.identity.config import IdentityConfig
+from amp_braze.identity.resolve import resolve
+from amp_braze.identity.synthetic import RECORD_IDS, generate
+
+FIELDS = {"given_name": "name", "surname": "name", "date_of_birth": "date", "email": "email",
+          "phone": "phone", "postcode": "postcode", "address_1": "address"}  # fmt: skip
+BLOCKING = (("surname", "given_name"), ("date_of_birth", "surname"), ("email",), ("phone",),
+            ("postcode", "given_name"))  # fmt: skip
+EMPTY = pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "amp_id": pl.String})
+
+
+def source(name: str) -> SourceConfig:
+    return SourceConfig(name=name, path="", format="parquet", customer_key=None,
+                        updated_at="updated_at", priority=0, columns={}, types={},
+                        key_normalize="trim", separator=",", record_id=RECORD_IDS[name])  # fmt: skip
+
+
+def run(feeds: dict[str, pl.DataFrame], **cfg):
+    config = IdentityConfig(fields=FIELDS, blocking=BLOCKING,
+                            deterministic=cfg.pop("deterministic", (("loyalty_id",),)), **cfg)  # fmt: skip
+    return resolve({n: (source(n), df.lazy()) for n, df in feeds.items()}, config, EMPTY, 1)
+
+
+@pytest.fixture(scope="module")
+def background():
+    return generate(1500, seed=5)
+
+
+def add(feeds: dict[str, pl.DataFrame], name: str, rows: list[dict]) -> dict[str, pl.DataFrame]:
+    base = feeds[name]
+    extra = pl.DataFrame(rows).with_columns(pl.lit(base["updated_at"][0]).alias("updated_at"))
+    return {**feeds, name: pl.concat([base, extra], how="diagonal_relaxed")}
+
+
+def clusters_of(result, records: list[str]) -> dict[str, str]:
+    t = result.table.filter(pl.col("record_id").is_in(records))
+    return dict(zip(t["record_id"], t["amp_id"], strict=True))
+
+
+def test_people_known_by_different_systems_become_one_each(background):
+    feeds = add(background.feeds, "crm", [
+        {"crm_id": "C-ZOE", "given_name": "Zoë", "surname": "Quennell", "date_of_birth": "1984-02-29",
+         "email": "ZOE.Q@Example.com ", "phone": "(415) 555-0192", "postcode": "94110",
+         "address_1": "12 Valencia Street"},
+        {"crm_id": "C-BOB", "given_name": "Robert", "surname": "Abernathy-Ixworth",
+         "date_of_birth": "1960-07-04", "phone": "212 555 0147", "postcode": "10001"},
+    ])  # fmt: skip
+    feeds = add(feeds, "web", [
+        {"account_id": "W-ZOE", "given_name": "Zoe", "surname": "Quennel", "email": "zoe.q@example.com",
+         "postcode": "94110"},
+        {"account_id": "W-BOB", "given_name": "Bob", "surname": "Abernathy Ixworth",
+         "email": "bob.ai@example.net", "phone": "+1 212-555-0147"},
+    ])  # fmt: skip
+    feeds = add(feeds, "pos", [
+        {"pos_id": "P-BOB", "given_name": "ROBERT", "surname": "ABERNATHY-IXWORTH",
+         "phone": "2125550147", "postcode": "10001", "loyalty_id": "L-777"},
+        {"pos_id": "P-ZED", "given_name": "Zed", "surname": "Quennell", "phone": "4155550999",
+         "postcode": "94110"},  # same family name and postcode as Zoe: a different person
+    ])  # fmt: skip
+    result = run(feeds)
+    ids = clusters_of(result, ["C-ZOE", "W-ZOE", "C-BOB", "W-BOB", "P-BOB", "P-ZED"])
+    assert ids["C-ZOE"] == ids["W-ZOE"]  # accents, case, a typo, the same email
+    assert ids["C-BOB"] == ids["W-BOB"] == ids["P-BOB"]  # nickname, hyphen, phone formats
+    assert len({ids["C-ZOE"], ids["C-BOB"], ids["P-ZED"]}) == 3
+    assert len(set(ids.values())) == 3  # exactly three people
+
+    # The background people: pairwise links against the truth.
+    t = result.table.join(background.truth, on=["source", "record_id"])
+    pairs = lambda g: int((g["len"] * (g["len"] - 1) // 2).sum())  # noqa: E731
+    both = pairs(t.group_by("amp_id", "person").len())
+    precision = both / pairs(t.group_by("amp_id").len())
+    recall = both / pairs(t.group_by("person").len())
+    assert precision > 0.95 and recall > 0.95, (precision, recall)
+
+
+def test_deterministic_rules_link_outright(background):
+    feeds = add(background.feeds, "crm", [
+        {"crm_id": "C-X", "given_name": "Xavier", "surname": "Oddfellow", "loyalty_id": "L-42"},
+    ])  # fmt: skip
+    feeds = add(feeds, "pos", [
+        {"pos_id": "P-X", "given_name": "Q", "surname": "Unrelated", "loyalty_id": " L-42"},
+    ])  # fmt: skip
+    result = run(feeds)
+    rows = result.table.filter(pl.col("record_id").is_in(["C-X", "P-X"])).sort("record_id")
+    assert rows["amp_id"].n_unique() == 1
+    assert rows["linked_by"].to_list() == ["loyalty_id", "loyalty_id"]
+    assert rows["match_probability"].to_list() == [1.0, 1.0]
+    without = run(feeds, deterministic=())
+    assert without.table.filter(pl.col("record_id").is_in(["C-X", "P-X"]))["amp_id"].n_unique() == 2
+
+
+def test_junk_values_link_nobody(background):
+    junk = [{"account_id": f"W-J{i}", "given_name": f"Given{i}", "surname": f"Family{i}",
+             "email": "test@test.com", "phone": "+1 (555) 000-1111"} for i in range(60)]  # fmt: skip
+    feeds = add(background.feeds, "web", junk)
+    result = run(feeds, max_records_per_value=50)
+    rows = result.table.filter(pl.col("record_id").str.starts_with("W-J"))
+    assert rows["amp_id"].n_unique() == 60  # sixty people, not one
+    junk_table = result.records.junk
+    assert junk_table.to_dicts() == [{"column": "phone", "value": "+15550001111", "records": 60}]
+    # test@test.com never counts: it is a placeholder, nulled before linkage.
+    assert "test@test.com" not in junk_table["value"].to_list()
+
+
+def test_oversized_clusters_are_split_and_reported(background):
+    chain = [{"pos_id": f"P-C{i}", "given_name": f"G{i}", "surname": f"S{i}", "loyalty_id": "L-SHARED"}
+             for i in range(5)]  # fmt: skip
+    result = run(add(background.feeds, "pos", chain), max_cluster_size=3)
+    assert 5 in result.clustered.oversized["records"].to_list()  # the chain, reported
+    rows = result.table.filter(pl.col("record_id").str.starts_with("P-C"))
+    assert rows["amp_id"].n_unique() == 5 and rows["cluster_size"].to_list() == [1] * 5
+    assert result.table.group_by("amp_id").len()["len"].max() <= 3
