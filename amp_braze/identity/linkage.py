@@ -158,8 +158,11 @@ def _strong_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
 
 
 def _em_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
-    """Two EM sessions whose blocked columns differ, so every comparison gets its m estimated."""
-    rules = list(cfg.blocking)
+    """Two EM sessions whose blocked columns differ, so every comparison gets its m estimated.
+    Email is not a training block: households share one address, and pairs found through it
+    would teach the model that matching people often have different names."""
+    usable = [r for r in cfg.blocking if not any(cfg.fields.get(c) == "email" for c in r)]
+    rules = usable or list(cfg.blocking)
     chosen: list[tuple[str, ...]] = []
     for rule in rules:
         if not chosen or not set(rule) & set(chosen[0]):

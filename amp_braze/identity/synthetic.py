@@ -320,7 +320,7 @@ def generate(n_people: int, seed: int, corruption: Corruption = TUNING) -> Synth
         moved_side=True,
     )
     crm = crm.with_columns(
-        pl.when(pl.Series(rng.random(crm.height) < 0.6))
+        pl.when(pl.Series(rng.random(crm.height) < 0.3))
         .then(None)
         .otherwise(pl.col("loyalty_id"))
         .alias("loyalty_id"),

@@ -207,11 +207,15 @@ def generate(
         _null_some("gender", rng.random(m), 0.20),
         _null_some("home_city", rng.random(m), 0.10),
     )
-    ecom = ecom.with_columns(
-        account_id=pl.format("W{}", (pl.col("n") * 13 + 5).cast(pl.String).str.zfill(9))
-    )
+    contact: list[str] = []
+    if not shared_key:  # separate systems: the shop keeps a delivery phone, identity links on it
+        ecom = ecom.with_columns(
+            account_id=pl.format("W{}", (pl.col("n") * 13 + 5).cast(pl.String).str.zfill(9)),
+            phone=_messy_phone(pl.Series(rng.random(m))),
+        ).with_columns(_null_some("phone", rng.random(m), 0.2))
+        contact = ["phone"]
     ecom = ecom.select(
-        "customer_id" if shared_key else "account_id", "email", "first_name", "last_name", "dob", "gender", "country",
+        "customer_id" if shared_key else "account_id", *contact, "email", "first_name", "last_name", "dob", "gender", "country",
         "home_city", "orders_count", "online_revenue", "last_order_at", "email_opt_in", "updated_at",
     )  # fmt: skip
     ecom = _with_duplicates(ecom, rng, 0.005, "orders_count")
@@ -229,9 +233,15 @@ def generate(
         dob=pl.col("dob").dt.strftime("%Y-%m-%d"),
         updated_at=_timestamps(rng, m, 365),
     ).with_columns(_null_some("dob", rng.random(m), 0.5), _null_some("phone", rng.random(m), 0.2))
-    loy = loy.with_columns(loyalty_number=_loyalty_number())
+    contact = []
+    if not shared_key:  # members sign up with an email address
+        loy = loy.with_columns(
+            loyalty_number=_loyalty_number(), email=_messy_email(pl.Series(rng.random(m)))
+        ).with_columns(_null_some("email", rng.random(m), 0.2))
+        contact = ["email"]
     loy = loy.select(
         "member_customer_id" if shared_key else "loyalty_number",
+        *contact,
         "first_name",
         "phone",
         "loyalty_tier",
