@@ -508,6 +508,13 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
             sources[str(name)] = _source(
                 str(name), srcs_node.child(str(name)), base_dir, identity is not None
             )
+        if identity is not None:
+            for i, name in enumerate(identity.one_record_per_person):
+                if name not in sources:
+                    raise ConfigError(
+                        f"identity.one_record_per_person[{i}]",
+                        f"{name!r} is not a source; sources: {', '.join(sources)}",
+                    )
         profile_sql = Path(_resolve(top.get("profile_sql", str), base_dir))
         if not profile_sql.is_file():
             raise ConfigError("profile_sql", f"file not found: {profile_sql}")

@@ -35,9 +35,10 @@ CONFIG = IdentityConfig(
         ("date_of_birth", "surname"),
         ("email",),
         ("phone",),
-        ("postcode", "given_name"),
+        ("postcode",),
     ),  # fmt: skip
     deterministic=(("loyalty_id",),),
+    one_record_per_person=("pos", "crm"),  # a loyalty card and a CRM master record per person
 )
 EMPTY = pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "amp_id": pl.String})
 
@@ -105,7 +106,7 @@ def stability(before: pl.DataFrame, after: pl.DataFrame, merges: pl.DataFrame) -
 def run(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks identity")
     p.add_argument(
-        "--people", type=int, default=470_000, help="people behind the speed run's feeds"
+        "--people", type=int, default=510_000, help="people behind the speed run's feeds"
     )
     p.add_argument("--quality-people", type=int, default=50_000)
     p.add_argument("--no-record", action="store_true")

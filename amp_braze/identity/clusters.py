@@ -1,4 +1,7 @@
-"""Records joined into clusters: connected components of the links (Splink's clustering).
+"""Records joined into clusters by Splink's clustering: connected components of the links, or,
+when some feeds hold at most one record per person (``identity.one_record_per_person``), Splink's
+one-to-one clustering, which adds a record to a cluster only through mutually best links and never
+puts two records of such a feed in one cluster (a household sharing an email stays two people).
 
 A cluster larger than ``max_cluster_size`` is usually a chain of weak links or a shared value that
 slipped through; it is clustered again on its stronger links only (probability 0.99, 0.999, ...),
@@ -24,20 +27,52 @@ class Clustered:
     oversized: pl.DataFrame  # cluster_id (first record), records: clusters that were split
 
 
-def components(ids: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:
-    """unique_id -> cluster_id (the smallest unique_id in its component)."""
-    from splink.clustering import cluster_pairwise_predictions_at_threshold
-
+def components(
+    ids: pl.Series,
+    edges: pl.DataFrame,
+    sources: pl.DataFrame | None = None,
+    one_per_person: tuple[str, ...] = (),
+) -> pl.DataFrame:
+    """unique_id -> cluster_id (the smallest unique_id in its cluster). ``sources``: unique_id,
+    source, needed when ``one_per_person`` names feeds."""
     nodes = pl.DataFrame({ID: ids.cast(pl.Int64)})
     if edges.height == 0:
         return nodes.with_columns(pl.col(ID).alias(CLUSTER))
-    db = database_api()
-    result = cluster_pairwise_predictions_at_threshold(
-        nodes.to_arrow(),
-        edges.select(pl.col(_LEFT).cast(pl.Int64), pl.col(_RIGHT).cast(pl.Int64)).to_arrow(),
-        db_api=db,
-        node_id_column_name=ID,
+    pairs = edges.select(
+        pl.col(_LEFT).cast(pl.Int64), pl.col(_RIGHT).cast(pl.Int64), "match_probability"
     )
+    db = database_api()
+    if one_per_person and sources is not None:
+        from splink.internals.one_to_one_clustering import one_to_one_clustering
+
+        src = sources.select(pl.col(ID).cast(pl.Int64), pl.col("source"))
+        nodes = nodes.join(src, on=ID).rename({"source": "source_dataset"})
+        for side in ("l", "r"):
+            pairs = pairs.join(
+                src.rename({ID: f"{ID}_{side}", "source": f"source_dataset_{side}"}),
+                on=f"{ID}_{side}",
+            )
+        result = one_to_one_clustering(
+            nodes_table=db.register(nodes.to_arrow()),
+            edges_table=db.register(pairs.to_arrow()),
+            node_id_column_name=ID,
+            source_dataset_column_name="source_dataset",
+            edge_id_column_name_left=_LEFT,
+            edge_id_column_name_right=_RIGHT,
+            duplicate_free_datasets=list(one_per_person),
+            ties_method="lowest_id",
+            db_api=db,
+            threshold_match_probability=None,
+        )
+    else:
+        from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+        result = cluster_pairwise_predictions_at_threshold(
+            nodes.to_arrow(),
+            pairs.select(_LEFT, _RIGHT).to_arrow(),
+            db_api=db,
+            node_id_column_name=ID,
+        )
     table = pl.from_arrow(result.as_duckdbpyrelation().to_arrow_table())
     assert isinstance(table, pl.DataFrame)
     return table.select(
@@ -45,9 +80,15 @@ def components(ids: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def cluster(ids: pl.Series, edges: pl.DataFrame, max_size: int) -> Clustered:
+def cluster(
+    ids: pl.Series,
+    edges: pl.DataFrame,
+    max_size: int,
+    sources: pl.DataFrame | None = None,
+    one_per_person: tuple[str, ...] = (),
+) -> Clustered:
     """Cluster records by their links; edges: unique_id_l, unique_id_r, match_probability, rule."""
-    labels = components(ids, edges)
+    labels = components(ids, edges, sources, one_per_person)
     sizes = labels.group_by(CLUSTER).len()
     too_big = sizes.filter(pl.col("len") > max_size)
     oversized = too_big.rename({"len": "records"}).sort("records", descending=True)

@@ -23,6 +23,7 @@ class IdentityConfig:
     junk_values: tuple[str, ...] = ()
     retrain: bool = False
     default_country_code: str = "1"
+    one_record_per_person: tuple[str, ...] = ()  # feeds with at most one record per person
 
     @property
     def columns(self) -> list[str]:
@@ -94,6 +95,7 @@ def parse_identity(node: ConfigNode) -> IdentityConfig | None:
         junk_values=tuple(str(v) for v in junk),
         retrain=node.get("retrain", bool, False),
         default_country_code=str(node.get("default_country_code", (str, int), "1")),
+        one_record_per_person=tuple(str(v) for v in node.get("one_record_per_person", list, [])),
     )
     for key in ("max_cluster_size", "max_records_per_value"):
         if getattr(cfg, key) < 2:

@@ -59,11 +59,13 @@ def _comparison(column: str, kind: str, other_name: str | None = None) -> Any:
             frequencies=True,  # two Smiths say less than two Zabriskies
         )
     if kind == "email":
-        # No fuzzy level: jane.doe7@ and jane.doe75@ are different people.
+        # No fuzzy level: jane.doe7@ and jane.doe75@ are different people. Weighted by how
+        # many records share the address: a household's shared email says less.
         return levels(
             cll.ExactMatchLevel(pl_sql_before_at(column)).configure(
                 label_for_charts="same user name"
             ),
+            frequencies=True,
         )
     if kind == "date":
         return levels(
@@ -136,14 +138,26 @@ def train(records: pl.DataFrame, cfg: IdentityConfig, seed: int = 42) -> dict[st
     linker = Linker(db.register(sample.to_arrow()), settings(cfg), log_level=logging.ERROR)
     strong = _strong_rules(cfg)
     linker.training.estimate_probability_two_random_records_match(
-        [block_on(*r) for r in strong], recall=0.8
+        [block_on(*r) for r in strong], recall=0.95
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
     for rule in _em_rules(cfg):
         linker.training.estimate_parameters_using_expectation_maximisation(
             block_on(*rule), record_sample_proportion=1.0, max_pairs=2e6
         )
-    return linker.misc.save_model_to_json()
+    return _neutral_unseen_levels(linker.misc.save_model_to_json())
+
+
+def _neutral_unseen_levels(model: dict[str, Any]) -> dict[str, Any]:
+    """A level no matching pair showed in training gets m = 0 from EM, which would veto a link
+    outright (a match weight near -100) the first time a real match shows it (a date of birth
+    typo in the only feed that has dates). No evidence is neutral: m = u."""
+    for comparison in model.get("comparisons", []):
+        for level in comparison.get("comparison_levels", []):
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if m is not None and u and m < u * 1e-3:
+                level["m_probability"] = u
+    return model
 
 
 def _strong_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:

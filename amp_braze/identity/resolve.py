@@ -80,7 +80,13 @@ def resolve(
     edges = pl.concat([rules, scored.select(rules.columns)]).unique(
         [f"{ID}_l", f"{ID}_r"], keep="first", maintain_order=True
     )
-    clustered = cluster(records.table.get_column(ID), edges, cfg.max_cluster_size)
+    clustered = cluster(
+        records.table.get_column(ID),
+        edges,
+        cfg.max_cluster_size,
+        records.table.select(ID, SOURCE),
+        cfg.one_record_per_person,
+    )
     lap("cluster")
     labelled = records.table.select(ID, SOURCE, RECORD).join(clustered.clusters, on=ID)
     assignment = assign(labelled.select(SOURCE, RECORD, CLUSTER), previous, next_id)

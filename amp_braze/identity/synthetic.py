@@ -2,7 +2,7 @@
 tests' fixtures and the benchmark's truth.
 
 Three systems that share no key (except the loyalty number that point of sale and, for some
-customers, the CRM both hold): ``pos`` (loyalty number, name, phone, postcode), ``web`` (email,
+customers, the CRM both hold): ``pos`` (loyalty number, name, phone, postcode, an e-receipt email for most), ``web`` (email,
 name, sometimes phone and postcode; some people keep a second account), ``crm`` (name, date of
 birth, address, postcode, sometimes email, phone, loyalty number). Corruption: typos, nicknames,
 swapped given and family names, people who moved house, missing fields, and households that share
@@ -272,11 +272,18 @@ def generate(n_people: int, seed: int, corruption: Corruption = TUNING) -> Synth
     feeds = {}
     pos = _feed(
         base.filter(pl.Series(in_pos)),
-        ["loyalty_id", "given_name", "surname", "phone", "postcode", "lifetime_value"],
-        ["phone", "postcode"],
+        ["loyalty_id", "given_name", "surname", "email", "phone", "postcode", "lifetime_value"],
+        ["email", "phone", "postcode"],
         rng,
         corruption,
         moved_side=False,
+    )
+    # Point of sale asks for an email for e-receipts; many customers decline.
+    pos = pos.with_columns(
+        pl.when(pl.Series(rng.random(pos.height) < 0.3))
+        .then(None)
+        .otherwise(pl.col("email"))
+        .alias("email")
     )
     feeds["pos"] = pos.with_columns(
         pl.format("P{}", pl.col("person")).alias("pos_id"),

@@ -117,6 +117,36 @@ def test_bundled_demo_config_is_valid(tmp_path, monkeypatch):
             "sources.pos.types.phone",
             "unknown type 'text'",
         ),
+        (
+            "profile_sql: profile.sql",
+            "profile_sql: profile.sql\nidentity: {fields: {email: email}}",
+            "sources.pos.record_id",
+            "is required",
+        ),
+        (
+            "profile_sql: profile.sql",
+            "profile_sql: profile.sql\nidentity: {fields: {email: mail}}",
+            "identity.fields.email",
+            "unknown kind 'mail'; use one of name, exact, email",
+        ),
+        (
+            "profile_sql: profile.sql",
+            "profile_sql: profile.sql\nidentity: {fields: {email: email}, blocking: [[phone]]}",
+            "identity.blocking[0]",
+            "'phone' is not in identity.fields",
+        ),
+        (
+            "profile_sql: profile.sql",
+            "profile_sql: profile.sql\nidentity: {fields: {email: email}, threshold: 1.5}",
+            "identity.threshold",
+            "must be above 0 and at most 1",
+        ),
+        (
+            "    customer_key: customer_id\n",
+            "    record_id: customer_id\n",
+            "identity.one_record_per_person[0]",
+            "'crm' is not a source; sources: pos",
+        ),
         ("storage: ./store", "storage: [a, b]", "storage", "must be a string, got a list"),
         (
             "storage: ./store",
@@ -128,7 +158,10 @@ def test_bundled_demo_config_is_valid(tmp_path, monkeypatch):
 )
 def test_each_mistake_names_its_key(tmp_path, old, new, key, words):
     assert old in MINIMAL
-    err = _bad(tmp_path, MINIMAL.replace(old, new))
+    body = MINIMAL.replace(old, new)
+    if key.startswith("identity.one_record"):
+        body += "identity: {fields: {email: email}, one_record_per_person: [crm]}\n"
+    err = _bad(tmp_path, body)
     assert err.key == key
     assert words in str(err)
     assert str(err).startswith(str(tmp_path / "amp_braze.yaml"))

@@ -116,3 +116,24 @@ def test_oversized_clusters_are_split_and_reported(background):
     rows = result.table.filter(pl.col("record_id").str.starts_with("P-C"))
     assert rows["amp_id"].n_unique() == 5 and rows["cluster_size"].to_list() == [1] * 5
     assert result.table.group_by("amp_id").len()["len"].max() <= 3
+
+
+def test_one_record_per_person_keeps_a_household_apart(background):
+    """Two partners share an email and a family name; a web account with that email and no
+    given name could be either. With the CRM known to hold one record per person, the partners
+    stay two people and the account joins one of them; without it, the account chains them."""
+    household = {"surname": "Vantongeren", "email": "home.vantongeren@example.com",
+                 "postcode": "30301"}  # fmt: skip
+    feeds = add(background.feeds, "crm", [
+        {"crm_id": "C-H1", "given_name": "Maria", "date_of_birth": "1971-03-02",
+         "phone": "4045550101", **household},
+        {"crm_id": "C-H2", "given_name": "Pieter", "date_of_birth": "1969-11-20",
+         "phone": "4045550199", **household},
+    ])  # fmt: skip
+    feeds = add(feeds, "web", [{"account_id": "W-H", **household}])
+    records = ["C-H1", "C-H2", "W-H"]
+    apart = clusters_of(run(feeds, one_record_per_person=("crm", "pos")), records)
+    assert apart["C-H1"] != apart["C-H2"]
+    assert apart["W-H"] in (apart["C-H1"], apart["C-H2"])
+    chained = clusters_of(run(feeds), records)
+    assert len(set(chained.values())) == 1

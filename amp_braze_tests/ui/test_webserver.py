@@ -25,6 +25,12 @@ DESIGN_EDGES = {
     ("sources/pos", "customer_profiles"),
     ("sources/ecommerce", "customer_profiles"),
     ("sources/loyalty", "customer_profiles"),
+    # The demo's feeds share no key: identity_clusters gives each record its amp_id, and
+    # customer_profiles reads both (the ids, and the feeds' values for survivorship).
+    ("sources/pos", "identity_clusters"),
+    ("sources/ecommerce", "identity_clusters"),
+    ("sources/loyalty", "identity_clusters"),
+    ("identity_clusters", "customer_profiles"),
     ("customer_profiles", "braze_customer_attributes"),
     ("braze_currents_events", "engagement_summary"),
     ("engagement_summary", "braze_customer_attributes"),
@@ -173,7 +179,7 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(
     assert {u for u, d in edges if d == "segment_memberships"} == seg_read
     groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
     assert (
-        groups["customer_profiles"] == "customer_360"
+        groups["customer_profiles"] == groups["identity_clusters"] == "customer_360"
         and groups["segment_memberships"] == "audiences"
     )
     assert groups["profiles_us/braze_sync"] == "profiles_us"
