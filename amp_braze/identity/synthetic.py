@@ -238,6 +238,12 @@ def _feed(
     return df.select(["person", *columns])
 
 
+def _blank(df: pl.DataFrame, column: str, share: float, rng: np.random.Generator) -> pl.DataFrame:
+    """A system that does not know this field for ``share`` of its records."""
+    unknown = pl.Series(rng.random(df.height) < share)
+    return df.with_columns(pl.when(unknown).then(None).otherwise(pl.col(column)).alias(column))
+
+
 def _digit_typo(rng: np.random.Generator, s: pl.Series, p: float) -> pl.Series:
     hit = rng.random(s.len()) < p
     pos = rng.integers(3, 10, s.len())
@@ -278,13 +284,7 @@ def generate(n_people: int, seed: int, corruption: Corruption = TUNING) -> Synth
         corruption,
         moved_side=False,
     )
-    # Point of sale asks for an email for e-receipts; many customers decline.
-    pos = pos.with_columns(
-        pl.when(pl.Series(rng.random(pos.height) < 0.3))
-        .then(None)
-        .otherwise(pl.col("email"))
-        .alias("email")
-    )
+    pos = _blank(pos, "email", 0.3, rng)  # an e-receipt email: many customers decline
     feeds["pos"] = pos.with_columns(
         pl.format("P{}", pl.col("person")).alias("pos_id"),
         pl.lit(stamp).alias("updated_at"),
@@ -326,12 +326,7 @@ def generate(n_people: int, seed: int, corruption: Corruption = TUNING) -> Synth
         corruption,
         moved_side=True,
     )
-    crm = crm.with_columns(
-        pl.when(pl.Series(rng.random(crm.height) < 0.3))
-        .then(None)
-        .otherwise(pl.col("loyalty_id"))
-        .alias("loyalty_id"),
-    )
+    crm = _blank(crm, "loyalty_id", 0.3, rng)  # not every CRM customer is a member
     feeds["crm"] = crm.with_columns(
         pl.format("C{}", pl.col("person")).alias("crm_id"),
         pl.lit(stamp).alias("updated_at"),
