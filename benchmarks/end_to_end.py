@@ -49,11 +49,15 @@ def run(argv: list[str]) -> None:
     p.add_argument("--rate", type=int, default=1000, help="requests/s (Braze: 1,000)")
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args(argv)
-    sql = (
+    demo_sql = (
         Path(__file__).resolve().parent.parent / "amp_braze/demo/sql/braze_customer_attributes.sql"
     )
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
+        # The demo's query keyed by the feeds' shared customer_id (this scenario has no identity:
+        # resolution; the demo's feeds share no key and use amp_id).
+        sql = home / "profile.sql"
+        sql.write_text(demo_sql.read_text().replace("p.amp_id", "p.customer_id"))
         generate(home / "data", customers=a.profiles)
         cmd = [sys.executable, "-m", "amp_braze.cli", "emulator", "--port", "0", "--api-key", "k",
                "--rate-limit", str(a.rate * 3), "--rate-window", "3"]  # fmt: skip

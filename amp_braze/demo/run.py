@@ -58,15 +58,16 @@ def _run_job(
 def _day_two(feed: Path, share: float = 0.01) -> int:
     """1% of point-of-sale customers make a big purchase: spend up, timestamp newer."""
     pos = pl.read_csv(feed, infer_schema=False)
-    ids = pos.get_column("pos_id").unique().sort()
+    key = "pos_id" if "pos_id" in pos.columns else "customer_id"  # separate systems, or shared key
+    ids = pos.get_column(key).unique().sort()
     chosen = ids.gather_every(int(1 / share))
     later = (dt.datetime(2026, 11, 2)).strftime("%Y-%m-%d %H:%M:%S")
     pos = pos.with_columns(
-        pl.when(pl.col("pos_id").is_in(chosen.implode()))
+        pl.when(pl.col(key).is_in(chosen.implode()))
         .then((pl.col("lifetime_spend").cast(pl.Float64) + 1200).round(2).cast(pl.String))
         .otherwise(pl.col("lifetime_spend"))
         .alias("lifetime_spend"),
-        pl.when(pl.col("pos_id").is_in(chosen.implode()))
+        pl.when(pl.col(key).is_in(chosen.implode()))
         .then(pl.lit(later))
         .otherwise(pl.col("updated_at"))
         .alias("updated_at"),
