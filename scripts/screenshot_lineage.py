@@ -1,7 +1,8 @@
-"""Take the README's screenshot of the asset lineage from a headless browser.
+"""Take the README's screenshots (the asset lineage, identity_clusters) from a headless browser.
 
 Runs ``amp-braze demo --keep-running`` (the whole loop, then the Dagster UI on the same instance),
-opens the lineage page in headless Chromium through Playwright, and saves docs/asset_lineage.png.
+opens the lineage page in headless Chromium through Playwright, and saves docs/asset_lineage.png;
+then the identity_clusters asset page (its metadata) as docs/identity_clusters.png.
 
 Needs (not project dependencies): ``pip install playwright`` and a Chromium, e.g. Debian's
 ``apt-get install chromium`` (Playwright's own browser download is not needed).
@@ -78,8 +79,13 @@ def main() -> int:
                 page.wait_for_timeout(3000)
                 Path(a.out).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=a.out)
+                identity = Path(a.out).with_name("identity_clusters.png")
+                page.set_viewport_size({"width": 1800, "height": 2300})  # metadata and all
+                page.goto(f"{url}/assets/identity_clusters", wait_until="networkidle")
+                page.wait_for_timeout(3000)
+                page.screenshot(path=str(identity), full_page=True)
                 browser.close()
-            print(f"wrote {a.out}")
+            print(f"wrote {a.out} and {identity}")
             return 0
         finally:
             os.killpg(demo.pid, signal.SIGINT)

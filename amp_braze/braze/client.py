@@ -1,29 +1,31 @@
-"""A small, fast /users/track client: pooled keep-alive connections, a shared pacer that keeps under
-the rate limit, a shared pause on 429, bounded retries with backoff and jitter for 5xx and network
-errors, batch splitting on 400, and per-object results mapped back to the rows they came from.
+"""A small, fast Braze client: requests in (``payload.Request``), results out.
 
-It knows nothing of Dagster or the pipeline: requests in (``payload.Request``), results out.
-The API key is only ever put in the Authorization header; it is never logged or returned.
+Shaped like httpx: the bytes go through a ``Transport`` (keep-alive http.client by default), the
+waiting is a ``RetryPolicy`` and a shared ``Pacer`` (the rate limit), and this module only decides
+what each answer means: 2xx with per-object errors mapped back to rows, 400 split to isolate a bad
+row, 401/403 stop, 429 pause everyone, 5xx and network errors retry with backoff.
+
+It knows nothing of Dagster or the pipeline. The API key is only ever put in the Authorization
+header; it is never logged or returned.
 """
 
 from __future__ import annotations
 
-import http.client
 import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 import orjson
 
 from amp_braze.braze.instances import check_endpoint
 from amp_braze.braze.payload import Request
+from amp_braze.braze.retry import RETRYABLE_STATUS, Pacer, RetryPolicy, retry_after_seconds
+from amp_braze.braze.transport import NETWORK_ERRORS, HTTPTransport, Response, Transport
 
-RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
-NETWORK_ERRORS = (http.client.HTTPException, ConnectionError, TimeoutError, OSError)
+TRACK = "/users/track"
 
 
 class BrazeError(RuntimeError):
@@ -70,67 +72,6 @@ class SendStats:
         return {k: v for k, v in self.__dict__.items() if k != "lock"}
 
 
-class Pacer:
-    """Spaces requests evenly at ``rate`` per second across threads; ``pause`` holds everyone."""
-
-    def __init__(self, rate: float, start_at: float = 0.0):
-        self.interval = 1.0 / rate
-        self.lock = threading.Lock()
-        # start_at (epoch seconds): not before the previous sender's next slot, if later.
-        self.next_slot = time.monotonic() + max(0.0, start_at - time.time())
-        self.paused = 0.0  # wall-clock seconds everyone was held by pauses, all told
-
-    def pause_until(self, t: float) -> None:
-        with self.lock:
-            start = max(self.next_slot, time.monotonic())
-            self.paused += max(0.0, t - start)
-            self.next_slot = max(self.next_slot, t)
-
-    def next_slot_epoch(self) -> float:
-        """The next free slot as epoch seconds (monotonic time means nothing to another process)."""
-        with self.lock:
-            return time.time() + max(0.0, self.next_slot - time.monotonic())
-
-    def acquire(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-        delay = slot - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait after a 429: X-Ratelimit-Retry-After, else X-RateLimit-Reset (epoch or delta)."""
-    for name in ("x-ratelimit-retry-after", "retry-after"):
-        v = headers.get(name)
-        if v:
-            try:
-                return max(0.0, float(v))
-            except ValueError:
-                pass
-    v = headers.get("x-ratelimit-reset")
-    if v:
-        try:
-            reset = float(v)
-        except ValueError:
-            return None
-        if reset > 1e9:  # epoch seconds
-            return max(0.0, reset - (now if now is not None else time.time()))
-        return max(0.0, reset)
-    return None
-
-
-class _Response:
-    """What the client needs of an HTTP answer."""
-
-    __slots__ = ("status", "headers", "data")
-
-    def __init__(self, status: int, headers: object, data: bytes):
-        self.status, self.headers, self.data = status, headers, data
-
-
 class BrazeClient:
     def __init__(
         self,
@@ -139,32 +80,24 @@ class BrazeClient:
         rate_per_second: float = 1000.0,
         concurrency: int = 8,
         timeout: float = 30.0,
-        max_retries: int = 6,
-        backoff_base: float = 0.25,
-        backoff_cap: float = 20.0,
+        retry: RetryPolicy | None = None,
         safety: float = 0.98,
-        max_wait_seconds: float = 900.0,
-        max_consecutive_failures: int = 20,
         key_env: str = "BRAZE_API_KEY",  # named in messages about the key, never its value
         start_at: float = 0.0,  # epoch seconds: the first request not before (a hand-over)
+        transport: Transport | None = None,
     ):
         problem = check_endpoint(endpoint)
         if problem:
             raise BrazeError(problem)
         if not api_key:
             raise AuthError(f"no Braze API key: set {key_env} in the environment")
-        u = urlparse(endpoint)
         self.endpoint = endpoint.rstrip("/")
-        self._host, self._https = u.hostname or "", u.scheme == "https"
-        self._port = u.port or (443 if self._https else 80)
         self.timeout = timeout
         self.concurrency = concurrency
-        self.max_retries = max_retries
-        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.retry = retry or RetryPolicy()
         self.pacer = Pacer(rate_per_second * safety, start_at)
-        self.max_wait_seconds = max_wait_seconds
+        self.transport = transport or HTTPTransport(self.endpoint, timeout)
         self.key_env = key_env
-        self.max_consecutive_failures = max_consecutive_failures
         self._failures_in_a_row = 0
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -174,7 +107,6 @@ class BrazeClient:
         self.stats = SendStats()
         self._stop = threading.Event()
         self._rng = random.Random()
-        self._local = threading.local()
 
     def __repr__(self) -> str:  # never show the key
         return f"BrazeClient({self.endpoint!r})"
@@ -184,45 +116,63 @@ class BrazeClient:
         return self.pacer.next_slot_epoch()
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        self.transport.close()
 
-    # -- one request, with everything that can happen to it -----------------------------------------
-    def _connection(self) -> http.client.HTTPConnection:
-        """Each worker thread keeps one keep-alive connection (http.client costs about two
-        thirds of urllib3's CPU per request here)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.timeout)
-            self._local.conn = conn
-        return conn
+    # -- one exchange: retried until Braze gives an answer retrying will not change --------------
+    def _exchange(self, path: str, body: bytes) -> Response | None:
+        """The final answer to one request, or None when the retry policy gave up on 5xx and
+        network errors (or the sync is stopping). 429s pause every worker and are waited out,
+        within ``RetryPolicy.max_wait_seconds``."""
+        attempt = limited = 0
+        while not self._stop.is_set():
+            self.pacer.acquire()
+            self.stats.add(requests=1)
+            try:
+                resp = self.transport.post(path, body, self._headers)
+            except NETWORK_ERRORS as e:
+                self.stats.add(network_errors=1)
+                self._failed(path, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+            else:
+                if resp.status not in RETRYABLE_STATUS:
+                    self._answered()
+                    if resp.status != 429:
+                        return resp
+                    limited += 1
+                    self._wait_out_429(path, resp, limited)
+                    continue
+                self.stats.add(server_errors=1)
+                self._failed(path, f"HTTP {resp.status} {_message(resp.data)}".strip())
+            attempt += 1
+            if not self._backoff(attempt):
+                return None
+        return None
 
-    def _post(self, body: bytes, path: str = "/users/track") -> _Response:
-        self.pacer.acquire()
-        self.stats.add(requests=1)
-        conn = self._connection()
-        try:
-            conn.request("POST", path, body=body, headers=self._headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except BaseException:
-            conn.close()  # a broken connection is reopened on the next request
-            raise
-        if resp.will_close:
-            conn.close()
-        return _Response(resp.status, resp.headers, data)
+    def _wait_out_429(self, path: str, resp: Response, times: int) -> None:
+        self.stats.add(rate_limited=1)
+        wait_s = retry_after_seconds(resp.headers)
+        if wait_s is None:  # no header: wait longer each time
+            wait_s = self.retry.rate_limited_wait(times)
+        if self.pacer.paused + wait_s > self.retry.max_wait_seconds:
+            self._stop.set()
+            raise BrazeUnavailable(
+                f"Braze at {self.endpoint}{path} kept answering 429 (rate limited) "
+                f"for more than {self.retry.max_wait_seconds:.0f} s of waiting in this sync "
+                "(braze.max_wait_seconds); stopping. Everything Braze accepted is "
+                "recorded; the next sync sends the rest. Check the workspace's API "
+                "usage dashboard and braze.rate_limit."
+            )
+        self.pacer.pause_until(time.monotonic() + wait_s + self._rng.uniform(0, 0.05))
+        self.stats.add(paused_seconds=wait_s)
 
-    def _failed(self, what: str) -> None:
+    def _failed(self, path: str, what: str) -> None:
         """Count a failed request; too many in a row (no answer in between) stops the sync."""
         with self.stats.lock:
             self._failures_in_a_row += 1
             n = self._failures_in_a_row
-        if n >= self.max_consecutive_failures:
+        if n >= self.retry.max_consecutive_failures:
             self._stop.set()
             raise BrazeUnavailable(
-                f"Braze at {self.endpoint}/users/track failed {n} requests in a row (the last: "
+                f"Braze at {self.endpoint}{path} failed {n} requests in a row (the last: "
                 f"{what}); stopping the sync. Everything Braze accepted is recorded; the next "
                 "sync sends the rest."
             )
@@ -232,128 +182,66 @@ class BrazeClient:
             with self.stats.lock:
                 self._failures_in_a_row = 0
 
-    def send_one(self, objects: list[str], ids: list[str]) -> BatchResult:
-        body = b'{"attributes":[' + ",".join(objects).encode() + b"]}"
-        attempt = limited = 0
-        while True:
-            if self._stop.is_set():
-                return BatchResult(failed=list(ids))
-            try:
-                resp = self._post(body)
-            except NETWORK_ERRORS as e:
-                self.stats.add(network_errors=1)
-                self._failed(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
-                attempt += 1
-                if not self._backoff(attempt):
-                    return BatchResult(failed=list(ids))
-                continue
-            status = resp.status
-            if status in RETRYABLE_STATUS:
-                self._failed(f"HTTP {status} {_message(resp.data)}".strip())
-            else:
-                self._answered()
-            if status in (200, 201):
-                return self._result(resp.data, ids)
-            if status == 429:
-                self.stats.add(rate_limited=1)
-                limited += 1
-                wait_s = retry_after_seconds(resp.headers)
-                if wait_s is None:  # no header: wait longer each time
-                    wait_s = min(self.backoff_cap, self.backoff_base * 2 ** min(limited, 8))
-                if self.pacer.paused + wait_s > self.max_wait_seconds:
-                    self._stop.set()
-                    raise BrazeUnavailable(
-                        f"Braze at {self.endpoint}/users/track kept answering 429 (rate limited) "
-                        f"for more than {self.max_wait_seconds:.0f} s of waiting in this sync "
-                        "(braze.max_wait_seconds); stopping. Everything Braze accepted is "
-                        "recorded; the next sync sends the rest. Check the workspace's API "
-                        "usage dashboard and braze.rate_limit."
-                    )
-                resume = time.monotonic() + wait_s + self._rng.uniform(0, 0.05)
-                self.pacer.pause_until(resume)
-                self.stats.add(paused_seconds=wait_s)
-                continue
-            if status in (401, 403):
-                self._stop.set()
-                raise AuthError(
-                    f"Braze answered {status} {_message(resp.data)} for {self.endpoint}/users/track: check "
-                    f"{self.key_env} (it needs the users.track permission and must belong to this "
-                    "workspace) and braze.instance / braze.rest_endpoint"
-                )
-            if status in (400, 413) and len(objects) > 1:
-                self.stats.add(split_batches=1)
-                half = len(objects) // 2
-                left = self.send_one(objects[:half], ids[:half])
-                right = self.send_one(objects[half:], ids[half:])
-                return BatchResult(
-                    left.accepted + right.accepted,
-                    left.rejected + right.rejected,
-                    left.failed + right.failed,
-                )
-            if status in (400, 413):
-                return BatchResult(rejected=[(ids[0], _reason(resp.data, status))])
-            if status in RETRYABLE_STATUS:
-                self.stats.add(server_errors=1)
-                attempt += 1
-                if not self._backoff(attempt):
-                    return BatchResult(failed=list(ids))
-                continue
-            self._stop.set()
-            raise BrazeError(
-                f"Braze answered {status} {_message(resp.data)} for {self.endpoint}/users/track"
-            )
-
     def _backoff(self, attempt: int) -> bool:
-        if attempt > self.max_retries:
+        if attempt > self.retry.max_retries:
             return False
         self.stats.add(retries=1)
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)) * self._rng.uniform(
-            0.5, 1.5
+        # A stopping sync does not sit out its backoff.
+        return not self._stop.wait(self.retry.backoff(attempt, self._rng))
+
+    # -- what an answer means ----------------------------------------------------------------------
+    def send_one(self, req: Request) -> BatchResult:
+        resp = self._exchange(TRACK, req.body)
+        if resp is None:
+            return BatchResult(failed=list(req.ids))
+        status = resp.status
+        if status in (200, 201):
+            return self._result(resp.data, req.ids)
+        if status in (401, 403):
+            self._stop.set()
+            raise AuthError(
+                f"Braze answered {status} {_message(resp.data)} for {self.endpoint}{TRACK}: check "
+                f"{self.key_env} (it needs the users.track permission and must belong to this "
+                "workspace) and braze.instance / braze.rest_endpoint"
+            )
+        if status in (400, 413) and len(req.objects) > 1:
+            self.stats.add(split_batches=1)
+            half = len(req.objects) // 2
+            left = self.send_one(Request(req.objects[:half], req.ids[:half]))
+            right = self.send_one(Request(req.objects[half:], req.ids[half:]))
+            return BatchResult(
+                left.accepted + right.accepted,
+                left.rejected + right.rejected,
+                left.failed + right.failed,
+            )
+        if status in (400, 413):
+            return BatchResult(rejected=[(req.ids[0], _reason(resp.data, status))])
+        self._stop.set()
+        raise BrazeError(
+            f"Braze answered {status} {_message(resp.data)} for {self.endpoint}{TRACK}"
         )
-        return not self._stop.wait(delay)  # a stopping sync does not sit out its backoff
 
     def post_identity(self, path: str, body: dict) -> dict:
         """One /users/merge or /users/external_ids/rename request (rare: merges are people, not
-        rows), retried on network errors, 5xx and 429 like a track request; raises otherwise."""
-        data = orjson.dumps(body)
-        attempt = 0
-        while True:
-            try:
-                resp = self._post(data, path)
-            except NETWORK_ERRORS as e:
-                self._failed(f"{type(e).__name__}: {e}")
-                attempt += 1
-                if not self._backoff(attempt):
-                    raise BrazeUnavailable(f"{self.endpoint}{path}: {type(e).__name__}") from e
-                continue
-            if resp.status in (200, 201, 202):
-                self._answered()
-                out = orjson.loads(resp.data) if resp.data else {}
-                return out if isinstance(out, dict) else {}
-            if resp.status == 429:
-                self.stats.add(rate_limited=1)
-                wait_s = retry_after_seconds(resp.headers) or self.backoff_base * 2 ** min(
-                    attempt, 8
-                )
-                attempt += 1
-                if self.pacer.paused + wait_s > self.max_wait_seconds:
-                    raise BrazeUnavailable(f"{self.endpoint}{path} kept answering 429")
-                self.pacer.pause_until(time.monotonic() + wait_s)
-                self.stats.add(paused_seconds=wait_s)
-                continue
-            if resp.status in RETRYABLE_STATUS:
-                self._failed(f"HTTP {resp.status}")
-                attempt += 1
-                if self._backoff(attempt):
-                    continue
-            raise BrazeError(
-                f"Braze answered {resp.status} {_message(resp.data)} for {self.endpoint}{path}"
-                + (
-                    f": check {self.key_env} has the users.merge permission"
-                    if resp.status in (401, 403)
-                    else ""
-                )
+        rows); raises unless Braze took it."""
+        resp = self._exchange(path, orjson.dumps(body))
+        if resp is None:
+            raise BrazeUnavailable(
+                f"Braze at {self.endpoint}{path} kept failing; merges are sent again next sync"
             )
+        if 200 <= resp.status < 300:
+            out = orjson.loads(resp.data) if resp.data else {}
+            return out if isinstance(out, dict) else {}
+        permission = "users.merge" if path.endswith("merge") else "users.external_ids.rename"
+        error = AuthError if resp.status in (401, 403) else BrazeError
+        raise error(
+            f"Braze answered {resp.status} {_message(resp.data)} for {self.endpoint}{path}"
+            + (
+                f": check {self.key_env} has the {permission} permission"
+                if error is AuthError
+                else ""
+            )
+        )
 
     @staticmethod
     def _result(data: bytes, ids: list[str]) -> BatchResult:
@@ -394,7 +282,7 @@ class BrazeClient:
                     if req is None:
                         return
                     try:
-                        done.put(self.send_one(req.objects, req.ids))
+                        done.put(self.send_one(req))
                     except BaseException as e:  # AuthError, BrazeError: the caller re-raises
                         self._stop.set()
                         done.put(e)

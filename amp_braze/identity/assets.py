@@ -10,7 +10,7 @@ from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.resources import StorageResource
 
 GROUP = "customer_360"
-_BANDS = ((0.999, "0.999+"), (0.99, "0.99-0.999"), (0.95, "0.95-0.99"), (0.0, "below 0.95"))
+_BANDS = ((0.999, "0.999+"), (0.99, "0.99-0.999"), (0.95, "0.95-0.99"), (0.0, "threshold-0.95"))
 DESCRIPTIONS = {
     "source": "The feed the record comes from.",
     "record_id": "The record's id within its feed (the feed's record_id column).",
@@ -32,23 +32,32 @@ def _histogram(sizes: pl.Series) -> list[dict]:
         (11, "11-100"),
         (101, "over 100"),
     )
-    labels = pl.Series(sizes).cut([b - 0.5 for b, _ in bins[1:]], labels=[lab for _, lab in bins])
-    counts = labels.value_counts(sort=False)
-    found = dict(zip(counts[:, 0].cast(pl.String), counts["count"], strict=True))
-    return [{"records in cluster": lab, "clusters": found.get(lab, 0)} for _, lab in bins]
+    starts = pl.Series([b for b, _ in bins])
+    which = starts.search_sorted(sizes, side="right") - 1  # the bin each size falls in
+    counts = dict(which.value_counts().iter_rows())
+    return [
+        {"records in cluster": lab, "clusters": counts.get(i, 0)} for i, (_, lab) in enumerate(bins)
+    ]
 
 
-def _links(result: Resolution) -> list[dict]:
-    rows = [{"linked by": "deterministic rules", "links": result.deterministic_links}]
-    probs = result.table.filter(pl.col("linked_by") == MODEL_RULE).get_column("match_probability")
+def _records_by_link(result: Resolution) -> list[dict]:
+    """Records by their strongest link: each deterministic rule, the model by probability band,
+    and records linked to nobody."""
+    t = result.table
+    rows = [
+        {"linked by": f"rule: {rule}", "records": n}
+        for rule, n in t.filter(pl.col("linked_by") != MODEL_RULE)
+        .group_by("linked_by")
+        .len()
+        .sort("linked_by")
+        .iter_rows()
+    ]
+    probs = t.filter(pl.col("linked_by") == MODEL_RULE).get_column("match_probability")
     for i, (low, label) in enumerate(_BANDS):
         high = _BANDS[i - 1][0] if i else 1.01
-        rows.append(
-            {
-                "linked by": f"model, probability {label}",
-                "links": int(((probs >= low) & (probs < high)).sum()),
-            }
-        )
+        n = int(((probs >= low) & (probs < high)).sum())
+        rows.append({"linked by": f"model, probability {label}", "records": n})
+    rows.append({"linked by": "nobody (alone)", "records": t["linked_by"].null_count()})
     return rows
 
 
@@ -102,7 +111,9 @@ def identity_assets(config: Config) -> list[dg.AssetsDefinition]:
             "mapping_version": dg.MetadataValue.int(version),
             **{k: dg.MetadataValue.int(v) for k, v in a.stats.items()},
             "cluster_sizes": markdown(_histogram(sizes)),
-            "links": markdown(_links(result)),
+            "records_by_link": markdown(_records_by_link(result)),
+            "deterministic_links": dg.MetadataValue.int(result.deterministic_links),
+            "model_links": dg.MetadataValue.int(result.model_links),
             "records_without_id": dg.MetadataValue.int(sum(result.records.without_id.values())),
             "repeated_record_ids": dg.MetadataValue.int(sum(result.records.repeated_ids.values())),
             "model": dg.MetadataValue.path(store.uri(MODEL)),

@@ -29,6 +29,7 @@ from amp_braze.braze.payload import (
     object_json,
     requests,
 )
+from amp_braze.braze.retry import RetryPolicy
 from amp_braze.braze.rules import MAX_IDENTITY_UPDATES
 from amp_braze.config import BrazeConfig, Config, SyncSpec
 from amp_braze.failpoints import failpoint
@@ -361,9 +362,11 @@ def _send(
         rate_per_second=b.rate_limit.per_second,
         concurrency=b.concurrency,
         timeout=b.timeout_seconds,
-        max_retries=b.max_retries,
-        max_wait_seconds=b.max_wait_seconds,
-        max_consecutive_failures=b.max_consecutive_failures,
+        retry=RetryPolicy(
+            max_retries=b.max_retries,
+            max_wait_seconds=b.max_wait_seconds,
+            max_consecutive_failures=b.max_consecutive_failures,
+        ),
     )
     view = state.current()
     merged = (0, 0)

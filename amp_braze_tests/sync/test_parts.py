@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import urllib3
 
-from amp_braze.braze.client import AuthError, BrazeClient, BrazeError, Pacer, retry_after_seconds
+from amp_braze.braze.client import AuthError, BrazeClient, BrazeError
 from amp_braze.braze.instances import INSTANCES, endpoint_for
 from amp_braze.braze.payload import (
     ADD,
@@ -22,6 +22,7 @@ from amp_braze.braze.payload import (
     object_json,
     requests,
 )
+from amp_braze.braze.retry import Pacer, retry_after_seconds
 from amp_braze.storage import Storage
 from amp_braze.sync.state import CHECKPOINT, Entry, SyncState, fold_journal
 

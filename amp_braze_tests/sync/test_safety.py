@@ -17,6 +17,7 @@ import pytest
 
 from amp_braze.braze.client import AuthError, BrazeClient, BrazeUnavailable
 from amp_braze.braze.payload import Request, flag
+from amp_braze.braze.retry import RetryPolicy
 from amp_braze.storage import Storage
 from amp_braze.sync.lease import Lease, LeaseTimeout
 from amp_braze.sync.plan import uncertain
@@ -273,8 +274,9 @@ def test_rate_limiting_without_end_fails_after_max_wait_seconds(tmp_path, emulat
 def test_the_client_gives_up_after_consecutive_failures_not_per_batch(tiny_braze):
     closed = free_port()
     client = BrazeClient(
-        f"http://127.0.0.1:{closed}", "k", concurrency=2, max_consecutive_failures=5
-    )
+        f"http://127.0.0.1:{closed}", "k", concurrency=2,
+        retry=RetryPolicy(max_consecutive_failures=5),
+    )  # fmt: skip
     with pytest.raises(BrazeUnavailable, match="failed 5 requests in a row"):
         client.send(_requests([f"u{i}" for i in range(1, 50)]), lambda r: None)
     assert client.stats.requests <= 5 + 2  # the ones already under way when it stopped
