@@ -116,3 +116,18 @@ def kinds_name(kinds: tuple[type, ...]) -> str:
     words = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
     words |= {dict: "a mapping", list: "a list"}
     return " or ".join(words.get(k, k.__name__) for k in kinds)
+
+
+def resolve_path(path: str, base: Path) -> str:
+    if path.startswith("s3://"):
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def str_map(node: ConfigNode, name: str) -> dict[str, str]:
+    raw = node.get(name, dict, {})
+    for k, v in raw.items():
+        if not isinstance(v, str):
+            raise ConfigError(f"{node.key(name)}.{k}", f"must be a string, got {kind_name(v)}")
+    return {str(k): v for k, v in raw.items()}

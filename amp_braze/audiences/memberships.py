@@ -8,26 +8,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from amp_braze.audiences.rules import compile_rule
+from amp_braze.audiences.segment_rules import compile_rule, exclusion_order
 from amp_braze.braze.identifiers import ID, id_expr, identifier_columns
-from amp_braze.config import BrazeConfig, Config, ConfigError, SegmentConfig
+from amp_braze.config import BrazeConfig, Config, ConfigError
 from amp_braze.profiles.sql import run_sql
-
-
-def exclusion_order(segments: dict[str, SegmentConfig]) -> list[str]:
-    """Segments ordered so that every excluded segment comes before the ones excluding it."""
-    done: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in done:
-            return
-        for ex in segments[name].exclude:
-            visit(ex)
-        done.append(name)
-
-    for name in segments:
-        visit(name)
-    return done
 
 
 def check_rule_attributes(config: Config, schema: pl.Schema) -> None:
@@ -64,7 +48,7 @@ def compute_memberships(
             raw[name] = pl.col(ID).is_in(ids.implode())
     # Exclusions in dependency order, so a segment reads the final membership of those it excludes.
     out = attributes.with_columns([raw[n].fill_null(False).alias(f"__raw_{n}") for n in raw])
-    for name in exclusion_order(config.segments):
+    for name in exclusion_order({n: s.exclude for n, s in config.segments.items()}):
         expr = pl.col(f"__raw_{name}")
         for ex in config.segments[name].exclude:
             expr = expr & ~pl.col(f"__seg_{ex}")

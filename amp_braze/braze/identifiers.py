@@ -6,7 +6,7 @@ import hashlib
 
 import polars as pl
 
-from amp_braze.braze import rules
+from amp_braze.braze import field_rules
 
 ID = "__id"  # one string per user: the join key of attributes, memberships, plan and sync state
 ALIAS_SEPARATOR = "\x1f"
@@ -43,6 +43,6 @@ def id_problem(kind: str) -> pl.Expr:
     )
     expr = pl.when(missing).then(pl.lit("identifier_missing"))
     if kind == "external_id":
-        too_long = pl.col(ID).str.len_bytes() > rules.MAX_EXTERNAL_ID_BYTES
+        too_long = pl.col(ID).str.len_bytes() > field_rules.MAX_EXTERNAL_ID_BYTES
         expr = expr.when(too_long).then(pl.lit("external_id_over_987_bytes"))
     return expr.otherwise(pl.lit(None, pl.String))

@@ -3,7 +3,7 @@
 Each rule turns a column into (value, problem): ``value`` is the normalised, still typed value (a Date
 stays a Date; payload encoding formats it later), ``problem`` is null when the value is fine, else the
 name of the broken rule. A row with any problem is set aside in the rejection table with that rule.
-The constants come from ``amp_braze.braze.rules``.
+The constants come from ``amp_braze.braze.field_rules``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from functools import cache
 
 import polars as pl
 
-from amp_braze.braze import rules
+from amp_braze.braze import field_rules
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,12 @@ def _text(c: pl.Expr) -> pl.Expr:
 
 
 def _max_len(value: pl.Expr, rule: str = "string_over_255_characters") -> Checked:
-    return Checked(value, _flag(value.str.len_chars() > rules.MAX_STRING_CHARS, rule))
+    return Checked(value, _flag(value.str.len_chars() > field_rules.MAX_STRING_CHARS, rule))
 
 
 def email(c: pl.Expr) -> Checked:
     v = _text(c).str.to_lowercase()
-    bad = v.is_not_null() & ~v.str.contains(rules.EMAIL_RE.pattern)
+    bad = v.is_not_null() & ~v.str.contains(field_rules.EMAIL_RE.pattern)
     return Checked(v, _flag(bad, "email_format"))
 
 
@@ -59,7 +59,7 @@ def phone(c: pl.Expr, default_country_code: str = "1") -> Checked:
         .when((digits.str.len_chars() == 10 + len(cc)) & digits.str.starts_with(cc))
         .then(pl.concat_str(pl.lit("+"), digits))
     )
-    v = pl.when(e164.str.contains(rules.E164_RE.pattern)).then(e164).otherwise(raw)
+    v = pl.when(e164.str.contains(field_rules.E164_RE.pattern)).then(e164).otherwise(raw)
     return _max_len(v)
 
 
@@ -121,13 +121,15 @@ def language(c: pl.Expr) -> Checked:
     s = _text(c).str.to_lowercase().str.slice(0, 2)
     full = _text(c).str.to_lowercase()
     # Accept "fr" and locale forms such as "fr-CA" / "fr_CA"; nothing else.
-    ok = full.str.contains(r"^[a-z]{2}([-_][a-z]{2})?$") & s.is_in(sorted(rules.language_codes()))
+    ok = full.str.contains(r"^[a-z]{2}([-_][a-z]{2})?$") & s.is_in(
+        sorted(field_rules.language_codes())
+    )
     return Checked(pl.when(ok).then(s), _flag(full.is_not_null() & ~ok, "language_iso_639_1"))
 
 
 def time_zone(c: pl.Expr) -> Checked:
     s = _text(c)
-    ok = s.is_in(sorted(rules.time_zones()))
+    ok = s.is_in(sorted(field_rules.time_zones()))
     return Checked(pl.when(ok).then(s), _flag(s.is_not_null() & ~ok, "time_zone_iana"))
 
 
@@ -203,7 +205,9 @@ def custom_attribute(name: str, c: pl.Expr, dtype: pl.DataType) -> Checked:
         v = c.cast(pl.List(dtype.inner)) if isinstance(dtype, pl.Array) else c
         inner = dtype.inner
         if inner == pl.String:
-            too_long = v.list.eval(pl.element().str.len_chars() > rules.MAX_STRING_CHARS).list.any()
+            too_long = v.list.eval(
+                pl.element().str.len_chars() > field_rules.MAX_STRING_CHARS
+            ).list.any()
             return Checked(v, _flag(too_long, "array_element_over_255_characters"))
         if inner.is_numeric() or inner == pl.Boolean or isinstance(inner, pl.Struct):
             return Checked(v, none)

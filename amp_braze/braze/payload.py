@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from amp_braze.braze import rules
+from amp_braze.braze import field_rules
 from amp_braze.braze.identifiers import ID
 
 FLAG = "__c_"
@@ -37,7 +37,7 @@ class AttrSpec:
 
     @property
     def billable(self) -> bool:
-        return self.name not in rules.NON_BILLABLE_FIELDS
+        return self.name not in field_rules.NON_BILLABLE_FIELDS
 
 
 @dataclass
@@ -123,7 +123,7 @@ def object_json(
 
 
 def data_points(plan: pl.DataFrame, attrs: list[AttrSpec]) -> pl.Series:
-    """Data points each plan row costs, as Braze bills them (rules.attribute_data_points)."""
+    """Data points each plan row costs, as Braze bills them (field_rules.attribute_data_points)."""
     terms = []
     whole_array = pl.col(WHOLE) if WHOLE in plan.columns else pl.col(NEW)
     for a in attrs:
@@ -144,8 +144,8 @@ def data_points(plan: pl.DataFrame, attrs: list[AttrSpec]) -> pl.Series:
 def requests(
     objects: pl.Series,
     ids: pl.Series,
-    max_objects: int = rules.MAX_OBJECTS_PER_REQUEST,
-    max_bytes: int = rules.MAX_BODY_BYTES,
+    max_objects: int = field_rules.MAX_OBJECTS_PER_REQUEST,
+    max_bytes: int = field_rules.MAX_BODY_BYTES,
 ) -> Iterator[Request]:
     """Requests of at most ``max_objects`` objects and ``max_bytes`` bytes, in plan order."""
     frame = pl.DataFrame({"obj": objects, ID: ids}).with_row_index("__row")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from amp_braze.braze import normalize, rules
+from amp_braze.braze import field_rules, normalize
 from amp_braze.braze.identifiers import ID, id_expr, id_problem, identifier_columns
 from amp_braze.config import BrazeConfig
 
@@ -76,12 +76,12 @@ def _check_columns(df: pl.DataFrame, cfg: BrazeConfig) -> list[str]:
     for col in df.columns:
         if col in ids or is_helper(col):
             continue
-        if col in rules.STANDARD_FIELDS and col not in rules.SYNCABLE_STANDARD_FIELDS:
+        if col in field_rules.STANDARD_FIELDS and col not in field_rules.SYNCABLE_STANDARD_FIELDS:
             raise ProfileSqlError(
                 f"profile_sql: column {col!r} is a Braze field amp_braze does not sync "
-                f"(it syncs {', '.join(rules.SYNCABLE_STANDARD_FIELDS)})"
+                f"(it syncs {', '.join(field_rules.SYNCABLE_STANDARD_FIELDS)})"
             )
-        shadowed = rules.shadowed_standard_field(col)
+        shadowed = field_rules.shadowed_standard_field(col)
         if shadowed:
             msg = (
                 f"profile_sql: custom attribute {col!r} duplicates Braze's standard field {shadowed!r}; "
@@ -91,7 +91,7 @@ def _check_columns(df: pl.DataFrame, cfg: BrazeConfig) -> list[str]:
                 raise ProfileSqlError(msg)
             warnings.append(msg)
             log.warning(msg)
-        if len(col) > rules.MAX_STRING_CHARS or " " in col or col.startswith("$"):
+        if len(col) > field_rules.MAX_STRING_CHARS or " " in col or col.startswith("$"):
             raise ProfileSqlError(f"profile_sql: {col!r} is not a valid Braze attribute name")
     return warnings
 
@@ -117,7 +117,7 @@ def build_attributes(
     for col in attrs + helpers:
         c, dtype = pl.col(col), schema[col]
         try:
-            if col in rules.STANDARD_FIELDS:
+            if col in field_rules.STANDARD_FIELDS:
                 checked[col] = normalize.standard_field(col, c, dtype, phone_country_code)
             elif is_helper(col):
                 checked[col] = normalize.Checked(c, pl.lit(None, pl.String))
@@ -167,8 +167,8 @@ def build_attributes(
         table=accepted,
         rejections=rejections.cast(dict(REJECTION_SCHEMA)),
         input_rows=df.height,
-        standard_fields=[c for c in attrs if c in rules.STANDARD_FIELDS],
-        custom_attributes=[c for c in attrs if c not in rules.STANDARD_FIELDS],
+        standard_fields=[c for c in attrs if c in field_rules.STANDARD_FIELDS],
+        custom_attributes=[c for c in attrs if c not in field_rules.STANDARD_FIELDS],
         helpers=helpers,
         warnings=warnings,
     )

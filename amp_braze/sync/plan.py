@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from amp_braze.braze import rules
+from amp_braze.braze import field_rules
 from amp_braze.braze.identifiers import ALIAS_SEPARATOR, ID, identifier_columns
 from amp_braze.braze.payload import ADD, NEW, REMOVE, WHOLE, AttrSpec, data_points, flag
 from amp_braze.config import BrazeConfig
@@ -364,7 +364,7 @@ def plan_stats(
         for c in wanted.collect_schema().names()
         if c not in identifier_columns(braze.identifier)
         and c != ID
-        and c not in rules.NON_BILLABLE_FIELDS
+        and c not in field_rules.NON_BILLABLE_FIELDS
     ]
     known = wanted_non_null or {}
     missing = [c for c in billable if c not in known]

@@ -15,6 +15,7 @@ import polars as pl
 
 from amp_braze.audiences.memberships import segment_attributes
 from amp_braze.braze.client import BatchResult, BrazeClient, SendStats
+from amp_braze.braze.field_rules import MAX_IDENTITY_UPDATES
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.instances import endpoint_for
 from amp_braze.braze.payload import (
@@ -30,7 +31,6 @@ from amp_braze.braze.payload import (
     requests,
 )
 from amp_braze.braze.retry import RetryPolicy
-from amp_braze.braze.rules import MAX_IDENTITY_UPDATES
 from amp_braze.config import BrazeConfig, Config, SyncSpec
 from amp_braze.failpoints import failpoint
 from amp_braze.identity.ids import IdMap

@@ -13,7 +13,7 @@ from amp_braze.audiences.memberships import (
     segment_attributes,
     size_guard,
 )
-from amp_braze.audiences.rules import compile_rule
+from amp_braze.audiences.segment_rules import compile_rule
 from amp_braze.config import BrazeConfig, ConfigError, parse_config
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from amp_braze.braze import rules
+from amp_braze.braze import field_rules
 from amp_braze.braze.emulator import identity
 
 Response = tuple[
@@ -51,12 +51,12 @@ class Faults:
 @dataclass
 class Settings:
     api_key: str = "emulator-key"
-    rate_limit: int = rules.DEFAULT_RATE_LIMIT
-    rate_window: float = rules.DEFAULT_RATE_WINDOW_SECONDS
-    export_rate_limit: int = rules.EXPORT_RATE_LIMIT
-    export_rate_window: float = rules.EXPORT_RATE_WINDOW_SECONDS
+    rate_limit: int = field_rules.DEFAULT_RATE_LIMIT
+    rate_window: float = field_rules.DEFAULT_RATE_WINDOW_SECONDS
+    export_rate_limit: int = field_rules.EXPORT_RATE_LIMIT
+    export_rate_window: float = field_rules.EXPORT_RATE_WINDOW_SECONDS
     legacy_limits: bool = False  # 75 per array instead of 75 combined
-    array_cap: int = rules.DEFAULT_ARRAY_CAP
+    array_cap: int = field_rules.DEFAULT_ARRAY_CAP
     reset_header: str = "seconds"  # X-RateLimit-Reset as "seconds" remaining or "epoch"
 
 
@@ -250,7 +250,7 @@ class Emulator:
                     else max(1, math.ceil(reset_in))
                 ),
             }
-        if len(body) > rules.MAX_BODY_BYTES:
+        if len(body) > field_rules.MAX_BODY_BYTES:
             return self._count(413, rl_headers, {"message": "Request Entity Too Large"})
         try:
             payload = orjson.loads(body)
@@ -348,7 +348,7 @@ class Emulator:
                 return 400, {"message": f"'{k}' must be an array"}
         counts = {k: len(v or []) for k, v in arrays.items()}
         total = sum(counts.values())
-        limit = rules.MAX_OBJECTS_PER_REQUEST
+        limit = field_rules.MAX_OBJECTS_PER_REQUEST
         if (self.settings.legacy_limits and max(counts.values()) > limit) or (
             not self.settings.legacy_limits and total > limit
         ):
@@ -402,7 +402,7 @@ class Emulator:
         if obj.get("external_id") is not None and "braze_id" not in obj and "user_alias" not in obj:
             primaries = ["external_id"]  # the common case, without the generic scan
         else:
-            primaries = [k for k in rules.PRIMARY_IDENTIFIERS if obj.get(k) is not None]
+            primaries = [k for k in field_rules.PRIMARY_IDENTIFIERS if obj.get(k) is not None]
         if len(primaries) > 1:
             raise ObjectError(
                 "Only one of 'external_id', 'braze_id' or 'user_alias' may be provided"
@@ -416,10 +416,10 @@ class Emulator:
                 raise ObjectError("'external_id' must be a non-empty string")
             if ext in self._blocklist:
                 raise ObjectError("provided external_id is blacklisted and disallowed")
-            if len(ext.encode()) > rules.MAX_EXTERNAL_ID_BYTES:
+            if len(ext.encode()) > field_rules.MAX_EXTERNAL_ID_BYTES:
                 raise ObjectError(
                     f"EXTERNAL_USER_ID_TOO_LARGE: external_id exceeds the maximum allowed length of "
-                    f"{rules.MAX_EXTERNAL_ID_BYTES} bytes"
+                    f"{field_rules.MAX_EXTERNAL_ID_BYTES} bytes"
                 )
             return self.by_external_id.get(ext), not (update_only or False), "external_id"
         if primaries == ["user_alias"]:
@@ -458,9 +458,9 @@ class Emulator:
         unset: list[str] = []
         points = 0
         skip = _SKIP_KEYS
-        std = rules.STANDARD_FIELDS
-        free = rules.NON_BILLABLE_FIELDS
-        max_chars = rules.MAX_STRING_CHARS
+        std = field_rules.STANDARD_FIELDS
+        free = field_rules.NON_BILLABLE_FIELDS
+        max_chars = field_rules.MAX_STRING_CHARS
         secondary = how if how in ("email", "phone") else None
         # Validate everything first (an invalid object is skipped whole), then apply.
         for name, value in obj.items():
@@ -488,7 +488,7 @@ class Emulator:
                 value = self._validate(name, value)
                 if value is not None:
                     structured.append((name, value))
-                    points += rules.attribute_data_points(name, value)
+                    points += field_rules.attribute_data_points(name, value)
                     continue
                 unset.append(name)
             if not name or name[0] == "$" or len(name) > max_chars:
@@ -547,7 +547,7 @@ class Emulator:
 
     def _validate(self, name: str, value: Any) -> Any:
         """Check one attribute as Braze does; returns the value to store (may be normalised)."""
-        if not isinstance(name, str) or not name or len(name) > rules.MAX_STRING_CHARS:
+        if not isinstance(name, str) or not name or len(name) > field_rules.MAX_STRING_CHARS:
             raise ObjectError(f"invalid attribute name {name!r}")
         if name.startswith("$"):
             raise ObjectError(f"attribute name {name!r} may not start with $")
@@ -555,7 +555,7 @@ class Emulator:
             return None
         if isinstance(value, float) and not math.isfinite(value):
             raise ObjectError(f"'{name}' is not a finite number")
-        if name in rules.STANDARD_FIELDS:
+        if name in field_rules.STANDARD_FIELDS:
             return self._standard(name, value)
         return self._custom(name, value)
 
@@ -563,72 +563,76 @@ class Emulator:
         if (
             name in _PLAIN_STRING_FIELDS
             and type(value) is str
-            and len(value) <= rules.MAX_STRING_CHARS
+            and len(value) <= field_rules.MAX_STRING_CHARS
         ):
             return value
         if name == "email":
-            if not isinstance(value, str) or not rules.is_email(value):
+            if not isinstance(value, str) or not field_rules.is_email(value):
                 raise ObjectError("The value provided for the 'email' field is not a valid email.")
             return value
         if name == "dob":
-            if not isinstance(value, str) or not rules.is_dob(value):
+            if not isinstance(value, str) or not field_rules.is_dob(value):
                 raise ObjectError(
                     "The value provided for the 'dob' field must be in the format YYYY-MM-DD."
                 )
             return value
         if name == "gender":
-            if value not in rules.GENDERS:
+            if value not in field_rules.GENDERS:
                 raise ObjectError(
                     "The value provided for the 'gender' field must be one of M, F, O, N, P."
                 )
             return value
         if name == "email_subscribe":
-            if value not in rules.SUBSCRIPTION_STATES:
+            if value not in field_rules.SUBSCRIPTION_STATES:
                 raise ObjectError(
                     "BAD_EMAIL_SUBSCRIPTION_STATE: must be subscribed, unsubscribed, opted_in"
                 )
             return value
         if name == "push_subscribe":
-            if value not in rules.SUBSCRIPTION_STATES:
+            if value not in field_rules.SUBSCRIPTION_STATES:
                 raise ObjectError(
                     "BAD_PUSH_SUBSCRIPTION_STATE: must be subscribed, unsubscribed, opted_in"
                 )
             return value
         if name == "country":
             # Best-effort mapping; anything else is stored as NULL, as Braze does.
-            return rules.country_code(value) if isinstance(value, str) else None
+            return field_rules.country_code(value) if isinstance(value, str) else None
         if name == "language":
-            return value if isinstance(value, str) and value in rules.language_codes() else None
+            return (
+                value if isinstance(value, str) and value in field_rules.language_codes() else None
+            )
         if name == "time_zone":
-            return value if isinstance(value, str) and value in rules.time_zones() else _SKIP
+            return value if isinstance(value, str) and value in field_rules.time_zones() else _SKIP
         if name in ("first_name", "last_name", "home_city", "phone"):
             if not isinstance(value, str):
                 raise ObjectError(f"The value provided for the '{name}' field must be a string.")
-            if len(value) > rules.MAX_STRING_CHARS:
-                raise ObjectError(f"'{name}' is longer than {rules.MAX_STRING_CHARS} characters")
+            if len(value) > field_rules.MAX_STRING_CHARS:
+                raise ObjectError(
+                    f"'{name}' is longer than {field_rules.MAX_STRING_CHARS} characters"
+                )
             return value
         if name in ("braze_id", "alias_name", "alias_label", "external_id"):
             raise ObjectError(f"'{name}' cannot be set this way")
         return value
 
     def _custom(self, name: str, value: Any) -> Any:
-        if isinstance(value, bool) or rules.is_number(value):
+        if isinstance(value, bool) or field_rules.is_number(value):
             return value
         if isinstance(value, str):
-            if len(value) > rules.MAX_STRING_CHARS:
+            if len(value) > field_rules.MAX_STRING_CHARS:
                 raise ObjectError(
-                    f"Custom attribute '{name}' is longer than {rules.MAX_STRING_CHARS} characters"
+                    f"Custom attribute '{name}' is longer than {field_rules.MAX_STRING_CHARS} characters"
                 )
             return value
         if isinstance(value, list):
             if any(isinstance(v, dict) for v in value):
-                if len(orjson.dumps(value)) > rules.MAX_ARRAY_OF_OBJECTS_BYTES:
+                if len(orjson.dumps(value)) > field_rules.MAX_ARRAY_OF_OBJECTS_BYTES:
                     raise ObjectError(f"array of objects '{name}' is larger than 100 KB")
                 return value
             for v in value:
-                if isinstance(v, str) and len(v) > rules.MAX_STRING_CHARS:
+                if isinstance(v, str) and len(v) > field_rules.MAX_STRING_CHARS:
                     raise ObjectError(
-                        f"an element of '{name}' is longer than {rules.MAX_STRING_CHARS} characters"
+                        f"an element of '{name}' is longer than {field_rules.MAX_STRING_CHARS} characters"
                     )
                 if isinstance(v, list):
                     raise ObjectError(f"'{name}' may not hold nested arrays")
@@ -653,7 +657,7 @@ class Emulator:
     def _set(self, profile: dict, name: str, value: Any, merge: bool) -> None:
         if value is _SKIP:
             return
-        if name in rules.STANDARD_FIELDS:
+        if name in field_rules.STANDARD_FIELDS:
             if name == "email" and profile.get("email"):
                 self.by_email.pop(str(profile["email"]).lower(), None)
             if name == "phone" and profile.get("phone"):
@@ -675,7 +679,7 @@ class Emulator:
             keys = set(value)
             if keys == {"inc"}:
                 current = attrs.get(name)
-                attrs[name] = (current if rules.is_number(current) else 0) + value["inc"]
+                attrs[name] = (current if field_rules.is_number(current) else 0) + value["inc"]
                 return
             if keys <= {"add", "remove"}:
                 arr = [v for v in attrs.get(name, []) if isinstance(attrs.get(name), list)]
@@ -732,9 +736,9 @@ class Emulator:
         aliases = payload.get("user_aliases") or []
         if not isinstance(ids, list) or not isinstance(aliases, list):
             return 400, {"message": "'external_ids' and 'user_aliases' must be arrays"}
-        if len(ids) + len(aliases) > rules.MAX_EXPORT_IDS:
+        if len(ids) + len(aliases) > field_rules.MAX_EXPORT_IDS:
             return 400, {
-                "message": f"at most {rules.MAX_EXPORT_IDS} external_ids and user_aliases per request"
+                "message": f"at most {field_rules.MAX_EXPORT_IDS} external_ids and user_aliases per request"
             }
         fields = payload.get("fields_to_export")
         found: list[dict] = []
@@ -768,7 +772,7 @@ class Emulator:
 
 _SKIP = object()
 _PLAIN_STRING_FIELDS = frozenset({"first_name", "last_name", "home_city", "phone"})
-_SKIP_KEYS = rules.CONTROL_KEYS | frozenset(rules.PRIMARY_IDENTIFIERS)
+_SKIP_KEYS = field_rules.CONTROL_KEYS | frozenset(field_rules.PRIMARY_IDENTIFIERS)
 
 
 def _same(old: Any, new: Any) -> bool:
@@ -781,7 +785,7 @@ def _unchanged(
     """Billable values in an update that the profile already holds exactly (nulls for fields it
     does not have count too: unsetting nothing)."""
     attrs = profile["custom_attributes"]
-    free = rules.NON_BILLABLE_FIELDS
+    free = field_rules.NON_BILLABLE_FIELDS
     n = sum(
         1
         for name, value in standard
@@ -795,10 +799,10 @@ def _unchanged(
 
 
 def _check_nested(name: str, value: dict, depth: int = 0) -> None:
-    if len(orjson.dumps(value)) > rules.MAX_NESTED_OBJECT_BYTES:
+    if len(orjson.dumps(value)) > field_rules.MAX_NESTED_OBJECT_BYTES:
         raise ObjectError(f"nested attribute '{name}' is larger than 50 KB")
     for k, v in value.items():
-        if " " in k or len(k) > rules.MAX_STRING_CHARS:
+        if " " in k or len(k) > field_rules.MAX_STRING_CHARS:
             raise ObjectError(
                 f"nested key {k!r} in '{name}' is invalid (no spaces, at most 255 characters)"
             )
@@ -806,9 +810,9 @@ def _check_nested(name: str, value: dict, depth: int = 0) -> None:
             raise ObjectError(
                 f"nested attribute '{name}' holds a null; all nested updates are dropped"
             )
-        if isinstance(v, str) and len(v) > rules.MAX_STRING_CHARS:
+        if isinstance(v, str) and len(v) > field_rules.MAX_STRING_CHARS:
             raise ObjectError(
-                f"a value in '{name}' is longer than {rules.MAX_STRING_CHARS} characters"
+                f"a value in '{name}' is longer than {field_rules.MAX_STRING_CHARS} characters"
             )
         if isinstance(v, dict) and "$time" not in v:
             _check_nested(name, v, depth + 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from amp_braze.braze.rules import MAX_IDENTITY_UPDATES
+from amp_braze.braze.field_rules import MAX_IDENTITY_UPDATES
 
 
 class Profiles(Protocol):
