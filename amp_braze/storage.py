@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 import polars as pl
 
-from amp_braze.braze.identifiers import ID, ids_digest
 from amp_braze.failpoints import failpoint
 
 TABLES = "tables"
@@ -270,15 +269,14 @@ class Storage:
             self.delete(name)
 
     # -- parquet --------------------------------------------------------------------------------
-    def write_parquet(self, name: str, df: pl.DataFrame) -> str:
+    def write_parquet(self, name: str, df: pl.DataFrame, footer: dict | None = None) -> str:
         """Write a frame atomically to ``name`` (a path ending in .parquet); returns its URI.
 
         The footer carries the row count and each column's non-null count (free to take from a
-        frame in memory), so readers can have them without decoding a column."""
+        frame in memory), so readers can have them without decoding a column, plus whatever the
+        writer adds (``footer``: the sync adds its ids digest)."""
         uri = self.uri(name)
-        summary = {"rows": df.height, "non_null": non_null_counts(df)}
-        if ID in df.columns:
-            summary["ids_digest"] = ids_digest(df.get_column(ID))
+        summary = {"rows": df.height, "non_null": non_null_counts(df), **(footer or {})}
         opts = {
             "statistics": True,
             "compression": COMPRESSION,
@@ -299,7 +297,7 @@ class Storage:
 
     def footer(self, name: str) -> dict[str, Any]:
         """What ``write_parquet`` left in the footer: ``rows``, ``non_null`` (per column) and
-        ``ids_digest`` (tables with an id column); empty for a file written some other way."""
+        what the writer added (``ids_digest``, see ``braze.identifiers.id_footer``); empty for a file written some other way."""
         meta = pl.read_parquet_metadata(self.uri(name), storage_options=self.storage_options)
         raw = meta.get(SUMMARY_KEY)
         return orjson.loads(raw) if raw else {}
@@ -314,8 +312,8 @@ class Storage:
         return self.scan_parquet(name).collect()
 
     # -- tables (named datasets the assets produce) ---------------------------------------------
-    def write_table(self, table: str, df: pl.DataFrame) -> str:
-        return self.write_parquet(self.table_name(table), df)
+    def write_table(self, table: str, df: pl.DataFrame, footer: dict | None = None) -> str:
+        return self.write_parquet(self.table_name(table), df, footer)
 
     def table_exists(self, table: str) -> bool:
         return self.exists(self.table_name(table))

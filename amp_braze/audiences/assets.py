@@ -8,6 +8,7 @@ from amp_braze.audiences.memberships import (
     membership_changes,
     size_guard,
 )
+from amp_braze.braze.identifiers import id_footer
 from amp_braze.config import Config
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.sql import base_tables, sql_upstream, table_assets
@@ -62,7 +63,7 @@ def build_audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         changes = membership_changes(memberships, before, segments)
         baseline = store.read_json(BASELINE, default={})
         result = size_guard(cfg, changes.sizes, baseline, config.accept_segment_changes)
-        uri = store.write_table(MEMBERSHIPS, memberships)
+        uri = store.write_table(MEMBERSHIPS, memberships, id_footer(memberships))
         if result.passed:
             store.write_json(BASELINE, changes.sizes)
         meta = table_metadata(

@@ -20,6 +20,11 @@ def ids_digest(ids: pl.Series) -> str:
     return f"polars{pl.__version__}:{hashlib.blake2b(hashed.tobytes(), digest_size=16).hexdigest()}"
 
 
+def id_footer(df: pl.DataFrame) -> dict[str, str]:
+    """What a table keyed by ``__id`` records in its Parquet footer for the planner."""
+    return {"ids_digest": ids_digest(df.get_column(ID))} if ID in df.columns else {}
+
+
 def identifier_columns(kind: str) -> list[str]:
     """Columns the profile SQL must return for an identifier kind."""
     return ["alias_name", "alias_label"] if kind == "user_alias" else [kind]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from amp_braze.braze.identifiers import ID
+from amp_braze.braze.identifiers import ID, id_footer
 from amp_braze.config import BrazeConfig, Config, SourceConfig
 from amp_braze.identity.assets import identity_assets
 from amp_braze.identity.resolve import CLUSTERS_TABLE
@@ -168,7 +168,8 @@ def attributes_assets(
         for w in result.warnings:
             context.log.warning(w)
         # Sorted by the key: the planner then lines it up with the sync state without a join.
-        uri = store.write_table(table, result.table.sort(ID))
+        ordered = result.table.sort(ID)
+        uri = store.write_table(table, ordered, id_footer(ordered))
         rejections_uri = store.write_table(rejections, result.rejections)
         by_rule = result.rejections.group_by("rule").len().sort("len", descending=True)
         meta = table_metadata(result.table, uri)

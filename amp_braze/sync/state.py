@@ -33,7 +33,7 @@ from functools import cached_property
 import orjson
 import polars as pl
 
-from amp_braze.braze.identifiers import ID
+from amp_braze.braze.identifiers import ID, id_footer
 from amp_braze.braze.payload import FLAG, flag
 from amp_braze.failpoints import failpoint
 from amp_braze.storage import COMPRESSION, Storage
@@ -308,7 +308,7 @@ class SyncState:
         (another writer's; this writer's part file is then removed)."""
         vdir = self._version_dir(version)
         part = f"part-00000-{uuid.uuid4().hex[:16]}.parquet"
-        self.storage.write_parquet(f"{vdir}/{part}", table)
+        self.storage.write_parquet(f"{vdir}/{part}", table, id_footer(table))
         failpoint("commit.part_written")
         manifest = {
             "version": version,

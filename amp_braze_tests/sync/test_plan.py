@@ -9,7 +9,7 @@ import random
 import polars as pl
 import pytest
 
-from amp_braze.braze.identifiers import ID
+from amp_braze.braze.identifiers import ID, id_footer
 from amp_braze.braze.payload import ADD, NEW, REMOVE, flag
 from amp_braze.config import BrazeConfig
 from amp_braze.storage import Storage
@@ -169,7 +169,7 @@ def test_plan_matches_a_row_by_row_oracle(tmp_path, new_share, gone_share, on_re
 
 def _from_parquet(storage: Storage, table: pl.DataFrame) -> Side:
     name = f"{id(table)}.parquet"
-    storage.write_parquet(name, table)
+    storage.write_parquet(name, table, id_footer(table))
     f = storage.footer(name)
     return Side(storage.scan_parquet(name), None, f["ids_digest"], f["rows"], f["non_null"])
 
