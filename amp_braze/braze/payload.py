@@ -15,29 +15,7 @@ import polars as pl
 
 from amp_braze.braze import field_rules
 from amp_braze.braze.identifiers import ID
-
-FLAG = "__c_"
-ADD, REMOVE = "__add", "__remove"
-NEW = "__new"  # a user Braze has not had from us
-WHOLE = "__whole"  # send array attributes whole, not as add/remove (new users, uncertain values)
-
-
-def flag(attr: str) -> str:
-    return f"{FLAG}{attr}"
-
-
-@dataclass(frozen=True)
-class AttrSpec:
-    """How one managed attribute is sent."""
-
-    name: str
-    array_ops: bool = (
-        False  # a segment array attribute: whole array for new users, add/remove after
-    )
-
-    @property
-    def billable(self) -> bool:
-        return self.name not in field_rules.NON_BILLABLE_FIELDS
+from amp_braze.plan_format import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 
 
 @dataclass

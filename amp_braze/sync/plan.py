@@ -23,8 +23,9 @@ import polars as pl
 
 from amp_braze.braze import field_rules
 from amp_braze.braze.identifiers import ALIAS_SEPARATOR, ID, identifier_columns
-from amp_braze.braze.payload import ADD, NEW, REMOVE, WHOLE, AttrSpec, data_points, flag
+from amp_braze.braze.payload import data_points
 from amp_braze.config import BrazeConfig
+from amp_braze.plan_format import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 from amp_braze.storage import non_null_counts
 
 OLD = "__old"

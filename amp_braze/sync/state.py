@@ -34,8 +34,8 @@ import orjson
 import polars as pl
 
 from amp_braze.braze.identifiers import ID, id_footer
-from amp_braze.braze.payload import FLAG, flag
 from amp_braze.failpoints import failpoint
+from amp_braze.plan_format import FLAG, flag
 from amp_braze.storage import COMPRESSION, Storage
 from amp_braze.sync.plan import Side, uncertain
 

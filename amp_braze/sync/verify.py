@@ -9,8 +9,9 @@ import orjson
 import polars as pl
 
 from amp_braze.braze.identifiers import ID, identifier_columns
-from amp_braze.braze.payload import AttrSpec, flag, object_json
+from amp_braze.braze.payload import object_json
 from amp_braze.config import Config, SyncSpec
+from amp_braze.plan_format import AttrSpec, flag
 from amp_braze.storage import Storage
 from amp_braze.sync.run import the_sync, wanted_state
 

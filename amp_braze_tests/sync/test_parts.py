@@ -12,17 +12,9 @@ import urllib3
 
 from amp_braze.braze.client import AuthError, BrazeClient, BrazeError
 from amp_braze.braze.instances import INSTANCES, endpoint_for
-from amp_braze.braze.payload import (
-    ADD,
-    NEW,
-    REMOVE,
-    AttrSpec,
-    data_points,
-    flag,
-    object_json,
-    requests,
-)
+from amp_braze.braze.payload import data_points, object_json, requests
 from amp_braze.braze.retry import Pacer, retry_after_seconds
+from amp_braze.plan_format import ADD, NEW, REMOVE, AttrSpec, flag
 from amp_braze.storage import Storage
 from amp_braze.sync.state import CHECKPOINT, Entry, SyncState, fold_journal
 

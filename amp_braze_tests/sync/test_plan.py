@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from amp_braze.braze.identifiers import ID, id_footer
-from amp_braze.braze.payload import ADD, NEW, REMOVE, flag
 from amp_braze.config import BrazeConfig
+from amp_braze.plan_format import ADD, NEW, REMOVE, flag
 from amp_braze.storage import Storage
 from amp_braze.sync import plan as plan_module
 from amp_braze.sync.plan import Side, match_sorted_ids, plan_delta

@@ -16,8 +16,9 @@ import polars as pl
 import pytest
 
 from amp_braze.braze.client import AuthError, BrazeClient, BrazeUnavailable
-from amp_braze.braze.payload import Request, flag
+from amp_braze.braze.payload import Request
 from amp_braze.braze.retry import RetryPolicy
+from amp_braze.plan_format import flag
 from amp_braze.storage import Storage
 from amp_braze.sync.lease import Lease, LeaseTimeout
 from amp_braze.sync.plan import uncertain
