@@ -14,7 +14,7 @@ import polars as pl
 from amp_braze.currents.hours import EVENTS_DIR, current_hours, write_load
 from amp_braze.currents.keys import hour_of
 from amp_braze.currents.load import COMMON
-from amp_braze.currents.rollup import SummaryRun, engagement_summary
+from amp_braze.currents.rollup import SummaryRun, update_summary
 from amp_braze.currents.summary import COUNTS, LAST, PURCHASE, SESSION, summarize
 from amp_braze.storage import Storage
 from benchmarks.harness import Row, report
@@ -63,7 +63,7 @@ def _both(storage: Storage, as_of: dt.datetime) -> tuple[pl.DataFrame, float, Su
     full = summarize(storage.scan_parquet(names), as_of)
     full_s = time.perf_counter() - t
     t = time.perf_counter()
-    run = engagement_summary(storage, EVENTS_DIR, as_of)
+    run = update_summary(storage, EVENTS_DIR, as_of)
     return full, full_s, run, time.perf_counter() - t
 
 

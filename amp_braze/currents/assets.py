@@ -17,7 +17,7 @@ from amp_braze.currents.hours import (
 )
 from amp_braze.currents.listing import list_files, list_hour, lookback_start
 from amp_braze.currents.load import load_hour
-from amp_braze.currents.rollup import engagement_summary as summarize_incrementally
+from amp_braze.currents.rollup import update_summary
 from amp_braze.currents.summary_schema import SUMMARY_DESCRIPTIONS
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.resources import StorageResource
@@ -133,7 +133,7 @@ def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
         as_of = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.UTC)
         if as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=dt.UTC)
-        run = summarize_incrementally(store, EVENTS_DIR, as_of)
+        run = update_summary(store, EVENTS_DIR, as_of)
         summary = run.table
         uri = store.write_table("engagement_summary", summary)
         meta = table_metadata(summary, uri, SUMMARY_DESCRIPTIONS) | {

@@ -22,9 +22,9 @@ import polars as pl
 from amp_braze.currents.hours import current_hours
 from amp_braze.currents.keys import hour_of
 from amp_braze.currents.summary import (
+    add_to_rollup,
     alltime,
     combine,
-    fold,
     window_start_hour,
     windowed,
 )
@@ -51,7 +51,7 @@ def _hour(name: str) -> str:
     return name.rsplit("hour=", 1)[1].split("/", 1)[0]
 
 
-def engagement_summary(storage: Storage, events_dir: str, as_of: dt.datetime) -> SummaryRun:
+def update_summary(storage: Storage, events_dir: str, as_of: dt.datetime) -> SummaryRun:
     """The summary as of ``as_of``, updating the roll-up when ``as_of`` is not before its cut-off."""
     as_of = as_of.astimezone(dt.UTC)
     files = {h.events: h.load for h in current_hours(storage, events_dir).values()}
@@ -113,7 +113,7 @@ def _update_rollup(
         ]
     )
     run.events_read += n.item()
-    rollup = fold(base, new)
+    rollup = add_to_rollup(base, new)
     # Hours holding events after the cut-off are not recorded, so the next run folds them again.
     ahead = latest.filter(pl.col("latest") > as_of).get_column(FILE).to_list()
     settled = {_hour(n): files[n] for n in todo if not any(p.endswith(n) for p in ahead)}

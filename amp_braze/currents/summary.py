@@ -64,7 +64,7 @@ def alltime(events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def fold(rollup: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
+def add_to_rollup(rollup: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
     """The roll-up with ``new`` (the alltime() of newly loaded hours) folded in."""
     if rollup is None or not rollup.height:
         return new.sort(USER)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from amp_braze.config_reader import ConfigError, ConfigNode, kind_name
 
-# How a column is normalised and compared (identity/normalize.py and identity/linkage.py).
+# How a column is normalised and compared (identity/standardize.py and identity/linkage.py).
 FIELD_KINDS = ("name", "exact", "email", "phone", "date", "postcode", "address", "id", "text")
 # Kinds whose single value identifies one person: a value many records share is junk.
 IDENTIFYING_KINDS = ("email", "phone", "id", "exact")

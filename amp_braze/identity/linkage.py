@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from amp_braze.identity.config import IdentityConfig
-from amp_braze.identity.normalize import CANONICAL_SUFFIX
+from amp_braze.identity.standardize import CANONICAL_SUFFIX
 
 ID = "unique_id"  # Splink's record id column: an integer row number of the records table
 MODEL_VERSION = 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from amp_braze.config import SourceConfig
-from amp_braze.identity import normalize
+from amp_braze.identity import standardize
 from amp_braze.identity.config import IDENTIFYING_KINDS, IdentityConfig
 from amp_braze.identity.linkage import ID
 
@@ -46,8 +46,8 @@ def _feed_records(
             missing.add(col)
             exprs.append(pl.lit(None, pl.String).alias(col))
             continue
-        value = normalize.field(col, kind, schema[col], cfg.default_country_code)
-        exprs.append(normalize.without_junk(value, cfg.junk_values).alias(col))
+        value = standardize.field(col, kind, schema[col], cfg.default_country_code)
+        exprs.append(standardize.without_junk(value, cfg.junk_values).alias(col))
     return lf.select(exprs)
 
 
@@ -100,7 +100,7 @@ def prepare(
     if nulls:
         table = table.with_columns(nulls)
     canonical = [
-        normalize.canonical_name(pl.col(c)).alias(c + normalize.CANONICAL_SUFFIX)
+        standardize.canonical_name(pl.col(c)).alias(c + standardize.CANONICAL_SUFFIX)
         for c, k in cfg.fields.items()
         if k == "name"
     ]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
-from amp_braze.identity.normalize import nickname_map
+from amp_braze.identity.standardize import nickname_map
 
 GIVEN = (
     "james john robert michael william david richard joseph thomas charles christopher daniel "

@@ -34,7 +34,7 @@ def due(
     return to_merge, renames
 
 
-def fold(state: pl.DataFrame, merges: pl.DataFrame, renames: pl.DataFrame) -> pl.DataFrame:
+def apply_merges(state: pl.DataFrame, merges: pl.DataFrame, renames: pl.DataFrame) -> pl.DataFrame:
     """The state after Braze applied the renames, then the merges."""
     if renames.height:
         new_id = dict(zip(renames[ABSORBED], renames[KEPT], strict=True))

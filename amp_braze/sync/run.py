@@ -481,7 +481,7 @@ def _send_merges(
             },
         )
     base = state.commit()
-    folded = merges.fold(base.table, to_merge, renames)
+    folded = merges.apply_merges(base.table, to_merge, renames)
     if not state.write_version(base.version + 1, folded, base.folded_through):
         raise StateMovedError(
             f"the sync state under {storage.uri(state.base)} was committed by another writer "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from amp_braze.braze import normalize as braze_rules
+from amp_braze.braze import normalize
 
 NICKNAMES = Path(__file__).with_name("nicknames.csv")
 CANONICAL_SUFFIX = "__canonical"  # name columns: the nickname table's full name
@@ -91,19 +91,19 @@ def canonical_name(normalised: pl.Expr) -> pl.Expr:
 
 
 def email(c: pl.Expr) -> pl.Expr:
-    checked = braze_rules.email(c)
+    checked = normalize.email(c)
     return pl.when(checked.problem.is_null()).then(checked.value)
 
 
 def phone(c: pl.Expr, default_country_code: str = "1") -> pl.Expr:
-    value = braze_rules.phone(c, default_country_code).value
+    value = normalize.phone(c, default_country_code).value
     digits = value.str.replace_all(r"[^0-9+]", "")
     junk = digits.str.contains(_REPEATED_DIGITS) | digits.is_in(_SEQUENTIAL)
     return pl.when(~junk & (digits.str.len_chars() >= 7)).then(digits)
 
 
 def date(c: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    return braze_rules.dob(c, dtype).value.cast(pl.String)
+    return normalize.dob(c, dtype).value.cast(pl.String)
 
 
 def postcode(c: pl.Expr) -> pl.Expr:
