@@ -61,23 +61,23 @@ def _records_by_link(result: Resolution) -> list[dict]:
     return rows
 
 
-def identity_assets(config: Config) -> list[dg.AssetsDefinition]:
-    cfg = config.identity
-    assert cfg is not None
-    deps = [dg.AssetKey(["sources", name]) for name in config.sources]
+def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
+    ident = cfg.identity
+    assert ident is not None
+    deps = [dg.AssetKey(["sources", name]) for name in cfg.sources]
     key = dg.AssetKey(CLUSTERS_TABLE)
     checks = [
         dg.AssetCheckSpec(
             "cluster_size",
             asset=key,
             description=f"Warns when a cluster grew past identity.max_cluster_size "
-            f"({cfg.max_cluster_size}) and had to be split.",
+            f"({ident.max_cluster_size}) and had to be split.",
         ),
         dg.AssetCheckSpec(
             "junk_values",
             asset=key,
             description=f"Warns when an identifying value (email, phone, id) is shared by more "
-            f"than identity.max_records_per_value ({cfg.max_records_per_value}) records: such a "
+            f"than identity.max_records_per_value ({ident.max_records_per_value}) records: such a "
             "value links nobody.",
         ),
     ]
@@ -90,17 +90,16 @@ def identity_assets(config: Config) -> list[dg.AssetsDefinition]:
         check_specs=checks,
         description="Every feed record with the stable amp_id of the person it belongs to: "
         "normalised, linked by the deterministic rules and Splink's model (match probability at "
-        f"or above {cfg.threshold}), clustered; ids survive growth, merges keep the older id.",
+        f"or above {ident.threshold}), clustered; ids survive growth, merges keep the older id.",
     )
     def identity_clusters(context: dg.AssetExecutionContext, storage: StorageResource):
         from amp_braze.profiles.assets import source_table
 
         store = storage.get()
         feeds = {
-            name: (src, store.scan_table(source_table(name)))
-            for name, src in config.sources.items()
+            name: (src, store.scan_table(source_table(name))) for name, src in cfg.sources.items()
         }
-        result, version, uri = run(config, store, feeds)
+        result, version, uri = run(cfg, store, feeds)
         a = result.assignment
         sizes = result.table.group_by("amp_id").len().get_column("len")
         meta = table_metadata(result.table, uri, DESCRIPTIONS)
@@ -136,14 +135,14 @@ def identity_assets(config: Config) -> list[dg.AssetsDefinition]:
                     severity=dg.AssetCheckSeverity.WARN,
                     metadata={
                         "oversized_clusters": dg.MetadataValue.int(over.height),
-                        "max_cluster_size": dg.MetadataValue.int(cfg.max_cluster_size),
+                        "max_cluster_size": dg.MetadataValue.int(ident.max_cluster_size),
                         "largest_before_split": dg.MetadataValue.int(
                             int(over.get_column("records").max() or 0) if over.height else 0
                         ),
                     },
                     description=None
                     if over.height == 0
-                    else f"{over.height} cluster(s) had more than {cfg.max_cluster_size} records "
+                    else f"{over.height} cluster(s) had more than {ident.max_cluster_size} records "
                     "and were split on their strongest links; look for a shared value or a "
                     "weak blocking rule.",
                 ),

@@ -52,9 +52,9 @@ def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
     return _feed
 
 
-def _customer_profiles(config: Config) -> dg.AssetsDefinition:
-    deps = [dg.AssetKey(["sources", name]) for name in config.sources]
-    if config.identity is not None:
+def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
+    deps = [dg.AssetKey(["sources", name]) for name in cfg.sources]
+    if cfg.identity is not None:
         deps.append(dg.AssetKey(CLUSTERS_TABLE))
 
     @dg.asset(
@@ -72,10 +72,9 @@ def _customer_profiles(config: Config) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         store = storage.get()
         feeds = {
-            name: (src, store.scan_table(source_table(name)))
-            for name, src in config.sources.items()
+            name: (src, store.scan_table(source_table(name))) for name, src in cfg.sources.items()
         }
-        if config.identity is not None:
+        if cfg.identity is not None:
             feeds = with_amp_ids(feeds, store.scan_table(CLUSTERS_TABLE))
         result = unify(feeds)
         uri = store.write_table("customer_profiles", result.profiles)
@@ -96,14 +95,14 @@ def _customer_profiles(config: Config) -> dg.AssetsDefinition:
     return customer_profiles
 
 
-def build_profile_assets(config: Config) -> list[dg.AssetsDefinition]:
-    identity = identity_assets(config) if config.identity is not None else []
+def build_profile_assets(cfg: Config) -> list[dg.AssetsDefinition]:
+    identity = identity_assets(cfg) if cfg.identity is not None else []
     return (
-        [_source_asset(src) for src in config.sources.values()]
+        [_source_asset(src) for src in cfg.sources.values()]
         + identity
         + [
-            _customer_profiles(config),
-            attributes_assets(config),
+            _customer_profiles(cfg),
+            attributes_assets(cfg),
         ]
     )
 
@@ -113,7 +112,7 @@ REJECTIONS = "braze_customer_attributes_rejections"
 
 
 def attributes_assets(
-    config: Config,
+    cfg: Config,
     sql_key: str = "profile_sql",
     sql: Path | None = None,
     braze: BrazeConfig | None = None,
@@ -122,8 +121,8 @@ def attributes_assets(
 ) -> dg.AssetsDefinition:
     """A query's result checked by Braze's field rules, and the rows it set aside: the profile SQL
     (braze_customer_attributes), or a sync's own ``sql`` (``<sync>/attributes``)."""
-    sql_path = sql or config.profile_sql
-    braze = braze or config.braze
+    sql_path = sql or cfg.profile_sql
+    braze = braze or cfg.braze
     table, rejections = "/".join(keys[0]), "/".join(keys[1])
     check = dg.AssetCheckSpec(
         "rejected_share",
@@ -132,7 +131,7 @@ def attributes_assets(
         description=f"Fails (and stops the sync) when more than {braze.max_rejected_share:.1%} "
         "of the rows break a Braze field rule.",
     )
-    upstream = [dg.AssetKey(k) for k in sql_upstream(sql_path.read_text(), table_assets(config))]
+    upstream = [dg.AssetKey(k) for k in sql_upstream(sql_path.read_text(), table_assets(cfg))]
 
     @dg.multi_asset(
         specs=[
@@ -162,7 +161,7 @@ def attributes_assets(
     )
     def attributes(context: dg.AssetExecutionContext, storage: StorageResource):
         store = storage.get()
-        tables = base_tables(config, store)
+        tables = base_tables(cfg, store)
         raw = run_sql(sql_path.read_text(), tables, sql_key)
         result = build_attributes(raw, braze)
         for w in result.warnings:
