@@ -1,11 +1,8 @@
-"""customer_profiles: survivorship across conflicting feeds, run through dagster.materialize."""
+"""customer_profiles: survivorship across feeds, key normalisation, S3 storage, the sample feeds."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
 from amp_braze.profiles.sample_data import generate
 from amp_braze.storage import Storage
-from amp_braze_tests.conftest import MINIMAL, write_config
+from amp_braze_tests.conftest import write_config
 
 
 def _materialize(config_path: Path) -> tuple[dg.ExecuteInJobResult, Storage]:
@@ -203,96 +200,3 @@ def test_generator_is_deterministic_and_messy(tmp_path):
     assert len(ids[0] & ids[1] & ids[2]) > 100  # in all three feeds
     both = pos.unique("customer_id").join(ecom.unique("customer_id"), on="customer_id")
     assert (both["first_name"] != both["first_name_right"]).sum() > 0  # conflicting values
-
-
-def test_dagster_cli_lists_the_assets(tmp_path):
-    env = {
-        "AMP_BRAZE_HOME": str(tmp_path),
-        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-    }
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "list", "-m", "amp_braze.definitions"],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    listed = set(proc.stdout.split())
-    assert {"sources/pos", "sources/ecommerce", "sources/loyalty", "customer_profiles"} <= listed
-
-
-def test_demo_command_runs_the_loop_and_checks_braze(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "amp_braze.cli", "demo", "--profiles", "2000", "--workdir", str(tmp_path / "demo")],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    # The feeds share no key: identity resolution finds the 2,000 customers behind them. Each
-    # record id encodes the generator's customer number, so the truth is known here.
-    tables = tmp_path / "demo/.amp_braze/storage/tables"
-    clusters = pl.read_parquet(tables / "identity_clusters.parquet")
-    number = pl.col("record_id").str.slice(1).cast(pl.Int64)
-    person = (
-        pl.when(pl.col("source") == "pos").then((number - 3) // 7)
-        .when(pl.col("source") == "ecommerce").then((number - 5) // 13)
-        .otherwise(number)
-    )  # fmt: skip
-    clusters = clusters.with_columns(person.alias("person"))
-    assert clusters["person"].n_unique() == 2000
-    people_per_id = clusters.group_by("amp_id").agg(pl.col("person").n_unique())["person"]
-    ids_per_person = clusters.group_by("person").agg(pl.col("amp_id").n_unique())["amp_id"]
-    assert people_per_id.max() == 1  # nobody merged with someone else
-    assert (ids_per_person > 1).mean() < 0.03  # at most 3% of customers left in two pieces
-    ids = clusters["amp_id"].n_unique()
-    assert f"resolved into {ids:,} people (amp_id)" in proc.stdout
-    assert f"customer_profiles {ids:>10,} unified customers" in proc.stdout
-    # Two syncs to two emulated workspaces, each reported, each holding what its syncs want.
-    assert "sync profiles_us (orchestration to us):" in proc.stdout
-    assert "sync winback_eu (campaign to eu):" in proc.stdout
-    assert proc.stdout.count("    day two:") == 2
-    attributes = pl.read_parquet(tables / "braze_customer_attributes.parquet")
-    assert f"emulator us: {attributes.height:,} profiles" in proc.stdout
-    assert proc.stdout.count("users: EQUAL") == 2
-    assert pl.read_parquet(tables / "customer_profiles.parquet").height == ids
-
-
-def test_dg_project_tooling_loads_the_code_location(tmp_path):
-    """`dg check defs` and `dg list defs` (Dagster's current project tooling) load the project;
-    the dependency edges they report are the ones the SQL reads."""
-    import json
-
-    from amp_braze_tests.conftest import REPO
-
-    env = {k: v for k, v in os.environ.items() if k != "AMP_BRAZE_CONFIG"}
-    env["AMP_BRAZE_HOME"] = str(tmp_path)
-    dg_cli = str(Path(sys.executable).parent / "dg")
-    check = subprocess.run(
-        [dg_cli, "check", "defs"], capture_output=True, text=True, env=env, cwd=REPO
-    )
-    assert check.returncode == 0, check.stderr[-2000:]
-    assert "All definitions loaded successfully" in check.stdout + check.stderr
-    listed = subprocess.run(
-        [dg_cli, "list", "defs", "--json"], capture_output=True, text=True, env=env, cwd=REPO
-    )
-    assert listed.returncode == 0, listed.stderr[-2000:]
-    data = json.loads(listed.stdout)
-    deps = {a["asset_key"]: set(a["dependency_keys"]) for a in data["assets"]}
-    assert deps["braze_customer_attributes"] == {"customer_profiles", "engagement_summary"}
-    assert {s["name"] for s in data["schedules"]} == {"profiles_us_schedule", "winback_eu_schedule"}
-    # The storage and each Braze workspace are resources (shown on the UI's resource pages).
-    resources = {r["name"]: r["type"] for r in data["resources"]}
-    assert resources["storage"] == "amp_braze.resources.StorageResource"
-    assert resources["braze_us"] == resources["braze_eu"] == "amp_braze.resources.BrazeWorkspace"
-
-
-def test_the_cli_given_a_config_never_reads_the_working_directorys_file(tmp_path):
-    """Importing the package builds no definitions: a broken ./amp_braze.yaml does not stop
-    `amp-braze validate --config good.yaml`."""
-    (tmp_path / "amp_braze.yaml").write_text("storage: [not, a, string]\n")
-    good = write_config(tmp_path / "good", MINIMAL)
-    (tmp_path / "good" / "pos.csv").write_text("customer_id,updated_at\n1,2026-01-01\n")
-    proc = subprocess.run(
-        [sys.executable, "-c", "import amp_braze.definitions, amp_braze.cli, sys; "
-         "sys.exit(amp_braze.cli.main(['validate', '--config', sys.argv[1]]))", str(good)],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"configuration OK: {good}" in proc.stdout
