@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from amp_braze.braze.emulator.core import Emulator, Settings
+from amp_braze.braze.emulator.faults import DROP, Dropped, Response
 
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -64,26 +65,25 @@ class _Protocol(asyncio.Protocol):
             body = bytes(self.buf[end + 4 : end + 4 + length])
             del self.buf[: end + 4 + length]
             keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
-            status, extra, payload = self.emulator.handle(method, target, headers, body)
+            answer = self.emulator.handle(method, target, headers, body)
             latency = self.emulator.faults.latency_ms if target.startswith("/users/") else 0
             if latency > 0:
                 self.busy = True
                 asyncio.get_running_loop().call_later(
-                    latency / 1000, self._respond, status, extra, payload, keep_alive
+                    latency / 1000, self._respond, answer, keep_alive
                 )
                 return
-            self._respond(status, extra, payload, keep_alive)
+            self._respond(answer, keep_alive)
 
-    def _respond(
-        self, status: int, extra: dict[str, str], payload: object, keep_alive: bool
-    ) -> None:
+    def _respond(self, answer: Response | Dropped, keep_alive: bool) -> None:
         self.busy = False
         t = self.transport
         if t is None or t.is_closing():
             return
-        if payload is None and status == 0:  # injected dropped connection
+        if answer is DROP:  # an injected dropped connection
             t.abort()
             return
+        status, extra, payload = answer
         body = orjson.dumps(payload)
         lines = [
             f"HTTP/1.1 {status} {_reason(status)}",
