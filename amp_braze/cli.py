@@ -67,7 +67,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from amp_braze.definitions import build_defs
     from amp_braze.storage import Storage
     from amp_braze.sync.assets import sync_asset_key
-    from amp_braze.sync.run import load_plan, sync_paths, write_dry_run
+    from amp_braze.sync.paths import sync_paths
+    from amp_braze.sync.run import load_plan, write_dry_run
 
     path, why = _which_config(args.config)
     print(f"planning with {path} ({why})")

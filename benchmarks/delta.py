@@ -16,7 +16,8 @@ import polars as pl
 from amp_braze.braze.identifiers import ID
 from amp_braze.config import Config, load_config
 from amp_braze.storage import Storage
-from amp_braze.sync.run import ATTRIBUTES, MEMBERSHIPS, destination, make_plan
+from amp_braze.sync.paths import ATTRIBUTES, MEMBERSHIPS, destination
+from amp_braze.sync.run import make_plan
 from amp_braze.sync.state import SyncState
 from benchmarks.harness import Row, peak_rss_mb, report
 

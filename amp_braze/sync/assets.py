@@ -13,17 +13,8 @@ from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.assets import attributes_assets
 from amp_braze.resources import StorageResource, workspace_key
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
-from amp_braze.sync.run import (
-    SYNC_REJECTIONS,
-    destination,
-    load_plan,
-    make_plan,
-    run_sync,
-    save_plan,
-    sync_paths,
-    the_sync,
-    write_dry_run,
-)
+from amp_braze.sync.paths import SYNC_REJECTIONS, destination, sync_paths, the_sync
+from amp_braze.sync.run import load_plan, make_plan, run_sync, save_plan, write_dry_run
 from amp_braze.sync.state import StateMovedError
 
 GROUP = "braze_sync"

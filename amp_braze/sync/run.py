@@ -8,174 +8,33 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
-from urllib.parse import urlparse
 
 import polars as pl
 
-from amp_braze.audiences.memberships import segment_attributes
 from amp_braze.braze.client import BatchResult, BrazeClient, SendStats
 from amp_braze.braze.field_rules import MAX_IDENTITY_UPDATES
-from amp_braze.braze.identifiers import ID, identifier_columns
+from amp_braze.braze.identifiers import ID
 from amp_braze.braze.instances import endpoint_for
 from amp_braze.braze.payload import Request, data_points, object_json, requests
 from amp_braze.braze.retry import RetryPolicy
-from amp_braze.config import BrazeConfig, Config, SyncSpec
+from amp_braze.config import Config, SyncSpec
 from amp_braze.failpoints import failpoint
 from amp_braze.identity.ids import IdMap
 from amp_braze.plan_format import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
-from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
 from amp_braze.sync import merges
 from amp_braze.sync.lease import Lease, LeaseLost
-from amp_braze.sync.plan import Plan, Side, plan_delta, zip_or_join
+from amp_braze.sync.paths import (
+    SyncPaths,
+    sync_paths,
+    the_sync,
+)
+from amp_braze.sync.plan import Plan, plan_delta
 from amp_braze.sync.state import StateMovedError, StateView, SyncState
+from amp_braze.sync.wanted import wanted_state
 
 log = logging.getLogger(__name__)
-
-ATTRIBUTES = "braze_customer_attributes"
-FIELD_REJECTIONS = "braze_customer_attributes_rejections"
-MEMBERSHIPS = "segment_memberships"
-SYNC_REJECTIONS = "braze_sync_rejections"
 ENCODE_CHUNK_ROWS = 30_000
-
-
-def destination_key(b: BrazeConfig) -> str:
-    """A stable name for a Braze workspace + identifier kind (the single-destination shape keeps
-    its sync state under this name)."""
-    where = (
-        b.instance.lower() if b.instance else (urlparse(b.rest_endpoint or "").hostname or "braze")
-    )
-    return f"{where}-{b.identifier}"
-
-
-def destination(config: Config) -> str:
-    """The state folder name of the single-destination shape (``braze:`` + ``sync:``)."""
-    return destination_key(config.braze)
-
-
-def the_sync(config: Config, spec: SyncSpec | None = None) -> SyncSpec:
-    """The sync meant: the one given, else the only (or first) one configured."""
-    return spec if spec is not None else next(iter(config.syncs.values()))
-
-
-@dataclass(frozen=True)
-class SyncPaths:
-    """Where one sync keeps its things in storage. Syncs of one destination share its lease
-    (one sends at a time, so together they stay under its rate limit); each has its own state."""
-
-    state_key: str  # SyncState(storage, state_key): sync/<state_key>/
-    lease: str
-    plan_pointer: str
-    plans: str
-    rejections: str  # table: rows Braze refused
-    attributes: str  # table the sync sends from
-    field_rejections: str  # table: rows of that table set aside by field rules
-    dry_runs: str
-
-
-def sync_paths(config: Config, spec: SyncSpec | None = None) -> SyncPaths:
-    spec = the_sync(config, spec)
-    b = config.destination_of(spec)
-    if spec.legacy:
-        key = destination_key(b)
-        return SyncPaths(
-            key, f"sync/{key}/lease", PLAN_POINTER, PLANS, SYNC_REJECTIONS, ATTRIBUTES,
-            FIELD_REJECTIONS, f"sync/{key}/dry_runs",
-        )  # fmt: skip
-    own = f"{spec.name}/attributes" if spec.sql else None
-    return SyncPaths(
-        state_key=f"{b.name}/syncs/{spec.name}",
-        lease=f"sync/{b.name}/lease",
-        plan_pointer=f"syncs/{spec.name}/braze_sync_plan.json",
-        plans=f"syncs/{spec.name}/plans",
-        rejections=f"{spec.name}/braze_sync_rejections",
-        attributes=own or ATTRIBUTES,
-        field_rejections=f"{spec.name}/attributes_rejections" if own else FIELD_REJECTIONS,
-        dry_runs=f"sync/{b.name}/syncs/{spec.name}/dry_runs",
-    )
-
-
-@dataclass
-class Wanted:
-    side: Side  # lazy, sorted by __id
-    segment_booleans: list[str]
-    segment_array: str | None
-    protected_ids: pl.Series
-
-    @cached_property
-    def table(self) -> pl.DataFrame:
-        return self.side.frame.collect()
-
-
-AUDIENCE, EXCLUDED = "__audience", "__excluded"
-
-
-def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None) -> Wanted:
-    """Attributes + segment attributes, one row per user: what Braze should hold for this sync.
-    Lazy: the planner streams it. The Parquet footers say whether memberships list the same users
-    in the same rows as the attributes (then they are put side by side without reading ids). A
-    campaign keeps only its audience's members (minus exclusions) and the attributes it names."""
-    spec = the_sync(config, spec)
-    b = config.destination_of(spec)
-    paths = sync_paths(config, spec)
-    attrs = storage.scan_table(paths.attributes)
-    footer = storage.footer(storage.table_name(paths.attributes))
-    id_cols = identifier_columns(b.identifier)
-    sent = sent_columns(attrs.collect_schema(), b.identifier)
-    if spec.attributes is not None:
-        missing = [a for a in spec.attributes if a not in sent]
-        if missing:
-            raise ValueError(
-                f"syncs.{spec.name}.attributes: {missing[0]!r} is not a column of "
-                f"{paths.attributes} (its columns: {', '.join(sent)})"
-            )
-        sent = [c for c in sent if c in spec.attributes]
-    cols = id_cols + [ID] + sent
-    frame = attrs.select(cols)
-    digest, ids = footer.get("ids_digest"), None
-    segs = list(spec.segments) if spec.segments is not None else list(config.segments)
-    booleans: list[str] = []
-    array: str | None = None
-    if segs or spec.audience:
-        mem = storage.scan_table(MEMBERSHIPS)
-        extra = segment_attributes(mem, b, segs) if segs else mem.select(ID)
-        if spec.audience:
-            extra = pl.concat(
-                [
-                    extra,
-                    mem.select(
-                        pl.any_horizontal(list(spec.audience)).alias(AUDIENCE),
-                        pl.any_horizontal(list(spec.exclude) or [pl.lit(False)]).alias(EXCLUDED),
-                    ),
-                ],
-                how="horizontal",
-            )
-        if digest and digest == storage.footer(storage.table_name(MEMBERSHIPS)).get("ids_digest"):
-            frame = pl.concat([frame, extra.drop(ID)], how="horizontal")
-        else:
-            both = pl.collect_all([attrs.select(ID), mem.select(ID)])
-            ids, mem_ids = (f.get_column(ID) for f in both)
-            frame = zip_or_join(frame, ids, extra, mem_ids)
-        if b.segment_attributes == "boolean":
-            booleans = b.segment_attribute_names(segs)
-        else:
-            array = (b.segment_attribute_names(segs) or [None])[0]
-    non_null = {c: n for c, n in footer.get("non_null", {}).items() if c in cols}
-    side = Side(frame, ids, digest, footer.get("rows"), non_null)
-    if spec.audience:  # only members: the rows (and what the footer says of them) change
-        frame = frame.filter(
-            pl.col(AUDIENCE).fill_null(False) & ~pl.col(EXCLUDED).fill_null(False)
-        ).drop(AUDIENCE, EXCLUDED)
-        side = Side(frame)
-    protected = pl.Series(ID, [], dtype=pl.String)
-    if storage.table_exists(paths.field_rejections):
-        protected = storage.read_table(paths.field_rejections).get_column(ID).drop_nulls().unique()
-    return Wanted(side, booleans, array, protected)
-
-
-PLAN_POINTER = "tables/braze_sync_plan.json"
-PLANS = "plans"
 KEEP_PLANS = 3
 
 

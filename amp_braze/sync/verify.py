@@ -13,7 +13,8 @@ from amp_braze.braze.payload import object_json
 from amp_braze.config import Config, SyncSpec
 from amp_braze.plan_format import AttrSpec, flag
 from amp_braze.storage import Storage
-from amp_braze.sync.run import the_sync, wanted_state
+from amp_braze.sync.paths import the_sync
+from amp_braze.sync.wanted import wanted_state
 
 _PROFILE_KEYS = (
     "external_id",

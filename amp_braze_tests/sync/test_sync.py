@@ -12,7 +12,7 @@ import pytest
 from amp_braze.braze.identifiers import ID
 from amp_braze.config import load_config
 from amp_braze.plan_format import flag
-from amp_braze.sync.run import destination
+from amp_braze.sync.paths import destination
 from amp_braze.sync.state import CHECKPOINT, SyncState
 from amp_braze_tests.sync.helpers import (
     Brand,

@@ -1,0 +1,95 @@
+"""What Braze should hold for one sync: its attributes and segment attributes, one row per user,
+lazily, for the planner to stream against the sync state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import polars as pl
+
+from amp_braze.audiences.memberships import segment_attributes
+from amp_braze.braze.identifiers import ID, identifier_columns
+from amp_braze.config import Config, SyncSpec
+from amp_braze.profiles.attributes import sent_columns
+from amp_braze.storage import Storage
+from amp_braze.sync.paths import MEMBERSHIPS, sync_paths, the_sync
+from amp_braze.sync.plan import Side, zip_or_join
+
+
+@dataclass
+class Wanted:
+    side: Side  # lazy, sorted by __id
+    segment_booleans: list[str]
+    segment_array: str | None
+    protected_ids: pl.Series
+
+    @cached_property
+    def table(self) -> pl.DataFrame:
+        return self.side.frame.collect()
+
+
+AUDIENCE, EXCLUDED = "__audience", "__excluded"
+
+
+def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None) -> Wanted:
+    """Attributes + segment attributes, one row per user: what Braze should hold for this sync.
+    Lazy: the planner streams it. The Parquet footers say whether memberships list the same users
+    in the same rows as the attributes (then they are put side by side without reading ids). A
+    campaign keeps only its audience's members (minus exclusions) and the attributes it names."""
+    spec = the_sync(config, spec)
+    b = config.destination_of(spec)
+    paths = sync_paths(config, spec)
+    attrs = storage.scan_table(paths.attributes)
+    footer = storage.footer(storage.table_name(paths.attributes))
+    id_cols = identifier_columns(b.identifier)
+    sent = sent_columns(attrs.collect_schema(), b.identifier)
+    if spec.attributes is not None:
+        missing = [a for a in spec.attributes if a not in sent]
+        if missing:
+            raise ValueError(
+                f"syncs.{spec.name}.attributes: {missing[0]!r} is not a column of "
+                f"{paths.attributes} (its columns: {', '.join(sent)})"
+            )
+        sent = [c for c in sent if c in spec.attributes]
+    cols = id_cols + [ID] + sent
+    frame = attrs.select(cols)
+    digest, ids = footer.get("ids_digest"), None
+    segs = list(spec.segments) if spec.segments is not None else list(config.segments)
+    booleans: list[str] = []
+    array: str | None = None
+    if segs or spec.audience:
+        mem = storage.scan_table(MEMBERSHIPS)
+        extra = segment_attributes(mem, b, segs) if segs else mem.select(ID)
+        if spec.audience:
+            extra = pl.concat(
+                [
+                    extra,
+                    mem.select(
+                        pl.any_horizontal(list(spec.audience)).alias(AUDIENCE),
+                        pl.any_horizontal(list(spec.exclude) or [pl.lit(False)]).alias(EXCLUDED),
+                    ),
+                ],
+                how="horizontal",
+            )
+        if digest and digest == storage.footer(storage.table_name(MEMBERSHIPS)).get("ids_digest"):
+            frame = pl.concat([frame, extra.drop(ID)], how="horizontal")
+        else:
+            both = pl.collect_all([attrs.select(ID), mem.select(ID)])
+            ids, mem_ids = (f.get_column(ID) for f in both)
+            frame = zip_or_join(frame, ids, extra, mem_ids)
+        if b.segment_attributes == "boolean":
+            booleans = b.segment_attribute_names(segs)
+        else:
+            array = (b.segment_attribute_names(segs) or [None])[0]
+    non_null = {c: n for c, n in footer.get("non_null", {}).items() if c in cols}
+    side = Side(frame, ids, digest, footer.get("rows"), non_null)
+    if spec.audience:  # only members: the rows (and what the footer says of them) change
+        frame = frame.filter(
+            pl.col(AUDIENCE).fill_null(False) & ~pl.col(EXCLUDED).fill_null(False)
+        ).drop(AUDIENCE, EXCLUDED)
+        side = Side(frame)
+    protected = pl.Series(ID, [], dtype=pl.String)
+    if storage.table_exists(paths.field_rejections):
+        protected = storage.read_table(paths.field_rejections).get_column(ID).drop_nulls().unique()
+    return Wanted(side, booleans, array, protected)
