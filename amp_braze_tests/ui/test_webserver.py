@@ -17,11 +17,12 @@ from amp_braze.config import BUNDLED_CONFIG
 from amp_braze.profiles.sample_data import generate
 from amp_braze_tests.conftest import free_port
 
-# DESIGN.md's asset graph for the demo's two syncs, as (upstream, downstream) edges. Every table a
-# SQL file reads is an upstream edge, and no other: the demo's profile SQL reads customer_profiles
-# and engagement_summary, its SQL segment braze_customer_attributes.
+# The asset graph (the README's "The asset graph") for the demo's two syncs, as (upstream,
+# downstream) edges. Every table a SQL file reads is an upstream edge, and no other: the demo's
+# profile SQL reads customer_profiles and engagement_summary, its SQL segment
+# braze_customer_attributes.
 SYNCS = ("profiles_us", "winback_eu")
-DESIGN_EDGES = {
+GRAPH_EDGES = {
     ("sources/pos", "customer_profiles"),
     ("sources/ecommerce", "customer_profiles"),
     ("sources/loyalty", "customer_profiles"),
@@ -163,8 +164,8 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(
         for n in nodes
         for d in n["dependencyKeys"]
     }
-    assert keys == {k for e in DESIGN_EDGES for k in e}
-    assert edges == DESIGN_EDGES
+    assert keys == {k for e in GRAPH_EDGES for k in e}
+    assert edges == GRAPH_EDGES
     # ... and the edges into the SQL assets are exactly what their SQL reads.
     from amp_braze.config import load_config
     from amp_braze.profiles.sql import table_assets
