@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from amp_braze.braze.identifiers import ID
+from amp_braze.braze.identifiers import ID, id_footer
 from amp_braze.config import Config, load_config
 from amp_braze.storage import Storage
 from amp_braze.sync.paths import ATTRIBUTES, MEMBERSHIPS, destination
@@ -116,9 +116,11 @@ def _write_brand(n: int, root: str) -> int:
     run's users, one missing 0.5% of them, as if they were new today)."""
     wanted, state, changed = make_tables(n)
     storage = Storage(_config(root, ALIGNED).storage)
-    storage.write_table(ATTRIBUTES, wanted.drop(SEGMENTS))
+    attributes = wanted.drop(SEGMENTS)
+    storage.write_table(ATTRIBUTES, attributes, id_footer(attributes))
     seg = [pl.col(s).alias(s.removeprefix("amp_")) for s in SEGMENTS]
-    storage.write_table(MEMBERSHIPS, wanted.select("external_id", ID, *seg))
+    memberships = wanted.select("external_id", ID, *seg)
+    storage.write_table(MEMBERSHIPS, memberships, id_footer(memberships))
     del wanted
     for instance, table in [
         (ALIGNED, state),
