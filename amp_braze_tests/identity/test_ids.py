@@ -61,7 +61,14 @@ def test_split_tie_goes_to_the_part_with_the_first_record():
 
 
 def test_merge_chains_resolve_to_the_survivor(tmp_path):
-    store = Storage(tmp_path)
+    _merge_chains(Storage(tmp_path))
+
+
+def test_the_mapping_on_s3_is_versioned_the_same_way(s3_bucket):
+    _merge_chains(Storage(f"s3://{s3_bucket}/amp"))
+
+
+def _merge_chains(store: Storage) -> None:
     ids = IdMap(store)
     empty = pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "amp_id": pl.String})
     v1 = assign(clusters([["r1"], ["r2"], ["r3"]]), empty, 1)
