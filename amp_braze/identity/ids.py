@@ -34,6 +34,14 @@ PREFIX = "amp_"
 DIGITS = 10
 KEEP_VERSIONS = 3
 _MAP_SCHEMA = {"source": pl.String, "record_id": pl.String, AMP_ID: pl.String}
+# The model's links of a version, by record, so the next run re-scores only changed records.
+EDGE_SCHEMA = {
+    "source_l": pl.String,
+    "record_id_l": pl.String,
+    "source_r": pl.String,
+    "record_id_r": pl.String,
+    "match_probability": pl.Float64,
+}
 MERGE_SCHEMA = {"absorbed": pl.String, "kept": pl.String}
 
 
@@ -110,19 +118,47 @@ class IdMap:
         return orjson.loads(self.storage.read_bytes(f"{self._dir(version)}/manifest.json"))
 
     def current(self) -> tuple[int, pl.DataFrame, int]:
-        """(version, mapping, next id number); version 0 and an empty mapping before the first."""
+        """(version, mapping, next id number); version 0 and an empty mapping before the first.
+        The mapping carries each record's fingerprint when the version stored them."""
         versions = self.versions()
         if not versions:
             return 0, pl.DataFrame(schema=_MAP_SCHEMA), 1
         man = self.manifest(versions[-1])
         df = self.storage.read_parquet(f"{self._dir(versions[-1])}/{man['part']}")
+        if man.get("polars") != pl.__version__ and "fingerprint" in df.columns:
+            df = df.drop("fingerprint")  # hashes are stable within one polars version only
         return versions[-1], df, int(man["next_id"])
 
-    def write(self, version: int, a: Assignment, extra: dict | None = None) -> bool:
-        """Create ``version``; False when another run created it first (nothing of ours stays)."""
+    def links(self, version: int) -> pl.DataFrame | None:
+        """The model's links a version stored, or None (a version written before links were)."""
+        if not version:
+            return None
+        man = self.manifest(version)
+        if not man.get("edges"):
+            return None
+        return self.storage.read_parquet(f"{self._dir(version)}/{man['edges']}")
+
+    def write(
+        self,
+        version: int,
+        a: Assignment,
+        extra: dict | None = None,
+        fingerprints: pl.DataFrame | None = None,
+        links: pl.DataFrame | None = None,
+    ) -> bool:
+        """Create ``version``; False when another run created it first (nothing of ours stays).
+        ``fingerprints`` (source, record_id, fingerprint) and the model's ``links`` (EDGE_SCHEMA)
+        let the next run re-score only what changed."""
         vdir = self._dir(version)
-        part = f"part-{uuid.uuid4().hex[:16]}.parquet"
-        self.storage.write_parquet(f"{vdir}/{part}", a.mapping.select(list(_MAP_SCHEMA)))
+        token = uuid.uuid4().hex[:16]
+        part = f"part-{token}.parquet"
+        mapping = a.mapping.select(list(_MAP_SCHEMA))
+        if fingerprints is not None:
+            mapping = mapping.join(fingerprints, on=["source", "record_id"], how="left")
+        self.storage.write_parquet(f"{vdir}/{part}", mapping)
+        edges = f"edges-{token}.parquet" if links is not None else None
+        if links is not None:
+            self.storage.write_parquet(f"{vdir}/{edges}", links.select(list(EDGE_SCHEMA)))
         merges_name = f"{self.base}/merges/v{version:06d}.parquet"
         if a.merges.height:
             self.storage.write_parquet(merges_name, a.merges)
@@ -132,6 +168,8 @@ class IdMap:
             "next_id": a.next_id,
             "records": a.mapping.height,
             "merges": a.merges.height,
+            "edges": edges,
+            "polars": pl.__version__,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **a.stats,
             **(extra or {}),
@@ -140,6 +178,8 @@ class IdMap:
             self._prune()
             return True
         self.storage.delete(f"{vdir}/{part}")
+        if edges:
+            self.storage.delete(f"{vdir}/{edges}")
         return False
 
     def _prune(self) -> None:

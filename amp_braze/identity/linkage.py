@@ -21,6 +21,7 @@ from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.standardize import CANONICAL_SUFFIX
 
 ID = "unique_id"  # Splink's record id column: an integer row number of the records table
+FREQUENCY_KINDS = ("name", "email")  # exact matches weighted by how common the value is
 MODEL_VERSION = 1
 
 logging.getLogger("splink").setLevel(logging.WARNING)
@@ -37,8 +38,8 @@ def _comparison(column: str, kind: str, other_name: str | None = None) -> Any:
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
-    def levels(*extra: Any, frequencies: bool = False) -> Any:
-        exact = cll.ExactMatchLevel(column, term_frequency_adjustments=frequencies)
+    def levels(*extra: Any) -> Any:
+        exact = cll.ExactMatchLevel(column, term_frequency_adjustments=kind in FREQUENCY_KINDS)
         return cl.CustomComparison(
             output_column_name=column,
             comparison_levels=[cll.NullLevel(column), exact, *extra, cll.ElseLevel()],
@@ -56,16 +57,13 @@ def _comparison(column: str, kind: str, other_name: str | None = None) -> Any:
             *swapped,
             cll.JaroWinklerLevel(column, 0.92),
             cll.JaroWinklerLevel(column, 0.8),
-            frequencies=True,  # two Smiths say less than two Zabriskies
         )
     if kind == "email":
-        # No fuzzy level: jane.doe7@ and jane.doe75@ are different people. Weighted by how
-        # many records share the address: a household's shared email says less.
+        # No fuzzy level: jane.doe7@ and jane.doe75@ are different people.
         return levels(
             cll.ExactMatchLevel(pl_sql_before_at(column)).configure(
                 label_for_charts="same user name"
             ),
-            frequencies=True,
         )
     if kind == "date":
         return levels(
@@ -207,6 +205,42 @@ def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> 
         .to_arrow_table()
     )
     assert isinstance(edges, pl.DataFrame)
+    return Scored(edges=edges, comparisons=edges.height)
+
+
+def score_changed(
+    records: pl.DataFrame, changed: pl.Series, cfg: IdentityConfig, model: dict[str, Any]
+) -> Scored:
+    """Pairs at or above the threshold that involve a changed (or new) record: changed records
+    against the rest (``predict_between``) and among themselves (``predict_within``). Names and
+    emails are weighted by their frequency in all records, as a full scoring weighs them."""
+    from splink import Linker
+
+    db = database_api()
+    linker = Linker(db.register(records.to_arrow()), model, log_level=logging.ERROR)
+    for col, kind in cfg.fields.items():
+        if kind in FREQUENCY_KINDS:
+            linker.table_management.compute_tf_table(col)
+    mine = records.filter(changed)
+    rest = records.filter(~changed)
+    mine_df = db.register(mine.to_arrow())
+    parts = [
+        linker.inference.predict_within(
+            mine_df, threshold_match_probability=cfg.threshold, warning_mode="never"
+        )
+    ]
+    if rest.height:
+        parts.append(
+            linker.inference.predict_between(
+                mine_df,
+                db.register(rest.to_arrow()),
+                threshold_match_probability=cfg.threshold,
+                warning_mode="never",
+            )
+        )
+    cols = f"{ID}_l, {ID}_r, match_probability"
+    frames = [pl.from_arrow(p.as_duckdbpyrelation().select(cols).to_arrow_table()) for p in parts]
+    edges = pl.concat([f for f in frames if isinstance(f, pl.DataFrame)])
     return Scored(edges=edges, comparisons=edges.height)
 
 

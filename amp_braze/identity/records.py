@@ -18,6 +18,7 @@ from amp_braze.identity.config import IDENTIFYING_KINDS, IdentityConfig
 from amp_braze.identity.linkage import ID
 
 SOURCE, RECORD = "source", "record_id"
+FINGERPRINT = "fingerprint"  # a hash of a record's identity values: unchanged records keep links
 _TS = "__updated_at"
 
 
@@ -104,7 +105,12 @@ def prepare(
         for c, k in cfg.fields.items()
         if k == "name"
     ]
-    table = table.with_columns(canonical).with_row_index(ID).with_columns(pl.col(ID).cast(pl.Int64))
+    table = (
+        table.with_columns(canonical)
+        .with_columns(pl.struct(cfg.columns).hash(seed=7).alias(FINGERPRINT))
+        .with_row_index(ID)
+        .with_columns(pl.col(ID).cast(pl.Int64))
+    )
     junk = (
         pl.concat(junk_parts).sort("records", descending=True)
         if junk_parts

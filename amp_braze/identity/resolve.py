@@ -19,7 +19,7 @@ from amp_braze.identity.clusters import CLUSTER, Clustered, cluster
 from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.ids import AMP_ID, Assignment, IdMap, assign
 from amp_braze.identity.linkage import ID
-from amp_braze.identity.records import RECORD, SOURCE, Records, prepare
+from amp_braze.identity.records import FINGERPRINT, RECORD, SOURCE, Records, prepare
 from amp_braze.storage import Storage
 
 CLUSTERS_TABLE = "identity_clusters"
@@ -41,6 +41,8 @@ class Resolution:
     trained: bool
     deterministic_links: int
     model_links: int
+    links: pl.DataFrame  # the model's links by record (ids.EDGE_SCHEMA), for the next run
+    rescored_records: int  # records scored this run (all of them, unless only some changed)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -50,7 +52,11 @@ def resolve(
     previous: pl.DataFrame,
     next_id: int,
     model: dict[str, Any] | None = None,
+    previous_links: pl.DataFrame | None = None,
 ) -> Resolution:
+    """Link, cluster and assign ids. With the previous run's fingerprints (in ``previous``), its
+    model links and an unchanged model, only new or changed records are scored (against all the
+    others): links between unchanged records are the previous run's."""
     seconds: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -73,9 +79,16 @@ def resolve(
         model = linkage.train(records.table, cfg)
         lap("train")
     rules = linkage.deterministic_edges(records.table, cfg)
-    scored = linkage.score(records.table, cfg, model).edges.with_columns(
-        pl.lit(MODEL_RULE).alias("rule")
-    )
+    recs = records.table
+    changed = _changed(recs, previous) if previous_links is not None and not trained else None
+    if changed is None:
+        scored = linkage.score(recs, cfg, model).edges
+    else:
+        kept = _links_to_ids(previous_links, recs.filter(~changed))
+        fresh = linkage.score_changed(recs, changed, cfg, model).edges if changed.any() else None
+        scored = pl.concat([kept] + ([fresh.select(kept.columns)] if fresh is not None else []))
+    scored = scored.with_columns(pl.lit(MODEL_RULE).alias("rule"))
+    rescored = recs.height if changed is None else int(changed.sum())
     lap("predict")
     edges = pl.concat([rules, scored.select(rules.columns)]).unique(
         [f"{ID}_l", f"{ID}_r"], keep="first", maintain_order=True
@@ -106,8 +119,50 @@ def resolve(
         trained=trained,
         deterministic_links=rules.height,
         model_links=scored.height,
+        links=_links_to_records(scored, recs),
+        rescored_records=rescored,
         seconds=seconds,
     )
+
+
+_KEYS = {side: [f"source_{side}", f"record_id_{side}"] for side in ("l", "r")}
+
+
+def _changed(table: pl.DataFrame, previous: pl.DataFrame) -> pl.Series | None:
+    """Per record (in table order), whether it is new or its identity values changed; None when
+    the previous run stored no fingerprints (then everything is scored)."""
+    if FINGERPRINT not in previous.columns:
+        return None
+    before = previous.select(SOURCE, RECORD, pl.col(FINGERPRINT).alias("__before"))
+    joined = table.select(SOURCE, RECORD, FINGERPRINT).join(
+        before, on=[SOURCE, RECORD], how="left", maintain_order="left"
+    )
+    return joined.select(
+        pl.col("__before").is_null() | (pl.col("__before") != pl.col(FINGERPRINT))
+    ).to_series()
+
+
+def _links_to_ids(links: pl.DataFrame, unchanged: pl.DataFrame) -> pl.DataFrame:
+    """The previous run's links between records that are still here, unchanged, as row ids."""
+    ids = unchanged.select(SOURCE, RECORD, ID)
+    out = links
+    for side in ("l", "r"):
+        out = out.join(
+            ids.rename({SOURCE: f"source_{side}", RECORD: f"record_id_{side}", ID: f"{ID}_{side}"}),
+            on=_KEYS[side],
+        )
+    return out.select(f"{ID}_l", f"{ID}_r", "match_probability")
+
+
+def _links_to_records(scored: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    ids = table.select(ID, SOURCE, RECORD)
+    out = scored.select(f"{ID}_l", f"{ID}_r", "match_probability")
+    for side in ("l", "r"):
+        out = out.join(
+            ids.rename({ID: f"{ID}_{side}", SOURCE: f"source_{side}", RECORD: f"record_id_{side}"}),
+            on=f"{ID}_{side}",
+        )
+    return out.select(*_KEYS["l"], *_KEYS["r"], "match_probability")
 
 
 def stored_model(storage: Storage, cfg: IdentityConfig) -> dict[str, Any] | None:
@@ -127,7 +182,7 @@ def run(config: Config, storage: Storage, feeds: dict[str, tuple[SourceConfig, p
         raise IdentityError("identity: is not configured")
     ids = IdMap(storage)
     version, previous, next_id = ids.current()
-    result = resolve(feeds, cfg, previous, next_id, stored_model(storage, cfg))
+    result = resolve(feeds, cfg, previous, next_id, stored_model(storage, cfg), ids.links(version))
     if result.trained:
         storage.write_bytes(
             MODEL,
@@ -136,7 +191,9 @@ def run(config: Config, storage: Storage, feeds: dict[str, tuple[SourceConfig, p
                 option=orjson.OPT_INDENT_2,
             ),
         )
-    if not ids.write(version + 1, result.assignment, {"seconds": result.seconds}):
+    extra = {"seconds": result.seconds, "rescored_records": result.rescored_records}
+    fingerprints = result.records.table.select(SOURCE, RECORD, FINGERPRINT)
+    if not ids.write(version + 1, result.assignment, extra, fingerprints, result.links):
         raise IdentityError(
             f"another identity run stored version {version + 1} of the amp_id mapping under "
             f"{storage.uri('identity')} while this one ran; run identity_clusters again"
