@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -61,9 +60,7 @@ def _comparison(column: str, kind: str, other_name: str | None = None) -> Any:
     if kind == "email":
         # No fuzzy level: jane.doe7@ and jane.doe75@ are different people.
         return levels(
-            cll.ExactMatchLevel(pl_sql_before_at(column)).configure(
-                label_for_charts="same user name"
-            ),
+            cll.ExactMatchLevel(_user_name(column)).configure(label_for_charts="same user name"),
         )
     if kind == "date":
         return levels(
@@ -90,7 +87,8 @@ def _comparison(column: str, kind: str, other_name: str | None = None) -> Any:
     return levels()  # exact
 
 
-def pl_sql_before_at(column: str) -> Any:
+def _user_name(column: str) -> Any:
+    """The part of an email address before the @."""
     from splink import ColumnExpression
 
     return ColumnExpression(column).regex_extract("^[^@]+")
@@ -184,14 +182,9 @@ def _em_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
     return chosen
 
 
-@dataclass
-class Scored:
-    edges: pl.DataFrame  # unique_id_l, unique_id_r, match_probability (at or above threshold)
-    comparisons: int
-
-
-def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> Scored:
-    """Every blocked pair at or above the threshold, scored by the stored model."""
+def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> pl.DataFrame:
+    """Every blocked pair at or above the threshold, scored by the stored model: unique_id_l,
+    unique_id_r, match_probability."""
     from splink import Linker
 
     db = database_api()
@@ -205,12 +198,12 @@ def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> 
         .to_arrow_table()
     )
     assert isinstance(edges, pl.DataFrame)
-    return Scored(edges=edges, comparisons=edges.height)
+    return edges
 
 
 def score_changed(
     records: pl.DataFrame, changed: pl.Series, cfg: IdentityConfig, model: dict[str, Any]
-) -> Scored:
+) -> pl.DataFrame:
     """Pairs at or above the threshold that involve a changed (or new) record: changed records
     against the rest (``predict_between``) and among themselves (``predict_within``). Names and
     emails are weighted by their frequency in all records, as a full scoring weighs them."""
@@ -240,8 +233,7 @@ def score_changed(
         )
     cols = f"{ID}_l, {ID}_r, match_probability"
     frames = [pl.from_arrow(p.as_duckdbpyrelation().select(cols).to_arrow_table()) for p in parts]
-    edges = pl.concat([f for f in frames if isinstance(f, pl.DataFrame)])
-    return Scored(edges=edges, comparisons=edges.height)
+    return pl.concat([f for f in frames if isinstance(f, pl.DataFrame)])
 
 
 def deterministic_edges(records: pl.DataFrame, cfg: IdentityConfig) -> pl.DataFrame:

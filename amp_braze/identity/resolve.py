@@ -82,10 +82,10 @@ def resolve(
     recs = records.table
     changed = _changed(recs, previous) if previous_links is not None and not trained else None
     if changed is None:
-        scored = linkage.score(recs, cfg, model).edges
+        scored = linkage.score(recs, cfg, model)
     else:
         kept = _links_to_ids(previous_links, recs.filter(~changed))
-        fresh = linkage.score_changed(recs, changed, cfg, model).edges if changed.any() else None
+        fresh = linkage.score_changed(recs, changed, cfg, model) if changed.any() else None
         scored = pl.concat([kept] + ([fresh.select(kept.columns)] if fresh is not None else []))
     scored = scored.with_columns(pl.lit(MODEL_RULE).alias("rule"))
     rescored = recs.height if changed is None else int(changed.sum())
