@@ -307,9 +307,16 @@ class Storage:
         return pl.scan_parquet(uris, storage_options=self.storage_options)
 
     def read_parquet(self, name: str) -> pl.DataFrame:
-        if not self.exists(name):
-            raise FileNotFoundError(f"{self.uri(name)} does not exist (materialize it first)")
-        return self.scan_parquet(name).collect()
+        """The whole file as it is now. Read in one go (one open file, one GET), so a writer
+        replacing it meanwhile cannot mix two versions (a lazy scan reads the footer first and
+        the data later, and can)."""
+        try:
+            data = self.read_bytes(name)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{self.uri(name)} does not exist (materialize it first)"
+            ) from None
+        return pl.read_parquet(io.BytesIO(data))
 
     # -- tables (named datasets the assets produce) ---------------------------------------------
     def write_table(self, table: str, df: pl.DataFrame, footer: dict | None = None) -> str:
@@ -318,12 +325,15 @@ class Storage:
     def table_exists(self, table: str) -> bool:
         return self.exists(self.table_name(table))
 
-    def scan_table(self, table: str) -> pl.LazyFrame:
+    def _existing_table(self, table: str) -> str:
         if not self.table_exists(table):
             raise FileNotFoundError(
                 f"table {table!r} is not in {self.root} yet: materialize the asset {table!r} first"
             )
-        return self.scan_parquet(self.table_name(table))
+        return self.table_name(table)
+
+    def scan_table(self, table: str) -> pl.LazyFrame:
+        return self.scan_parquet(self._existing_table(table))
 
     def read_table(self, table: str) -> pl.DataFrame:
-        return self.scan_table(table).collect()
+        return self.read_parquet(self._existing_table(table))
