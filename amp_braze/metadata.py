@@ -60,9 +60,19 @@ def table_metadata(
 ) -> dict[str, Any]:
     """``dagster/row_count`` and ``dagster/column_schema`` (plus where the table lives); the
     columns amp_braze adds carry a description (``descriptions`` adds the table's own)."""
+    return stored_table_metadata(df.schema, df.height, uri, descriptions)
+
+
+def stored_table_metadata(
+    schema: pl.Schema | dict[str, pl.DataType],
+    rows: int,
+    uri: str | None = None,
+    descriptions: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The same, for a table not in memory (its schema and row count from the Parquet footer)."""
     meta: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(df.height),
-        "dagster/column_schema": column_schema(df.schema, descriptions),
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "dagster/column_schema": column_schema(schema, descriptions),
     }
     if uri:
         meta["dagster/uri"] = dg.MetadataValue.path(uri)

@@ -8,9 +8,9 @@ from amp_braze.braze.identifiers import ID, id_footer
 from amp_braze.config import BrazeConfig, Config, SourceConfig
 from amp_braze.identity.assets import identity_assets
 from amp_braze.identity.resolve import CLUSTERS_TABLE
-from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.metadata import markdown_table, stored_table_metadata, table_metadata
 from amp_braze.profiles.attributes import build_attributes
-from amp_braze.profiles.feeds import feed_files, read_feed
+from amp_braze.profiles.feeds import feed_files, feed_fingerprint, read_feed
 from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_assets
 from amp_braze.profiles.unify import unify, with_amp_ids
 from amp_braze.resources import StorageResource
@@ -31,25 +31,43 @@ def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
     )
     def _feed(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
         store = storage.get()
+        table = source_table(src.name)
         files = feed_files(src)
+        fingerprint = feed_fingerprint(src, files)
+        footer = store.footer(store.table_name(table)) if store.table_exists(table) else {}
+        if fingerprint and footer.get("feed_fingerprint") == fingerprint:
+            # The same files and configuration: the table already holds what reading would give.
+            context.log.info(f"{src.name}: files unchanged since the last read; not read again")
+            schema = store.scan_table(table).collect_schema()
+            uri = store.uri(store.table_name(table))
+            return dg.MaterializeResult(
+                metadata=stored_table_metadata(schema, footer["rows"], uri)
+                | _feed_metadata(footer["feed_summary"], read=False)
+            )
         df = read_feed(src)
-        uri = store.write_table(source_table(src.name), df)
         key = df.get_column(src.customer_key or src.record_id)
-        distinct = "distinct_customers" if src.customer_key else "distinct_records"
+        summary = {
+            "files": len(files),
+            "distinct_customers"
+            if src.customer_key
+            else "distinct_records": key.drop_nulls().n_unique(),
+            "rows_without_key": key.null_count(),
+            "duplicate_key_rows": key.drop_nulls().len() - key.drop_nulls().n_unique(),
+        }
+        extra = {"feed_fingerprint": fingerprint, "feed_summary": summary} if fingerprint else None
+        uri = store.write_table(table, df, extra)
         context.log.info(f"{src.name}: {df.height} rows from {len(files)} file(s)")
         return dg.MaterializeResult(
-            metadata={
-                **table_metadata(df, uri),
-                "files": dg.MetadataValue.int(len(files)),
-                distinct: dg.MetadataValue.int(key.drop_nulls().n_unique()),
-                "rows_without_key": dg.MetadataValue.int(key.null_count()),
-                "duplicate_key_rows": dg.MetadataValue.int(
-                    key.drop_nulls().len() - key.drop_nulls().n_unique()
-                ),
-            }
+            metadata=table_metadata(df, uri) | _feed_metadata(summary, read=True)
         )
 
     return _feed
+
+
+def _feed_metadata(summary: dict[str, int], read: bool) -> dict:
+    return {k: dg.MetadataValue.int(v) for k, v in summary.items()} | {
+        "read_this_run": dg.MetadataValue.bool(read)
+    }
 
 
 def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:

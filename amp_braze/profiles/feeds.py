@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import glob as globlib
+import hashlib
+import json
+import os
+from dataclasses import asdict
 
 import polars as pl
 
@@ -20,6 +24,9 @@ DTYPES: dict[str, pl.DataType] = {
 }
 
 
+READER_VERSION = 1  # bump when read_feed's output for the same file and configuration changes
+
+
 class FeedError(ValueError):
     """A feed that cannot be read as configured; the message names the source key."""
 
@@ -32,6 +39,21 @@ def feed_files(src: SourceConfig) -> list[str]:
     if not files:
         raise FeedError(f"sources.{src.name}.path: no file matches {src.path}")
     return files
+
+
+def feed_fingerprint(src: SourceConfig, files: list[str]) -> str | None:
+    """What a feed's table was read from: its configuration and each file's path, size, inode and
+    modification and change times. The same fingerprint means reading again would give the same
+    table (a file rewritten to the same size within one tick of the file system's clock would
+    not be noticed; ``touch`` it to force a read). None on S3: there the feed is always read."""
+    if src.is_s3:
+        return None
+    stats = []
+    for f in files:
+        st = os.stat(f)
+        stats.append([f, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns])
+    basis = json.dumps([READER_VERSION, asdict(src), stats], sort_keys=True, default=str)
+    return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
 def _scan(src: SourceConfig, files: list[str]) -> pl.LazyFrame:

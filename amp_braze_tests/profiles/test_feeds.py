@@ -121,3 +121,50 @@ def test_s3_glob_feed(s3_bucket):
     )
     df = read_feed(_src(f"s3://{s3_bucket}/feeds/pos_*.csv"))
     assert sorted(df["customer_id"].to_list()) == ["1", "2"]
+
+
+def test_a_feed_whose_files_did_not_change_is_not_read_again(tmp_path):
+    """Same files, same configuration: the table is already what reading would give. A changed
+    file or a changed configuration is read again, and the table is exactly a fresh read."""
+    import dagster as dg
+
+    from amp_braze.config import load_config
+    from amp_braze.definitions import build_defs
+    from amp_braze.profiles.feeds import read_feed
+    from amp_braze.storage import Storage
+    from amp_braze_tests.conftest import MINIMAL, assets_named, write_config
+
+    (tmp_path / "pos.csv").write_text(
+        "customer_id,updated_at,city\n1,2026-01-01,Oslo\n2,2026-01-02,Rome\n"
+    )
+
+    def materialize(body: str) -> tuple[dict, object]:
+        cfg = load_config(write_config(tmp_path, body))
+        defs = build_defs(cfg)
+        result = dg.materialize(assets_named(defs, "sources/pos"), resources=defs.resources,
+                                instance=dg.DagsterInstance.ephemeral())  # fmt: skip
+        (event,) = result.get_asset_materialization_events()
+        meta = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+        return meta, cfg
+
+    first, cfg = materialize(MINIMAL)
+    table = Storage(cfg.storage).table_name("sources/pos")
+    written = (Path(cfg.storage) / table).stat().st_mtime_ns
+    again, _ = materialize(MINIMAL)
+    assert first["read_this_run"] is True and again["read_this_run"] is False
+    assert again["dagster/row_count"] == first["dagster/row_count"] == 2
+    assert again["distinct_customers"] == 2
+    assert (Path(cfg.storage) / table).stat().st_mtime_ns == written  # not rewritten
+
+    with (tmp_path / "pos.csv").open("a") as f:
+        f.write("3,2026-01-03,Lima\n")
+    changed, cfg = materialize(MINIMAL)
+    assert changed["read_this_run"] is True and changed["dagster/row_count"] == 3
+    retyped, cfg = materialize(
+        MINIMAL.replace(
+            "updated_at: updated_at", "updated_at: updated_at\n    types: {city: string}"
+        )
+    )
+    assert retyped["read_this_run"] is True
+    stored = Storage(cfg.storage).read_table("sources/pos")
+    assert stored.equals(read_feed(cfg.sources["pos"]))
