@@ -52,11 +52,10 @@ def apply_merges(state: pl.DataFrame, merges: pl.DataFrame, renames: pl.DataFram
         )
         .rename({KEPT: ID})
     )
-    kept = state.join(absorbed.select(ID), on=ID, how="semi")
     rest = state.join(merges, left_on=ID, right_on=ABSORBED, how="anti").join(
         absorbed.select(ID), on=ID, how="anti"
     )
-    joined = kept.join(absorbed, on=ID, how="left", suffix="__absorbed")
+    joined = state.join(absorbed, on=ID, how="inner", suffix="__absorbed")  # the kept users
     exprs = []
     for a in attrs:
         mine, theirs = pl.col(a), pl.col(f"{a}__absorbed")

@@ -312,9 +312,12 @@ def _send_merges(
     all_merges = IdMap(storage).merges()
     if all_merges.height == 0:
         return 0, 0
-    state_ids = view.table.get_column(ID)
+    state_ids = view.frame.select(ID).collect().get_column(ID)
+    held = all_merges.filter(pl.col(merges.ABSORBED).is_in(state_ids.implode()))
+    if held.height == 0:  # Braze holds none of the absorbed profiles: nothing to read further
+        return 0, 0
     wanted_ids = storage.scan_table(paths.attributes).select(ID).collect().get_column(ID)
-    to_merge, renames = merges.due(all_merges, state_ids, wanted_ids)
+    to_merge, renames = merges.due(held, state_ids, wanted_ids)
     if to_merge.height == 0 and renames.height == 0:
         return 0, 0
     for chunk in renames.iter_slices(MAX_IDENTITY_UPDATES):
