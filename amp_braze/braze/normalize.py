@@ -26,7 +26,7 @@ def _flag(bad: pl.Expr, rule: str) -> pl.Expr:
     return pl.when(bad).then(pl.lit(rule)).otherwise(pl.lit(None, pl.String))
 
 
-def _text(c: pl.Expr) -> pl.Expr:
+def trimmed(c: pl.Expr) -> pl.Expr:
     """A column as trimmed text, blank as null."""
     s = c.cast(pl.String).str.strip_chars()
     return pl.when(s.str.len_chars() > 0).then(s)
@@ -37,7 +37,7 @@ def _max_len(value: pl.Expr, rule: str = "string_over_255_characters") -> Checke
 
 
 def email(c: pl.Expr) -> Checked:
-    v = _text(c).str.to_lowercase()
+    v = trimmed(c).str.to_lowercase()
     bad = v.is_not_null() & ~v.str.contains(field_rules.EMAIL_RE.pattern)
     return Checked(v, _flag(bad, "email_format"))
 
@@ -46,7 +46,7 @@ def phone(c: pl.Expr, default_country_code: str = "1") -> Checked:
     """E.164 where it can be: '+' and 8-15 digits; 00-prefixed international; national numbers of
     10 digits (or 11 starting with the country code) get the default country code. Anything else
     is sent as given (trimmed), since Braze accepts any phone string."""
-    raw = _text(c)
+    raw = trimmed(c)
     digits = raw.str.replace_all(r"[^0-9]", "")
     cc = default_country_code
     e164 = (
@@ -69,7 +69,7 @@ def dob(c: pl.Expr, dtype: pl.DataType) -> Checked:
     elif isinstance(dtype, pl.Datetime):
         v = c.dt.date()
     else:
-        s = _text(c)
+        s = trimmed(c)
         v = pl.coalesce(
             s.str.to_date("%Y-%m-%d", strict=False),
             s.str.to_date("%m/%d/%Y", strict=False),
@@ -91,7 +91,7 @@ _GENDERS = {
 
 
 def gender(c: pl.Expr) -> Checked:
-    s = _text(c).str.to_lowercase()
+    s = trimmed(c).str.to_lowercase()
     v = s.replace_strict(_GENDERS, default=None, return_dtype=pl.String)
     return Checked(v, _flag(s.is_not_null() & v.is_null(), "gender_value"))
 
@@ -112,14 +112,14 @@ def _country_names() -> dict[str, str]:
 
 
 def country(c: pl.Expr) -> Checked:
-    s = _text(c).str.to_lowercase()
+    s = trimmed(c).str.to_lowercase()
     v = s.replace_strict(_country_names(), default=None, return_dtype=pl.String)
     return Checked(v, _flag(s.is_not_null() & v.is_null(), "country_iso_3166_alpha_2"))
 
 
 def language(c: pl.Expr) -> Checked:
-    s = _text(c).str.to_lowercase().str.slice(0, 2)
-    full = _text(c).str.to_lowercase()
+    s = trimmed(c).str.to_lowercase().str.slice(0, 2)
+    full = trimmed(c).str.to_lowercase()
     # Accept "fr" and locale forms such as "fr-CA" / "fr_CA"; nothing else.
     ok = full.str.contains(r"^[a-z]{2}([-_][a-z]{2})?$") & s.is_in(
         sorted(field_rules.language_codes())
@@ -128,7 +128,7 @@ def language(c: pl.Expr) -> Checked:
 
 
 def time_zone(c: pl.Expr) -> Checked:
-    s = _text(c)
+    s = trimmed(c)
     ok = s.is_in(sorted(field_rules.time_zones()))
     return Checked(pl.when(ok).then(s), _flag(s.is_not_null() & ~ok, "time_zone_iana"))
 
@@ -144,13 +144,13 @@ def subscription(c: pl.Expr, dtype: pl.DataType, rule: str) -> Checked:
     if dtype == pl.Boolean:
         v = pl.when(c).then(pl.lit("opted_in")).when(~c).then(pl.lit("unsubscribed"))
         return Checked(v, pl.lit(None, pl.String))
-    s = _text(c).str.to_lowercase()
+    s = trimmed(c).str.to_lowercase()
     v = s.replace_strict(_SUBSCRIPTION, default=None, return_dtype=pl.String)
     return Checked(v, _flag(s.is_not_null() & v.is_null(), rule))
 
 
 def plain_text(c: pl.Expr) -> Checked:
-    return _max_len(_text(c))
+    return _max_len(trimmed(c))
 
 
 def standard_field(

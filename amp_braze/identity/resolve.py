@@ -125,9 +125,6 @@ def resolve(
     )
 
 
-_KEYS = {side: [f"source_{side}", f"record_id_{side}"] for side in ("l", "r")}
-
-
 def _changed(table: pl.DataFrame, previous: pl.DataFrame) -> pl.Series | None:
     """Per record (in table order), whether it is new or its identity values changed; None when
     the previous run stored no fingerprints (then everything is scored)."""
@@ -142,27 +139,25 @@ def _changed(table: pl.DataFrame, previous: pl.DataFrame) -> pl.Series | None:
     ).to_series()
 
 
+def _relabel(
+    links: pl.DataFrame, records: pl.DataFrame, old: list[str], new: list[str]
+) -> pl.DataFrame:
+    """Links whose two ends are named by ``old`` columns, named by ``new`` ones instead (both
+    looked up in ``records``); a link to a record not in ``records`` is dropped."""
+    for side in ("l", "r"):
+        ends = records.select(*old, *new).rename({c: f"{c}_{side}" for c in old + new})
+        links = links.join(ends, on=[f"{c}_{side}" for c in old])
+    return links.select(*(f"{c}_{side}" for side in ("l", "r") for c in new), "match_probability")
+
+
 def _links_to_ids(links: pl.DataFrame, unchanged: pl.DataFrame) -> pl.DataFrame:
     """The previous run's links between records that are still here, unchanged, as row ids."""
-    ids = unchanged.select(SOURCE, RECORD, ID)
-    out = links
-    for side in ("l", "r"):
-        out = out.join(
-            ids.rename({SOURCE: f"source_{side}", RECORD: f"record_id_{side}", ID: f"{ID}_{side}"}),
-            on=_KEYS[side],
-        )
-    return out.select(f"{ID}_l", f"{ID}_r", "match_probability")
+    return _relabel(links, unchanged, [SOURCE, RECORD], [ID])
 
 
 def _links_to_records(scored: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
-    ids = table.select(ID, SOURCE, RECORD)
-    out = scored.select(f"{ID}_l", f"{ID}_r", "match_probability")
-    for side in ("l", "r"):
-        out = out.join(
-            ids.rename({ID: f"{ID}_{side}", SOURCE: f"source_{side}", RECORD: f"record_id_{side}"}),
-            on=f"{ID}_{side}",
-        )
-    return out.select(*_KEYS["l"], *_KEYS["r"], "match_probability")
+    """This run's model links by (source, record_id), which outlive row ids, for the next run."""
+    return _relabel(scored, table, [ID], [SOURCE, RECORD])
 
 
 def stored_model(storage: Storage, cfg: IdentityConfig) -> dict[str, Any] | None:

@@ -63,15 +63,10 @@ def nickname_map() -> dict[str, str]:
     return dict(zip(table["nickname"], table["name"], strict=True))
 
 
-def _text(c: pl.Expr) -> pl.Expr:
-    s = c.cast(pl.String).str.strip_chars()
-    return pl.when(s.str.len_chars() > 0).then(s)
-
-
 def _letters(c: pl.Expr) -> pl.Expr:
     """Lower case, accents stripped, anything but letters, digits and single spaces removed."""
     s = (
-        _text(c)
+        normalize.trimmed(c)
         .str.normalize("NFKD")
         .str.replace_all(r"\p{M}", "")
         .str.to_lowercase()
@@ -106,11 +101,6 @@ def date(c: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return normalize.dob(c, dtype).value.cast(pl.String)
 
 
-def postcode(c: pl.Expr) -> pl.Expr:
-    s = _text(c).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "")
-    return pl.when(s.str.len_chars() > 0).then(s)
-
-
 def address(c: pl.Expr) -> pl.Expr:
     s = _letters(c)
     for word, short in _ADDRESS_WORDS.items():
@@ -118,13 +108,14 @@ def address(c: pl.Expr) -> pl.Expr:
     return s
 
 
-def identifier(c: pl.Expr) -> pl.Expr:
-    s = _text(c).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "")
+def code(c: pl.Expr) -> pl.Expr:
+    """Postcodes and ids: upper case, letters and digits only ("sw1a 1aa" -> "SW1A1AA")."""
+    s = normalize.trimmed(c).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "")
     return pl.when(s.str.len_chars() > 0).then(s)
 
 
 def text(c: pl.Expr) -> pl.Expr:
-    s = _text(c).str.to_lowercase().str.replace_all(r"\s+", " ")
+    s = normalize.trimmed(c).str.to_lowercase().str.replace_all(r"\s+", " ")
     return s
 
 
@@ -136,10 +127,10 @@ def field(column: str, kind: str, dtype: pl.DataType, default_country_code: str 
         "email": lambda: email(c),
         "phone": lambda: phone(c, default_country_code),
         "date": lambda: date(c, dtype),
-        "postcode": lambda: postcode(c),
+        "postcode": lambda: code(c),
         "address": lambda: address(c),
-        "id": lambda: identifier(c),
-        "exact": lambda: _text(c),
+        "id": lambda: code(c),
+        "exact": lambda: normalize.trimmed(c),
         "text": lambda: text(c),
     }
     return exprs[kind]()
