@@ -182,6 +182,14 @@ def _em_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
     return chosen
 
 
+def _links(predictions: Any) -> pl.DataFrame:
+    """Splink's scored pairs as unique_id_l, unique_id_r, match_probability."""
+    cols = f"{ID}_l, {ID}_r, match_probability"
+    edges = pl.from_arrow(predictions.as_duckdbpyrelation().select(cols).to_arrow_table())
+    assert isinstance(edges, pl.DataFrame)
+    return edges
+
+
 def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> pl.DataFrame:
     """Every blocked pair at or above the threshold, scored by the stored model: unique_id_l,
     unique_id_r, match_probability."""
@@ -189,16 +197,9 @@ def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> 
 
     db = database_api()
     linker = Linker(db.register(records.to_arrow()), model, log_level=logging.ERROR)
-    predictions = linker.inference.predict(
-        threshold_match_probability=cfg.threshold, warning_mode="never"
+    return _links(
+        linker.inference.predict(threshold_match_probability=cfg.threshold, warning_mode="never")
     )
-    edges = pl.from_arrow(
-        predictions.as_duckdbpyrelation()
-        .select(f"{ID}_l, {ID}_r, match_probability")
-        .to_arrow_table()
-    )
-    assert isinstance(edges, pl.DataFrame)
-    return edges
 
 
 def score_changed(
@@ -231,9 +232,7 @@ def score_changed(
                 warning_mode="never",
             )
         )
-    cols = f"{ID}_l, {ID}_r, match_probability"
-    frames = [pl.from_arrow(p.as_duckdbpyrelation().select(cols).to_arrow_table()) for p in parts]
-    return pl.concat([f for f in frames if isinstance(f, pl.DataFrame)])
+    return pl.concat([_links(p) for p in parts])
 
 
 def deterministic_edges(records: pl.DataFrame, cfg: IdentityConfig) -> pl.DataFrame:
