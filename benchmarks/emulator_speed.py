@@ -100,6 +100,57 @@ def measure(kind: str, seconds: float, procs: int, threads: int) -> tuple[float,
     return ok / wall, cpu / ok * 1000, sum(r[1] for r in results)
 
 
+def memory_per_million(profiles: int, threads: int = 8) -> tuple[float, float, float]:
+    """Fill a fresh emulator with ``profiles`` distinct 20-attribute profiles: (MB of resident
+    memory per million profiles, requests/s while filling, total MB)."""
+    cmd = [sys.executable, "-m", "amp_braze.cli", "emulator", "--port", "0", "--api-key", "k",
+           "--rate-limit", "1000000000"]  # fmt: skip
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[-1]
+        before = _rss_mb(server.pid)
+        host, port = url.split("//")[1].split(":")
+        pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=threads)
+        headers = {"Authorization": "Bearer k", "Content-Type": "application/json"}
+        offsets = iter(range(0, profiles, 75))
+        lock = threading.Lock()
+        failures = []
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    off = next(offsets, None)
+                if off is None:
+                    return
+                n = min(75, profiles - off)
+                r = pool.urlopen("POST", "/users/track", body=body("full", n, off), headers=headers)
+                if r.status != 201:
+                    failures.append(r.status)
+
+        start = time.perf_counter()
+        ts = [threading.Thread(target=worker) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        wall = time.perf_counter() - start
+        stats = orjson.loads(pool.urlopen("GET", "/_emulator/stats").data)
+        if failures or stats["users"] != profiles:
+            raise RuntimeError(f"fill failed: {failures[:5]}, {stats['users']:,} users")
+        total = _rss_mb(server.pid) - before
+    finally:
+        server.terminate()
+        server.wait()
+    return total / profiles * 1e6, -(-profiles // 75) / wall, total
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
 def _cpu(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -112,9 +163,17 @@ def run(argv: list[str]) -> None:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--procs", type=int, default=1, help="load-generating processes")
     p.add_argument("--threads", type=int, default=8, help="threads per load process")
+    p.add_argument("--profiles", type=int, default=1_000_000, help="profiles for the memory figure")
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args(argv)
     rows = []
+    per_million, fill_rate, total = memory_per_million(a.profiles)
+    rows += [
+        Row(f"memory per million profiles, 20 attributes ({a.profiles:,} held)", round(per_million),
+            unit="MB", goal="<= 400 (10M in <= 4 GB)"),
+        Row("memory holding them all", round(total), unit="MB"),
+        Row("req/s while filling (75 new profiles each)", round(fill_rate), unit="req/s"),
+    ]  # fmt: skip
     for kind in ("delta", "full"):
         rps, cpu_per_k, errors = measure(kind, a.seconds, a.procs, a.threads)
         rows.append(

@@ -319,6 +319,65 @@ def test_export_ids(emulator):
     assert r.status_code == 400
 
 
+def test_every_identifier_follows_a_profile_through_changes_renames_and_merges(emulator):
+    """The store keeps profiles packed and indexes emails, phones, aliases and braze_ids on first
+    use; every later change must keep those lookups true."""
+
+    def found(**identifier) -> list:
+        return [
+            u.get("external_id") or u["braze_id"]
+            for u in emulator.export(identifier).json()["users"]
+        ]
+
+    def post(path: str, body: dict) -> dict:
+        headers = {"Authorization": f"Bearer {emulator.key}", "Content-Type": "application/json"}
+        return emulator.http.post(f"{emulator.url}{path}", json=body, headers=headers).json()
+
+    nested = {"a": {"b": [1, 2.5, None, True]}, "s": "é"}
+    emulator.track({"attributes": [
+        {"external_id": "u1", "email": "Ann@Example.com", "phone": "+15555550100", "n": 2**40,
+         "nested": nested, "flag": False, "list": ["x", "y"]},
+        {"external_id": "u2", "email": "bob@example.com"},
+    ]})  # fmt: skip
+    assert found(email_address="ann@example.com") == ["u1"]  # builds the indexes
+    assert found(phone="+15555550100") == ["u1"]
+    emulator.track(
+        {"attributes": [{"external_id": "u1", "email": "ann@new.example.com", "phone": None}]}
+    )
+    assert found(email_address="ann@example.com") == []
+    assert found(email_address="ANN@new.example.com") == ["u1"]
+    assert found(phone="+15555550100") == []
+    # A user known only by an email, and one only by an alias, are created and found.
+    emulator.track({"attributes": [{"email": "carol@example.com", "tier": "gold"}]})
+    alias = {"alias_name": "crm-7", "alias_label": "crm"}
+    emulator.track({"attributes": [{"user_alias": alias, "_update_existing_only": False, "x": 1}]})
+    carol = emulator.export({"email_address": "carol@example.com"}).json()["users"][0]
+    assert carol["custom_attributes"] == {"tier": "gold"} and "external_id" not in carol
+    assert found(braze_id=carol["braze_id"]) == [carol["braze_id"]]
+    assert len(found(user_aliases=[alias])) == 1
+    # Rename: the new id finds the profile (and its email), the old one nothing.
+    assert post("/users/external_ids/rename", {"external_id_renames": [
+        {"current_external_id": "u1", "new_external_id": "u9"}]})["external_ids"] == ["u9"]  # fmt: skip
+    assert found(external_ids=["u1"]) == [] and found(external_ids=["u9"]) == ["u9"]
+    assert found(email_address="ann@new.example.com") == ["u9"]
+    # Merge the alias user into u2: only u2 is left to find, with the alias user's attribute.
+    post("/users/merge", {"merge_updates": [
+        {"identifier_to_merge": {"user_alias": alias}, "identifier_to_keep": {"external_id": "u2"}}]})  # fmt: skip
+    assert found(user_aliases=[alias]) == []
+    users = emulator.users()
+    assert sorted(users) == sorted(["u2", "u9", carol["braze_id"]])
+    assert users["u2"]["custom_attributes"] == {"x": 1}
+    u9 = users["u9"]
+    assert u9["email"] == "ann@new.example.com" and "phone" not in u9
+    assert u9["custom_attributes"] == {
+        "n": 2**40,
+        "nested": nested,
+        "flag": False,
+        "list": ["x", "y"],
+    }
+    assert emulator.stats()["users"] == 3
+
+
 def test_rate_limit_headers_and_429(emulator):
     emulator.configure(rate_limit=5, rate_window=2.0)
     # Start at the beginning of a window so all six requests fall into one.

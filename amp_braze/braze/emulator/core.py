@@ -37,7 +37,7 @@ from amp_braze.braze.emulator.limits import (
     FixedWindowLimiter,
     rate_limit_headers,
 )
-from amp_braze.braze.emulator.profiles import ProfileStore, unchanged
+from amp_braze.braze.emulator.profiles import Profile, ProfileStore, unchanged
 from amp_braze.braze.emulator.settings import Settings, Stats
 from amp_braze.braze.emulator.validation import SKIP, ObjectError, standard, validate
 
@@ -177,11 +177,11 @@ class Emulator:
                 status, out = self._track(payload)
                 self.stats.track_requests += 1
             elif path == "/users/merge":
-                status, out, n = identity.merge(self.store, payload, self.store.index)
+                status, out, n = identity.merge(self.store, payload)
                 self.stats.identity_requests += 1
                 self.stats.users_merged += n
             elif path == "/users/external_ids/rename":
-                status, out, n = identity.rename(self.store, payload, self.store.index)
+                status, out, n = identity.rename(self.store, payload)
                 self.stats.identity_requests += 1
                 self.stats.users_renamed += n
             else:
@@ -285,7 +285,7 @@ class Emulator:
             out["errors"] = errors
         return 201, out
 
-    def _resolve(self, obj: dict) -> tuple[dict | None, bool, str]:
+    def _resolve(self, obj: dict) -> tuple[Profile | None, bool, str]:
         """Find the profile an object addresses: (profile or None, may_create, identifier kind)."""
         if obj.get("external_id") is not None and "braze_id" not in obj and "user_alias" not in obj:
             primaries = ["external_id"]  # the common case, without the generic scan
@@ -309,7 +309,7 @@ class Emulator:
                     f"EXTERNAL_USER_ID_TOO_LARGE: external_id exceeds the maximum allowed length of "
                     f"{field_rules.MAX_EXTERNAL_ID_BYTES} bytes"
                 )
-            return self.store.by_external_id.get(ext), not (update_only or False), "external_id"
+            return self.store.find("external_id", ext), not (update_only or False), "external_id"
         if primaries == ["user_alias"]:
             alias = obj["user_alias"]
             if not (
@@ -322,18 +322,18 @@ class Emulator:
             may_create = (
                 update_only is False
             )  # aliases default to update-only (Braze: _update_existing_only)
-            return self.store.by_alias.get(key), may_create, "user_alias"
+            return self.store.find("user_alias", key), may_create, "user_alias"
         if primaries == ["braze_id"]:
-            return self.store.by_braze_id.get(str(obj["braze_id"])), False, "braze_id"
+            return self.store.find("braze_id", str(obj["braze_id"])), False, "braze_id"
         # Secondary identifiers: email wins over phone; an unknown email creates an email-only user.
         if obj.get("email") is not None:
             return (
-                self.store.by_email.get(str(obj["email"]).lower()),
+                self.store.find("email", obj["email"]),
                 not (update_only or False),
                 "email",
             )
         if obj.get("phone") is not None:
-            return self.store.by_phone.get(str(obj["phone"])), not (update_only or False), "phone"
+            return self.store.find("phone", str(obj["phone"])), not (update_only or False), "phone"
         raise ObjectError(NO_IDENTIFIER)
 
     def _apply_attributes(self, obj: dict) -> None:
@@ -392,9 +392,9 @@ class Emulator:
         else:
             self.stats.unchanged_data_points += unchanged(profile, std_values, custom, structured)
         for name, value in std_values:
-            if name in ("email", "phone") or value is None or value is SKIP:
-                self.store.set(profile, name, value, merge, self.settings.array_cap)
-            else:
+            if value is None:
+                profile.pop(name, None)
+            elif value is not SKIP:
                 profile[name] = value
         attrs = profile["custom_attributes"]
         attrs.update(custom)
@@ -402,6 +402,7 @@ class Emulator:
             attrs.pop(name, None)
         for name, value in structured:
             self.store.set(profile, name, value, merge, self.settings.array_cap)
+        self.store.save(profile)
         self.stats.data_points += points
 
     def _apply_event(self, kind: str, obj: dict) -> None:
@@ -424,7 +425,8 @@ class Emulator:
         counters = profile.setdefault("custom_events" if kind == "events" else "purchases", {})
         label = obj["name"] if kind == "events" else obj["product_id"]
         counters[label] = counters.get(label, 0) + 1
+        self.store.save(profile)
 
-    def _create(self, obj: dict, how: str) -> dict:
+    def _create(self, obj: dict, how: str) -> Profile:
         self.stats.users_created += 1
         return self.store.create(obj, how)

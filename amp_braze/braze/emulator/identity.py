@@ -14,42 +14,21 @@ unknown, and reported in ``rename_errors``.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
+from amp_braze.braze.emulator.profiles import Profile, ProfileStore
 from amp_braze.braze.field_rules import MAX_IDENTITY_UPDATES
 
 
-class Profiles(Protocol):
-    by_external_id: dict[str, dict]
-    by_braze_id: dict[str, dict]
-    by_alias: dict[tuple[str, str], dict]
-    by_email: dict[str, dict]
-    by_phone: dict[str, dict]
-
-
-def _find(store: Profiles, identifier: Any) -> dict | None:
+def _find(store: ProfileStore, identifier: Any) -> Profile | None:
     if not isinstance(identifier, dict):
         return None
     if "external_id" in identifier:
-        return store.by_external_id.get(identifier["external_id"])
+        return store.find("external_id", identifier["external_id"])
     alias = identifier.get("user_alias")
     if isinstance(alias, dict):
-        return store.by_alias.get((alias.get("alias_name"), alias.get("alias_label")))
+        return store.find("user_alias", (alias.get("alias_name"), alias.get("alias_label")))
     return None
-
-
-def _unindex(store: Profiles, p: dict) -> None:
-    for index, key in (
-        (store.by_external_id, p.get("external_id")),
-        (store.by_braze_id, p.get("braze_id")),
-        (store.by_email, str(p.get("email") or "").lower()),
-        (store.by_phone, p.get("phone")),
-    ):
-        if key and index.get(key) is p:
-            del index[key]
-    for a in p.get("user_aliases") or []:
-        if store.by_alias.get((a["alias_name"], a["alias_label"])) is p:
-            del store.by_alias[(a["alias_name"], a["alias_label"])]
 
 
 def _fill(keep: dict, merged: dict) -> None:
@@ -70,7 +49,7 @@ def _fill(keep: dict, merged: dict) -> None:
             keep[key] = value
 
 
-def merge(store: Profiles, payload: dict, reindex: Any) -> tuple[int, dict, int]:
+def merge(store: ProfileStore, payload: dict) -> tuple[int, dict, int]:
     """Apply ``merge_updates``; returns (status, body, merges applied)."""
     updates = payload.get("merge_updates")
     if not isinstance(updates, list) or not updates:
@@ -89,16 +68,16 @@ def merge(store: Profiles, payload: dict, reindex: Any) -> tuple[int, dict, int]
     applied = 0
     for u in updates:
         merged, keep = _find(store, u["identifier_to_merge"]), _find(store, u["identifier_to_keep"])
-        if merged is None or keep is None or merged is keep:
+        if merged is None or keep is None or merged.home == keep.home:
             continue
-        _unindex(store, merged)
+        store.remove(merged)
         _fill(keep, merged)
-        reindex(keep)
+        store.save(keep)
         applied += 1
     return 202, {"message": "success"}, applied
 
 
-def rename(store: Profiles, payload: dict, reindex: Any) -> tuple[int, dict, int]:
+def rename(store: ProfileStore, payload: dict) -> tuple[int, dict, int]:
     """Apply ``external_id_renames``; returns (status, body, renames applied)."""
     renames = payload.get("external_id_renames")
     if not isinstance(renames, list) or not renames:
@@ -114,16 +93,15 @@ def rename(store: Profiles, payload: dict, reindex: Any) -> tuple[int, dict, int
     for r in renames:
         current = r.get("current_external_id") if isinstance(r, dict) else None
         new = r.get("new_external_id") if isinstance(r, dict) else None
-        p = store.by_external_id.get(current) if isinstance(current, str) else None
+        p = store.find("external_id", current) if isinstance(current, str) else None
         if p is None or not isinstance(new, str) or not new:
             errors.append({"current_external_id": current, "message": "user not found"})
             continue
-        if new in store.by_external_id:
+        if store.find("external_id", new) is not None:
             errors.append({"current_external_id": current, "message": "new_external_id in use"})
             continue
-        del store.by_external_id[current]
         p["external_id"] = new
-        reindex(p)
+        store.save(p)
         done.append(new)
     body: dict[str, Any] = {"message": "success", "external_ids": done}
     if errors:

@@ -1,10 +1,19 @@
-"""The emulator's profile store: profiles as dicts, indexed by every identifier Braze resolves
-(external_id, braze_id, user alias, email, phone), and how a value is applied to a profile
-(null unsets, arrays are sets capped at the workspace's size, ``inc``, ``add``/``remove``, nested
-objects replaced or deep-merged, arrays of objects by ``$add``/``$remove``/``$update``)."""
+"""The emulator's profile store, and how a value is applied to a profile (null unsets, arrays are
+sets capped at the workspace's size, ``inc``, ``add``/``remove``, nested objects replaced or
+deep-merged, arrays of objects by ``$add``/``$remove``/``$update``).
+
+Profiles are kept packed, so that a workspace of ten million users fits in a few GB: each is one
+``marshal`` blob of its values, its field names kept once per distinct set of names (a "shape"),
+its braze_id and creation second as small numbers. A request checks a profile out as a plain dict
+(``find``), changes it and files it back (``save``). Profiles are filed under their external_id
+(or their braze_id when they have none); the other identifiers Braze resolves (braze_id, user
+alias, email, phone) are indexed only once a request first looks one up, since a sync by
+external_id never does.
+"""
 
 from __future__ import annotations
 
+import marshal
 import time
 import uuid
 from typing import Any
@@ -12,84 +21,181 @@ from typing import Any
 from amp_braze.braze import field_rules
 from amp_braze.braze.emulator.validation import SKIP
 
+_SECONDARY = ("braze_id", "user_alias", "email", "phone")
+
+
+class Profile(dict):
+    """A profile checked out of the store: Braze's fields as a dict, and the key it is filed under."""
+
+    __slots__ = ("home",)
+
+
+def _identifiers(p: dict) -> list[tuple[str, Any]]:
+    """The secondary identifiers a profile can be found by."""
+    out: list[tuple[str, Any]] = [("braze_id", p["braze_id"])]
+    out += [
+        ("user_alias", (a["alias_name"], a["alias_label"])) for a in p.get("user_aliases") or []
+    ]
+    if p.get("email"):
+        out.append(("email", str(p["email"]).lower()))
+    if p.get("phone"):
+        out.append(("phone", str(p["phone"])))
+    return out
+
 
 class ProfileStore:
     def __init__(self) -> None:
-        self.by_external_id: dict[str, dict] = {}
-        self.by_braze_id: dict[str, dict] = {}
-        self.by_alias: dict[tuple[str, str], dict] = {}
-        self.by_email: dict[str, dict] = {}
-        self.by_phone: dict[str, dict] = {}
+        self._home: dict[str, bytes] = {}  # external_id (or "\0" + braze_id) -> packed profile
+        self._indexes: dict[str, dict[Any, str]] = {}  # built on first use, then kept up to date
+        self._layouts: dict[tuple, tuple] = {}  # (field names, custom names) -> how to pack
+        self._shapes: list[tuple] = []  # shape id -> (field names, custom names, where ids are)
         self._id_prefix = uuid.uuid4().hex[:12]
         self._created = 0
+        self._stamps: dict[str, int] = {}
+        self._stamp_list: list[str] = []
         self._stamp_second, self._stamp = -1, ""
 
     def __len__(self) -> int:
-        return len(self.by_braze_id)
+        return len(self._home)
+
+    # -- packing -----------------------------------------------------------------------------------
+    # A blob is marshal((shape id, field values, custom attribute values)); in the field values the
+    # slot of custom_attributes is empty, a braze_id this store made is its number and a creation
+    # time is the number of its second in ``_stamp_list``.
+    def _pack(self, p: dict) -> bytes:
+        custom = p["custom_attributes"]
+        shape = (tuple(p), tuple(custom))
+        layout = self._layouts.get(shape)
+        if layout is None:
+            layout = self._layouts[shape] = self._new_shape(*shape)
+        sid, ib, ic, ica = layout
+        values = list(p.values())
+        if ib is not None:
+            b = values[ib]
+            if len(b) == 24 and b.startswith(self._id_prefix):
+                values[ib] = int(b[12:], 16)
+        if ic is not None:
+            values[ic] = self._stamps.get(values[ic], values[ic])
+        values[ica] = None
+        return marshal.dumps((sid, values, tuple(custom.values())))
+
+    def _new_shape(self, fields: tuple[str, ...], custom: tuple[str, ...]) -> tuple:
+        def at(name: str) -> int | None:
+            return fields.index(name) if name in fields else None
+
+        self._shapes.append((fields, custom, at("braze_id"), at("created_at")))
+        return (
+            len(self._shapes) - 1,
+            at("braze_id"),
+            at("created_at"),
+            fields.index("custom_attributes"),
+        )
+
+    def _unpack(self, blob: bytes, home: str) -> Profile:
+        sid, values, custom_values = marshal.loads(blob)
+        fields, custom, ib, ic = self._shapes[sid]
+        if ib is not None and type(values[ib]) is int:
+            values[ib] = f"{self._id_prefix}{values[ib]:012x}"
+        if ic is not None and type(values[ic]) is int:
+            values[ic] = self._stamp_list[values[ic]]
+        p = Profile(zip(fields, values, strict=False))  # our own blobs: lengths match
+        p["custom_attributes"] = dict(zip(custom, custom_values, strict=False))
+        p.home = home
+        return p
+
+    # -- finding and filing ------------------------------------------------------------------------
+    def find(self, kind: str, key: Any) -> Profile | None:
+        """The profile with this identifier: ``external_id``, ``braze_id``, ``user_alias``
+        (name, label), ``email`` (any case) or ``phone``."""
+        if kind == "external_id":
+            home = key if isinstance(key, str) and not key.startswith("\x00") else None
+        else:
+            if kind == "email":
+                key = str(key).lower()
+            home = self._index(kind).get(key)
+        blob = self._home.get(home) if home is not None else None
+        return None if blob is None else self._unpack(blob, home)
+
+    def _index(self, kind: str) -> dict[Any, str]:
+        if not self._indexes:
+            self._indexes = {k: {} for k in _SECONDARY}
+            for home, blob in self._home.items():
+                for k, key in _identifiers(self._unpack(blob, home)):
+                    self._indexes[k][key] = home
+        return self._indexes[kind]
+
+    def save(self, p: Profile) -> None:
+        """File a changed (or new) profile back, under its external_id if it has one."""
+        home = p["external_id"] if p.get("external_id") else "\x00" + p["braze_id"]
+        if self._indexes and p.home is not None:
+            self._unindex(p.home)
+        if p.home is not None and p.home != home:
+            self._home.pop(p.home, None)  # renamed
+        self._home[home] = self._pack(p)
+        p.home = home
+        for kind, key in _identifiers(p) if self._indexes else ():
+            self._indexes[kind][key] = home
+
+    def remove(self, p: Profile) -> None:
+        if p.home is not None:
+            if self._indexes:
+                self._unindex(p.home)
+            self._home.pop(p.home, None)
+            p.home = None
+
+    def _unindex(self, home: str) -> None:
+        blob = self._home.get(home)
+        if blob is None:
+            return
+        for kind, key in _identifiers(self._unpack(blob, home)):
+            if self._indexes[kind].get(key) == home:
+                del self._indexes[kind][key]
 
     def users(self) -> list[dict]:
         """Every profile once, as /users/export/ids shows it."""
-        seen: dict[int, dict] = {}
-        for index in (self.by_external_id, self.by_braze_id):
-            for p in index.values():
-                seen.setdefault(id(p), p)
-        return [exported(p) for p in seen.values()]
+        return [exported(self._unpack(blob, home)) for home, blob in self._home.items()]
 
     def load(self, users: list[dict]) -> None:
         for user in users:
-            p = dict(user)
+            p = Profile(user)
+            p.home = None
             p["custom_attributes"] = dict(user.get("custom_attributes") or {})
             p["user_aliases"] = list(user.get("user_aliases") or [])
-            self.index(p)
+            self.save(p)
 
-    def create(self, obj: dict, how: str) -> dict:
+    def create(self, obj: dict, how: str) -> Profile:
+        """A new profile for the object's identifier; filed when the caller saves it."""
         self._created += 1
         now = int(time.time())
         if now != self._stamp_second:  # one strftime a second, not one a user
             self._stamp_second = now
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
-        profile: dict[str, Any] = {
-            "braze_id": f"{self._id_prefix}{self._created:012x}",  # 24 hex characters, unique
-            "created_at": self._stamp,
-            "user_aliases": [],
-            "custom_attributes": {},
-        }
+            if self._stamp not in self._stamps:
+                self._stamps[self._stamp] = len(self._stamp_list)
+                self._stamp_list.append(self._stamp)
+        profile = Profile(
+            braze_id=f"{self._id_prefix}{self._created:012x}",  # 24 hex characters, unique
+            created_at=self._stamp,
+            user_aliases=[],
+            custom_attributes={},
+        )
+        profile.home = None
         if how == "external_id":
             profile["external_id"] = obj["external_id"]
         elif how == "user_alias":
             profile["user_aliases"] = [dict(obj["user_alias"])]
         elif how in ("email", "phone"):
             profile[how] = obj[how]
-        self.index(profile)
         return profile
-
-    def index(self, p: dict) -> None:
-        if p.get("external_id"):
-            self.by_external_id[p["external_id"]] = p
-        self.by_braze_id[p["braze_id"]] = p
-        for a in p.get("user_aliases") or []:
-            self.by_alias[(a["alias_name"], a["alias_label"])] = p
-        if p.get("email"):
-            self.by_email[str(p["email"]).lower()] = p
-        if p.get("phone"):
-            self.by_phone[str(p["phone"])] = p
 
     def set(self, profile: dict, name: str, value: Any, merge: bool, array_cap: int) -> None:
         if value is SKIP:
             return
         if name in field_rules.STANDARD_FIELDS:
-            if name == "email" and profile.get("email"):
-                self.by_email.pop(str(profile["email"]).lower(), None)
-            if name == "phone" and profile.get("phone"):
-                self.by_phone.pop(str(profile["phone"]), None)
             if value is None:
                 profile.pop(name, None)
             else:
                 profile[name] = value
-                if name == "email":
-                    self.by_email[value.lower()] = profile
-                if name == "phone":
-                    self.by_phone[value] = profile
             return
         attrs = profile["custom_attributes"]
         if value is None:
@@ -143,23 +249,18 @@ class ProfileStore:
         found: list[dict] = []
         invalid: list[str] = []
         for ext in ids:
-            p = self.by_external_id.get(ext)
+            p = self.find("external_id", ext)
             if p is None:
                 invalid.append(ext)
             else:
                 found.append(p)
         for a in aliases:
-            p = self.by_alias.get((a.get("alias_name"), a.get("alias_label")))
+            p = self.find("user_alias", (a.get("alias_name"), a.get("alias_label")))
             if p is not None:
                 found.append(p)
-        for key in ("braze_id", "email_address", "phone"):
+        for key, kind in (("braze_id", "braze_id"), ("email_address", "email"), ("phone", "phone")):
             if payload.get(key):
-                index = {
-                    "braze_id": self.by_braze_id,
-                    "email_address": self.by_email,
-                    "phone": self.by_phone,
-                }
-                p = index[key].get(payload[key].lower() if key == "email_address" else payload[key])
+                p = self.find(kind, payload[key])
                 if p is not None:
                     found.append(p)
         users = [exported(p, fields) for p in found]
