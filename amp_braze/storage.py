@@ -276,7 +276,12 @@ class Storage:
         frame in memory), so readers can have them without decoding a column, plus whatever the
         writer adds (``footer``: the sync adds its ids digest)."""
         uri = self.uri(name)
-        summary = {"rows": df.height, "non_null": non_null_counts(df), **(footer or {})}
+        summary = {
+            "rows": df.height,
+            "non_null": non_null_counts(df),
+            "write_id": uuid.uuid4().hex,  # tells this version from any other
+            **(footer or {}),
+        }
         opts = {
             "statistics": True,
             "compression": COMPRESSION,
@@ -296,7 +301,7 @@ class Storage:
         return uri
 
     def footer(self, name: str) -> dict[str, Any]:
-        """What ``write_parquet`` left in the footer: ``rows``, ``non_null`` (per column) and
+        """What ``write_parquet`` left in the footer: ``rows``, ``non_null`` (per column), ``write_id`` and
         what the writer added (``ids_digest``, see ``braze.identifiers.id_footer``); empty for a file written some other way."""
         meta = pl.read_parquet_metadata(self.uri(name), storage_options=self.storage_options)
         raw = meta.get(SUMMARY_KEY)

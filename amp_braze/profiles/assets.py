@@ -4,15 +4,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from amp_braze.braze.identifiers import ID, id_footer
+from amp_braze.braze.identifiers import id_footer
 from amp_braze.config import BrazeConfig, Config, SourceConfig
 from amp_braze.identity.assets import identity_assets
 from amp_braze.identity.resolve import CLUSTERS_TABLE
 from amp_braze.metadata import markdown_table, stored_table_metadata, table_metadata
-from amp_braze.profiles.attributes import build_attributes
 from amp_braze.profiles.feeds import feed_files, feed_fingerprint, read_feed
+from amp_braze.profiles.incremental import (
+    attributes_from_changes,
+    profiles_from_changes,
+    write_profiles,
+)
 from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_assets
-from amp_braze.profiles.unify import unify, with_amp_ids
+from amp_braze.profiles.unify import with_amp_ids
 from amp_braze.resources import StorageResource
 
 GROUP = "customer_360"
@@ -70,6 +74,10 @@ def _feed_metadata(summary: dict[str, int], read: bool) -> dict:
     }
 
 
+def _write_id(store, table: str) -> str:
+    return store.footer(store.table_name(table)).get("write_id", "")
+
+
 def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
     deps = [dg.AssetKey(["sources", name]) for name in cfg.sources]
     if cfg.identity is not None:
@@ -92,11 +100,26 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
         feeds = {
             name: (src, store.scan_table(source_table(name))) for name, src in cfg.sources.items()
         }
+        versions = {name: _write_id(store, source_table(name)) for name in cfg.sources}
         if cfg.identity is not None:
             feeds = with_amp_ids(feeds, store.scan_table(CLUSTERS_TABLE))
-        result = unify(feeds)
-        uri = store.write_table("customer_profiles", result.profiles)
-        meta = table_metadata(result.profiles, uri)
+            versions[CLUSTERS_TABLE] = _write_id(store, CLUSTERS_TABLE)
+        built = profiles_from_changes(store, feeds, versions)
+        result = built.unified
+        if built.unchanged:
+            context.log.info("customer_profiles: no feed changed since the last build")
+            uri = store.uri(store.table_name("customer_profiles"))
+            schema = store.scan_table("customer_profiles").collect_schema()
+            meta = stored_table_metadata(schema, built.footer["rows"], uri)
+        else:
+            uri = write_profiles(store, built)
+            meta = table_metadata(result.profiles, uri)
+        meta["customers_rebuilt"] = dg.MetadataValue.int(
+            result.profiles.height if built.keys_rebuilt is None else built.keys_rebuilt
+        )
+        meta["rebuild"] = dg.MetadataValue.text(
+            "full" if built.keys_rebuilt is None else "changed customers only"
+        )
         for name, c in result.contribution.items():
             meta[f"customers_from_{name}"] = dg.MetadataValue.int(c["customers"])
             meta[f"fields_won_by_{name}"] = dg.MetadataValue.int(c["fields_won"])
@@ -107,7 +130,7 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
             [{"source": name, **c} for name, c in result.contribution.items()]
         )
         meta["customer_key"] = dg.MetadataValue.text(result.key)
-        context.log.info(f"customer_profiles: {result.profiles.height} customers")
+        context.log.info(f"customer_profiles: {meta['dagster/row_count'].value} customers")
         return dg.MaterializeResult(metadata=meta)
 
     return customer_profiles
@@ -126,6 +149,7 @@ def build_profile_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
 
 ATTRIBUTES = "braze_customer_attributes"
+FINGERPRINT = "build_fingerprint"
 REJECTIONS = "braze_customer_attributes_rejections"
 
 
@@ -181,12 +205,15 @@ def attributes_assets(
         store = storage.get()
         tables = base_tables(cfg, store)
         raw = run_sql(sql_path.read_text(), tables, sql_key)
-        result = build_attributes(raw, braze)
+        previous = store.scan_table(table) if store.table_exists(table) else None
+        footer = store.footer(store.table_name(table)) if previous is not None else {}
+        rebuilt = attributes_from_changes(raw, braze, previous, footer.get(FINGERPRINT))
+        result = rebuilt.attributes
         for w in result.warnings:
             context.log.warning(w)
-        # Sorted by the key: the planner then lines it up with the sync state without a join.
-        ordered = result.table.sort(ID)
-        uri = store.write_table(table, ordered, id_footer(ordered))
+        ordered = result.table  # sorted by the key: the planner lines it up with the sync state
+        footer = id_footer(ordered) | {FINGERPRINT: rebuilt.fingerprint}
+        uri = store.write_table(table, ordered, footer)
         rejections_uri = store.write_table(rejections, result.rejections)
         by_rule = result.rejections.group_by("rule").len().sort("len", descending=True)
         meta = table_metadata(result.table, uri)
@@ -196,6 +223,7 @@ def attributes_assets(
             "rejected_share": dg.MetadataValue.float(round(result.rejected_share, 6)),
             "standard_fields": dg.MetadataValue.text(", ".join(result.standard_fields) or "-"),
             "custom_attributes": dg.MetadataValue.int(len(result.custom_attributes)),
+            "rows_checked_this_run": dg.MetadataValue.int(rebuilt.rows_built),
             "rejections_by_rule": markdown_table(
                 [{"rule": r, "rows": n} for r, n in by_rule.iter_rows()]
             ),

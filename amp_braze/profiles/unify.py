@@ -15,7 +15,7 @@ from amp_braze.config import SourceConfig
 
 SOURCES_COL = "source_feeds"
 UPDATED_COL = "profile_updated_at"
-_TS, _PRIO, _ORDER, _SRC = "__ts", "__priority", "__order", "__source"
+_TS, _PRIO, _ORDER, _SRC, _WON = "__ts", "__priority", "__order", "__source", "__won"
 
 
 def key_column(sources: list[SourceConfig]) -> str:
@@ -58,6 +58,7 @@ def with_amp_ids(
 class Unified:
     profiles: pl.DataFrame
     key: str
+    won: pl.DataFrame  # the key and, per field, the feed its value came from
     contribution: dict[
         str, dict[str, int]
     ]  # source -> {rows, customers, fields_won, rows_without_key}
@@ -79,7 +80,7 @@ def _prepare(src: SourceConfig, lf: pl.LazyFrame, order: int, key: str) -> pl.La
     return (
         lf.with_columns(blank_to_null)
         .with_columns(
-            normalize_key(pl.col(src.customer_key), src.key_normalize).alias(key),
+            feed_key(src, key),
             ts.alias(_TS),
             pl.lit(src.priority, pl.Int64).alias(_PRIO),
             pl.lit(order, pl.Int64).alias(_ORDER),
@@ -89,13 +90,23 @@ def _prepare(src: SourceConfig, lf: pl.LazyFrame, order: int, key: str) -> pl.La
     )
 
 
-def unify(feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]) -> Unified:
-    """Unify feeds (name -> (config, frame)) into one row per customer."""
+def feed_key(src: SourceConfig, key: str) -> pl.Expr:
+    """A feed row's customer key as unification uses it."""
+    return normalize_key(pl.col(src.customer_key), src.key_normalize).alias(key)
+
+
+def unify(
+    feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]], only: pl.Series | None = None
+) -> Unified:
+    """Unify feeds (name -> (config, frame)) into one row per customer, sorted by the key;
+    ``only`` limits it to these keys (the result for them is what a full run gives them)."""
     key = key_column([cfg for cfg, _ in feeds.values()])
     parts = [_prepare(cfg, lf, i, key) for i, (cfg, lf) in enumerate(feeds.values())]
     stacked = pl.concat(parts, how="diagonal_relaxed")
     fields = [c for c in stacked.collect_schema() if c not in (key, _TS, _PRIO, _ORDER, _SRC)]
     with_key = stacked.filter(pl.col(key).is_not_null())
+    if only is not None:
+        with_key = with_key.filter(pl.col(key).is_in(only.implode()))
     # Stable: rows that tie on time, priority and feed keep their order in the feed, so a rerun
     # on the same data picks the same values.
     ordered = with_key.sort(
@@ -105,14 +116,16 @@ def unify(feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]) -> Unified:
         maintain_order=True,
     )
     aggs = [pl.col(f).drop_nulls().first().alias(f) for f in fields]
+    feed_names = pl.Enum(list(feeds))
     winners = [
-        pl.col(_SRC).filter(pl.col(f).is_not_null()).first().alias(f"__won_{f}") for f in fields
+        pl.col(_SRC).filter(pl.col(f).is_not_null()).first().cast(feed_names).alias(f)
+        for f in fields
     ]
     grouped = (
         ordered.group_by(key, maintain_order=True)
         .agg(
             aggs
-            + winners
+            + [pl.struct(winners).alias(_WON)]
             + [
                 pl.col(_TS).max().alias(UPDATED_COL),
                 pl.col(_SRC).unique(maintain_order=True).sort().alias(SOURCES_COL),
@@ -120,29 +133,42 @@ def unify(feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]) -> Unified:
         )
         .collect()
     )
-    won_cols = [f"__won_{f}" for f in fields]
-    profiles = grouped.drop(won_cols)
+    profiles = grouped.drop(_WON)
+    won = grouped.select(key, pl.col(_WON).struct.unnest())
+    counts = {} if only is not None else feed_counts(feeds)
+    return Unified(profiles, key, won, contribution(feeds, profiles, won, counts))
 
-    counts = stacked.group_by(_SRC).agg(
-        pl.len().alias("rows"),
-        pl.col(key).is_null().sum().alias("rows_without_key"),
-        pl.col(key).drop_nulls().n_unique().alias("customers"),
+
+def feed_counts(feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]) -> dict[str, dict[str, int]]:
+    """Rows and rows without a key, per feed."""
+    key = key_column([cfg for cfg, _ in feeds.values()])
+    out = {}
+    for name, (src, lf) in feeds.items():
+        row = lf.select(pl.len().alias("rows"), feed_key(src, key).is_null().sum()).collect().row(0)
+        out[name] = {"rows": row[0], "rows_without_key": row[1]}
+    return out
+
+
+def contribution(
+    feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]],
+    profiles: pl.DataFrame,
+    won: pl.DataFrame,
+    counts: dict[str, dict[str, int]],
+) -> dict[str, dict[str, int]]:
+    """Per feed: its rows, rows without a key, customers it knows and field values it won."""
+    customers = profiles.select(
+        pl.col(SOURCES_COL).list.contains(name).sum().alias(name) for name in feeds
+    ).row(0)
+    fields_won = (
+        won.drop(won.columns[0]).unpivot().drop_nulls("value").group_by("value").len().rows()
     )
-    counts = counts.collect()
-    won = (
-        grouped.select(won_cols)
-        .unpivot()
-        .drop_nulls("value")
-        .group_by("value")
-        .agg(pl.len().alias("fields_won"))
-    )
-    contribution: dict[str, dict[str, int]] = {
-        name: {"rows": 0, "customers": 0, "rows_without_key": 0, "fields_won": 0} for name in feeds
+    won_by = {str(name): n for name, n in fields_won}
+    return {
+        name: {
+            "rows": counts.get(name, {}).get("rows", 0),
+            "customers": customers[i],
+            "rows_without_key": counts.get(name, {}).get("rows_without_key", 0),
+            "fields_won": won_by.get(name, 0),
+        }
+        for i, name in enumerate(feeds)
     }
-    for row in counts.iter_rows(named=True):
-        contribution[row[_SRC]].update(
-            rows=row["rows"], customers=row["customers"], rows_without_key=row["rows_without_key"]
-        )
-    for name, n in won.iter_rows():
-        contribution[name]["fields_won"] = n
-    return Unified(profiles=profiles, key=key, contribution=contribution)

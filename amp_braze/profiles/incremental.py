@@ -1,0 +1,219 @@
+"""Rebuilding a table from what changed, with exactly the result of a full rebuild.
+
+A row's content is known by a 64-bit hash of its values (``row_hashes``); what the last build made
+from an unchanged row is reused, everything else is built again. A build records a fingerprint of
+everything besides the rows that shapes its result (column names and types, configuration, the
+polars version that hashes); when it differs, the build is a full one. Two different rows with the
+same 64-bit hash would be taken for the same row: with ten million rows, about one chance in
+three hundred thousand per run that any pair collides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import polars as pl
+
+from amp_braze.braze import field_rules, normalize
+from amp_braze.braze.identifiers import ID, id_expr
+from amp_braze.config import BrazeConfig, SourceConfig
+from amp_braze.profiles import attributes
+from amp_braze.profiles.attributes import Attributes, build_attributes
+from amp_braze.profiles.unify import Unified, contribution, feed_key, key_column, unify
+from amp_braze.storage import Storage
+
+RAW_HASH = "__row_hash"
+# The code of the field rules: a new amp_braze that checks differently rebuilds everything.
+_RULES = hashlib.sha256(
+    b"".join(Path(m.__file__).read_bytes() for m in (attributes, field_rules, normalize))
+).hexdigest()  # the hash of the profile SQL row an attributes row was built from
+
+
+def row_hashes(df: pl.DataFrame) -> pl.Series:
+    return df.hash_rows(seed=0)
+
+
+def fingerprint(*parts: object) -> str:
+    """What a build depends on besides its rows, as one short digest."""
+    text = "\n".join(repr(p) for p in (pl.__version__, *parts))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Rebuilt:
+    attributes: Attributes
+    fingerprint: str
+    rows_built: int  # rows that went through the field rules this run
+    incremental: bool
+
+
+def attributes_from_changes(
+    raw: pl.DataFrame,
+    braze: BrazeConfig,
+    previous: pl.LazyFrame | None,
+    previous_fingerprint: str | None,
+) -> Rebuilt:
+    """``build_attributes(raw)`` sorted by the key, reusing the previous accepted rows whose SQL row is unchanged.
+
+    A row is built again when its hash is not among the previous accepted rows (new, changed, or
+    rejected last time: a rejection can depend on other rows, so it is never reused), or when its
+    identifier is now duplicated (the duplicate rule looks across rows; every row of a duplicated
+    identifier is built again, together). Everything else is accepted exactly as before."""
+    fp = fingerprint(raw.schema, braze, _RULES)
+    hashes = row_hashes(raw)
+    raw = raw.with_columns(hashes.alias(RAW_HASH))
+    if previous is None or previous_fingerprint != fp:
+        return _full(raw, braze, fp)
+    prev_hashes = previous.select(RAW_HASH).collect().to_series()
+    ids = raw.rename(braze.columns).select(id_expr(braze.identifier)).to_series()
+    redo = ~hashes.is_in(prev_hashes.implode()) | (ids.is_duplicated() & ids.is_not_null())
+    part = build_attributes(raw.filter(redo), braze)
+    kept = previous.filter(pl.col(RAW_HASH).is_in(hashes.filter(~redo).implode())).collect()
+    if kept.height != raw.height - part.input_rows:  # not one previous row per unchanged row
+        return _full(raw, braze, fp)
+    new = part.table.select(kept.columns).cast(kept.schema).sort(ID)
+    table = kept.lazy().merge_sorted(new.lazy(), key=ID).collect()
+    return Rebuilt(
+        replace(part, table=table, input_rows=raw.height), fp, part.input_rows, incremental=True
+    )
+
+
+def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str) -> Rebuilt:
+    built = build_attributes(raw, braze)
+    return Rebuilt(replace(built, table=built.table.sort(ID)), fp, raw.height, incremental=False)
+
+
+# -- customer_profiles --------------------------------------------------------------------------
+# Beside the profiles table the build keeps, per feed, each row's key and hash (to find the keys
+# whose rows changed) and, per customer, the feed each field came from (for the metadata).
+ROWS = "_rebuild/customer_profiles/rows"
+WON = "_rebuild/customer_profiles/won"
+_HASH = "__row_hash"
+
+
+@dataclass
+class Profiles:
+    unified: Unified
+    footer: dict  # for the profiles table: what the next run compares against
+    rows: dict[str, pl.DataFrame]  # per feed read this run: key and row hash of every row
+    keys_rebuilt: int | None  # None: a full build
+    unchanged: bool = False  # nothing changed: the stored tables stand
+
+
+def profiles_from_changes(
+    store: Storage, feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]], versions: dict[str, str]
+) -> Profiles:
+    """``unify(feeds)``, rebuilding only the customers whose feed rows changed since the last build.
+
+    ``versions`` names the version of each input (each feed table's write id, and the identity
+    clusters' when keys come from identity resolution: new clusters mean new keys). A feed whose
+    version is the one the last build read is not read at all; a changed one is hashed row by row
+    and compared with the rows the last build saw; every key of a row added or removed is unified
+    again from all feeds, and the rest of the previous table is kept as it is."""
+    key = key_column([src for src, _ in feeds.values()])
+    fp = fingerprint(
+        [
+            (n, s.customer_key, s.key_normalize, s.updated_at, s.priority)
+            for n, (s, _) in feeds.items()
+        ],
+        [lf.collect_schema() for _, lf in feeds.values()],
+        sorted(set(versions) - set(feeds)),
+    )
+    prev = store.footer(store.table_name(PROFILES)) if store.table_exists(PROFILES) else {}
+    if not _previous_usable(store, prev, fp, feeds):
+        return _full_profiles(feeds, versions, fp, key)
+    known = prev["versions"]
+    extra_changed = any(versions[n] != known.get(n) for n in versions if n not in feeds)
+    changed = [n for n in feeds if extra_changed or versions[n] != known.get(n)]
+    if not changed:
+        return Profiles(
+            Unified(pl.DataFrame(), key, pl.DataFrame(), prev["contribution"]), prev, {}, 0, True
+        )
+    rows: dict[str, pl.DataFrame] = {}
+    touched: list[pl.Series] = []
+    for name in changed:
+        src, lf = feeds[name]
+        rows[name] = _key_and_hash(src, lf, key)
+        before = store.scan_table(f"{ROWS}/{name}")
+        now = rows[name].lazy()
+        for a, b in ((now, before), (before, now)):  # rows added, rows removed
+            touched.append(a.join(b, on=_HASH, how="anti").select(key).collect().to_series())
+    keys = pl.concat(touched).drop_nulls().unique()
+    part = unify(feeds, only=keys)
+    previous = store.scan_table(PROFILES)
+    if part.profiles.columns != previous.collect_schema().names():
+        return _full_profiles(feeds, versions, fp, key)
+    profiles = _replace_keys(previous, part.profiles, key, keys)
+    won = _replace_keys(store.scan_table(WON), part.won, key, keys)
+    counts = {n: prev["counts"][n] for n in feeds if n not in rows}
+    counts |= {n: _counts(r, key) for n, r in rows.items()}
+    counts = {n: counts[n] for n in feeds}
+    unified = Unified(profiles, key, won, contribution(feeds, profiles, won, counts))
+    footer = {
+        FINGERPRINT: fp,
+        "versions": versions,
+        "counts": counts,
+        "contribution": unified.contribution,
+    }
+    return Profiles(unified, footer, rows, keys.len())
+
+
+PROFILES = "customer_profiles"
+FINGERPRINT = "build_fingerprint"
+
+
+def _previous_usable(store: Storage, prev: dict, fp: str, feeds: dict) -> bool:
+    if prev.get(FINGERPRINT) != fp or not store.table_exists(WON):
+        return False
+    if store.footer(store.table_name(WON)).get("build") != prev.get("build"):
+        return False  # a build stopped between writing its parts
+    for name in feeds:
+        if not store.table_exists(f"{ROWS}/{name}"):
+            return False
+        if store.footer(store.table_name(f"{ROWS}/{name}")).get("version") != prev["versions"].get(
+            name
+        ):
+            return False
+    return True
+
+
+def _key_and_hash(src: SourceConfig, lf: pl.LazyFrame, key: str) -> pl.DataFrame:
+    return lf.select(feed_key(src, key), pl.struct(pl.all()).hash(seed=0).alias(_HASH)).collect()
+
+
+def _counts(rows: pl.DataFrame, key: str) -> dict[str, int]:
+    return {"rows": rows.height, "rows_without_key": rows.get_column(key).null_count()}
+
+
+def _replace_keys(
+    previous: pl.LazyFrame, part: pl.DataFrame, key: str, keys: pl.Series
+) -> pl.DataFrame:
+    kept = previous.filter(~pl.col(key).is_in(keys.implode()))
+    schema = previous.collect_schema()
+    return kept.merge_sorted(part.lazy().cast(dict(schema)), key=key).collect()
+
+
+def _full_profiles(feeds: dict, versions: dict[str, str], fp: str, key: str) -> Profiles:
+    unified = unify(feeds)
+    rows = {n: _key_and_hash(src, lf, key) for n, (src, lf) in feeds.items()}
+    counts = {n: _counts(r, key) for n, r in rows.items()}
+    footer = {
+        FINGERPRINT: fp,
+        "versions": versions,
+        "counts": counts,
+        "contribution": unified.contribution,
+    }
+    return Profiles(unified, footer, rows, None)
+
+
+def write_profiles(store: Storage, built: Profiles) -> str:
+    """Store a build: its parts first, the profiles table (whose footer names them) last, so a
+    build stopped half way is rebuilt in full next time rather than trusted."""
+    build = uuid.uuid4().hex
+    for name, rows in built.rows.items():
+        store.write_table(f"{ROWS}/{name}", rows, {"version": built.footer["versions"][name]})
+    store.write_table(WON, built.unified.won, {"build": build})
+    return store.write_table(PROFILES, built.unified.profiles, built.footer | {"build": build})
