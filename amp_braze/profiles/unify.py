@@ -101,12 +101,20 @@ def unify(
     """Unify feeds (name -> (config, frame)) into one row per customer, sorted by the key;
     ``only`` limits it to these keys (the result for them is what a full run gives them)."""
     key = key_column([cfg for cfg, _ in feeds.values()])
-    parts = [_prepare(cfg, lf, i, key) for i, (cfg, lf) in enumerate(feeds.values())]
+    frames = [lf for _, lf in feeds.values()]
+    if only is not None:  # before anything else is done to the rows
+        wanted = only.implode()
+        frames = [
+            lf.filter(normalize_key(pl.col(src.customer_key), src.key_normalize).is_in(wanted))
+            for (src, _), lf in zip(feeds.values(), frames, strict=True)
+        ]
+    parts = [
+        _prepare(cfg, lf, i, key)
+        for i, ((cfg, _), lf) in enumerate(zip(feeds.values(), frames, strict=True))
+    ]
     stacked = pl.concat(parts, how="diagonal_relaxed")
     fields = [c for c in stacked.collect_schema() if c not in (key, _TS, _PRIO, _ORDER, _SRC)]
     with_key = stacked.filter(pl.col(key).is_not_null())
-    if only is not None:
-        with_key = with_key.filter(pl.col(key).is_in(only.implode()))
     # Stable: rows that tie on time, priority and feed keep their order in the feed, so a rerun
     # on the same data picks the same values.
     ordered = with_key.sort(
