@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dagster as dg
@@ -88,3 +89,16 @@ def markdown_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
     for r in rows:
         lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+class Laps:
+    """Seconds per stage of a step, for its metadata: call with a stage's name when it ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._t, 3)
+        self._t = now

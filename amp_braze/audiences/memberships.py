@@ -85,15 +85,20 @@ def membership_changes(
     if before is None:
         return Changes(sizes, dict(sizes), dict.fromkeys(segments, 0))
     common = [s for s in segments if s in before.columns]
-    joined = now.select([ID] + segments).join(
-        before.select([ID] + common), on=ID, how="full", coalesce=True, suffix="__before"
-    )
-    joiners, leavers = {}, {}
+    previous = before.select([ID] + [pl.col(s).alias(f"{s}__before") for s in common])
+    if before.height == now.height and before.get_column(ID).equals(now.get_column(ID)):
+        # The same users in the same rows (both sorted by id; the usual day): side by side.
+        joined = pl.concat([now.select(segments), previous.drop(ID)], how="horizontal")
+    else:
+        joined = now.select([ID] + segments).join(previous, on=ID, how="full", coalesce=True)
+    counts = []
     for s in segments:
         cur = pl.col(s).fill_null(False)
         old = pl.col(f"{s}__before").fill_null(False) if s in common else pl.lit(False)
-        joiners[s] = int(joined.select((cur & ~old).sum()).item())
-        leavers[s] = int(joined.select((old & ~cur).sum()).item())
+        counts += [(cur & ~old).sum().alias(f"+{s}"), (old & ~cur).sum().alias(f"-{s}")]
+    row = joined.select(counts).row(0, named=True)
+    joiners = {s: int(row[f"+{s}"]) for s in segments}
+    leavers = {s: int(row[f"-{s}"]) for s in segments}
     return Changes(sizes, joiners, leavers)
 
 

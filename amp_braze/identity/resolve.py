@@ -6,7 +6,6 @@ previous mapping, and the new version of it.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.ids import AMP_ID, Assignment, IdMap, assign
 from amp_braze.identity.linkage import ID
 from amp_braze.identity.records import FINGERPRINT, RECORD, SOURCE, Records, prepare
+from amp_braze.metadata import Laps
 from amp_braze.storage import Storage
 
 CLUSTERS_TABLE = "identity_clusters"
@@ -57,15 +57,7 @@ def resolve(
     """Link, cluster and assign ids. With the previous run's fingerprints (in ``previous``), its
     model links and an unchanged model, only new or changed records are scored (against all the
     others): links between unchanged records are the previous run's."""
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        seconds[name] = round(now - t, 3)
-        t = now
-
+    lap = Laps()
     records, absent = prepare(feeds, cfg)
     if absent:
         col = sorted(absent)[0]
@@ -121,7 +113,7 @@ def resolve(
         model_links=scored.height,
         links=_links_to_records(scored, recs),
         rescored_records=rescored,
-        seconds=seconds,
+        seconds=lap.seconds,
     )
 
 

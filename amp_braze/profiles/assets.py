@@ -8,7 +8,7 @@ from amp_braze.braze.identifiers import id_footer
 from amp_braze.config import BrazeConfig, Config, SourceConfig
 from amp_braze.identity.assets import identity_assets
 from amp_braze.identity.resolve import CLUSTERS_TABLE
-from amp_braze.metadata import markdown_table, stored_table_metadata, table_metadata
+from amp_braze.metadata import Laps, markdown_table, stored_table_metadata, table_metadata
 from amp_braze.profiles.feeds import feed_files, feed_fingerprint, read_feed
 from amp_braze.profiles.incremental import (
     attributes_from_changes,
@@ -104,7 +104,9 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
         if cfg.identity is not None:
             feeds = with_amp_ids(feeds, store.scan_table(CLUSTERS_TABLE))
             versions[CLUSTERS_TABLE] = _write_id(store, CLUSTERS_TABLE)
+        lap = Laps()
         built = profiles_from_changes(store, feeds, versions)
+        lap("build")
         result = built.unified
         if built.unchanged:
             context.log.info("customer_profiles: no feed changed since the last build")
@@ -113,6 +115,7 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
             meta = stored_table_metadata(schema, built.footer["rows"], uri)
         else:
             uri = write_profiles(store, built)
+            lap("write")
             meta = table_metadata(result.profiles, uri)
         meta["customers_rebuilt"] = dg.MetadataValue.int(
             result.profiles.height if built.keys_rebuilt is None else built.keys_rebuilt
@@ -130,6 +133,10 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
             [{"source": name, **c} for name, c in result.contribution.items()]
         )
         meta["customer_key"] = dg.MetadataValue.text(result.key)
+        meta["seconds"] = dg.MetadataValue.json(
+            (built.seconds or {"build": lap.seconds["build"]})
+            | {"write": lap.seconds.get("write", 0)}
+        )
         context.log.info(f"customer_profiles: {meta['dagster/row_count'].value} customers")
         return dg.MaterializeResult(metadata=meta)
 
@@ -204,10 +211,13 @@ def attributes_assets(
     def attributes(context: dg.AssetExecutionContext, storage: StorageResource):
         store = storage.get()
         tables = base_tables(cfg, store)
+        lap = Laps()
         raw = run_sql(sql_path.read_text(), tables, sql_key)
+        lap("profile sql")
         previous = store.scan_table(table) if store.table_exists(table) else None
         footer = store.footer(store.table_name(table)) if previous is not None else {}
         rebuilt = attributes_from_changes(raw, braze, previous, footer.get(FINGERPRINT))
+        lap("field rules")
         result = rebuilt.attributes
         for w in result.warnings:
             context.log.warning(w)
@@ -215,6 +225,7 @@ def attributes_assets(
         footer = id_footer(ordered) | {FINGERPRINT: rebuilt.fingerprint}
         uri = store.write_table(table, ordered, footer)
         rejections_uri = store.write_table(rejections, result.rejections)
+        lap("write")
         by_rule = result.rejections.group_by("rule").len().sort("len", descending=True)
         meta = table_metadata(result.table, uri)
         meta |= {
@@ -224,6 +235,11 @@ def attributes_assets(
             "standard_fields": dg.MetadataValue.text(", ".join(result.standard_fields) or "-"),
             "custom_attributes": dg.MetadataValue.int(len(result.custom_attributes)),
             "rows_checked_this_run": dg.MetadataValue.int(rebuilt.rows_built),
+            "seconds": dg.MetadataValue.json(
+                {"profile sql": lap.seconds["profile sql"]}
+                | (rebuilt.seconds or {"field rules": lap.seconds["field rules"]})
+                | {"write": lap.seconds["write"]}
+            ),
             "rejections_by_rule": markdown_table(
                 [{"rule": r, "rows": n} for r, n in by_rule.iter_rows()]
             ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +20,7 @@ import polars as pl
 from amp_braze.braze import field_rules, normalize
 from amp_braze.braze.identifiers import ID, id_expr
 from amp_braze.config import BrazeConfig, SourceConfig
+from amp_braze.metadata import Laps
 from amp_braze.profiles import attributes
 from amp_braze.profiles.attributes import Attributes, build_attributes
 from amp_braze.profiles.unify import Unified, contribution, feed_key, key_column, unify
@@ -48,6 +49,7 @@ class Rebuilt:
     fingerprint: str
     rows_built: int  # rows that went through the field rules this run
     incremental: bool
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def attributes_from_changes(
@@ -62,23 +64,43 @@ def attributes_from_changes(
     rejected last time: a rejection can depend on other rows, so it is never reused), or when its
     identifier is now duplicated (the duplicate rule looks across rows; every row of a duplicated
     identifier is built again, together). Everything else is accepted exactly as before."""
-    fp = fingerprint(raw.schema, braze, _RULES)
+    lap = Laps()
+    # What build_attributes reads of the destination (not its endpoint, key or rate limits).
+    fp = fingerprint(raw.schema, braze.columns, braze.identifier, braze.shadowed_fields, _RULES)
     hashes = row_hashes(raw)
     raw = raw.with_columns(hashes.alias(RAW_HASH))
     if previous is None or previous_fingerprint != fp:
         return _full(raw, braze, fp)
-    prev_hashes = previous.select(RAW_HASH).collect().to_series()
+    prev = previous.collect()
+    # One join of the two hash columns pairs each unchanged row with its previous accepted row.
+    pairs = (
+        raw.select(pl.col(RAW_HASH), pl.int_range(pl.len(), dtype=pl.UInt32).alias("now"))
+        .join(
+            prev.select(pl.col(RAW_HASH), pl.int_range(pl.len(), dtype=pl.UInt32).alias("was")),
+            on=RAW_HASH,
+        )
+        .drop(RAW_HASH)
+    )
+    known = pl.Series([], dtype=pl.Boolean).extend_constant(False, raw.height)
+    known = known.scatter(pairs.get_column("now"), True)
     ids = raw.rename(braze.columns).select(id_expr(braze.identifier)).to_series()
-    redo = ~hashes.is_in(prev_hashes.implode()) | (ids.is_duplicated() & ids.is_not_null())
+    # Rows reused were accepted last time, so no two of them share an identifier: a duplicate
+    # now needs a row checked again, and those are few.
+    fresh_ids = ids.filter(~known).drop_nulls()
+    redo = ~known | ids.is_in(fresh_ids.implode())
+    lap("compare rows")
     part = build_attributes(raw.filter(redo), braze)
-    kept = previous.filter(pl.col(RAW_HASH).is_in(hashes.filter(~redo).implode())).collect()
+    lap("field rules")
+    reuse = pairs.filter(~redo.gather(pairs.get_column("now"))).get_column("was")
+    keep = pl.Series([], dtype=pl.Boolean).extend_constant(False, prev.height).scatter(reuse, True)
+    kept = prev.filter(keep)  # a mask keeps the rows in order, faster than gathering them
     if kept.height != raw.height - part.input_rows:  # not one previous row per unchanged row
         return _full(raw, braze, fp)
     new = part.table.select(kept.columns).cast(kept.schema).sort(ID)
     table = kept.lazy().merge_sorted(new.lazy(), key=ID).collect()
-    return Rebuilt(
-        replace(part, table=table, input_rows=raw.height), fp, part.input_rows, incremental=True
-    )
+    lap("merge with kept rows")
+    attrs = replace(part, table=table, input_rows=raw.height)
+    return Rebuilt(attrs, fp, part.input_rows, incremental=True, seconds=lap.seconds)
 
 
 def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str) -> Rebuilt:
@@ -101,6 +123,7 @@ class Profiles:
     rows: dict[str, pl.DataFrame]  # per feed read this run: key and row hash of every row
     keys_rebuilt: int | None  # None: a full build
     unchanged: bool = False  # nothing changed: the stored tables stand
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def profiles_from_changes(
@@ -113,6 +136,7 @@ def profiles_from_changes(
     version is the one the last build read is not read at all; a changed one is hashed row by row
     and compared with the rows the last build saw; every key of a row added or removed is unified
     again from all feeds, and the rest of the previous table is kept as it is."""
+    lap = Laps()
     key = key_column([src for src, _ in feeds.values()])
     fp = fingerprint(
         [
@@ -142,23 +166,38 @@ def profiles_from_changes(
         for a, b in ((now, before), (before, now)):  # rows added, rows removed
             touched.append(a.join(b, on=_HASH, how="anti").select(key).collect().to_series())
     keys = pl.concat(touched).drop_nulls().unique()
+    lap("compare rows")
     part = unify(feeds, only=keys)
+    lap("unify changed customers")
     previous = store.scan_table(PROFILES)
     if part.profiles.columns != previous.collect_schema().names():
         return _full_profiles(feeds, versions, fp, key)
-    profiles = _replace_keys(previous, part.profiles, key, keys)
-    won = _replace_keys(store.scan_table(WON), part.won, key, keys)
+    profiles, old_profiles = _replace_keys(previous, part.profiles, key, keys)
+    won, old_won = _replace_keys(store.scan_table(WON), part.won, key, keys)
     counts = {n: prev["counts"][n] for n in feeds if n not in rows}
     counts |= {n: _counts(r, key) for n, r in rows.items()}
     counts = {n: counts[n] for n in feeds}
-    unified = Unified(profiles, key, won, contribution(feeds, profiles, won, counts))
+    # What the customers rebuilt took away and brought: the rest is as the last build counted.
+    gone = contribution(feeds, old_profiles, old_won, {})
+    came = contribution(feeds, part.profiles, part.won, {})
+    totals = {
+        n: {
+            **c,
+            **counts[n],
+            "customers": c["customers"] - gone[n]["customers"] + came[n]["customers"],
+            "fields_won": c["fields_won"] - gone[n]["fields_won"] + came[n]["fields_won"],
+        }
+        for n, c in prev["contribution"].items()
+    }
+    unified = Unified(profiles, key, won, totals)
+    lap("replace their rows")
     footer = {
         FINGERPRINT: fp,
         "versions": versions,
         "counts": counts,
         "contribution": unified.contribution,
     }
-    return Profiles(unified, footer, rows, keys.len())
+    return Profiles(unified, footer, rows, keys.len(), seconds=lap.seconds)
 
 
 PROFILES = "customer_profiles"
@@ -190,10 +229,13 @@ def _counts(rows: pl.DataFrame, key: str) -> dict[str, int]:
 
 def _replace_keys(
     previous: pl.LazyFrame, part: pl.DataFrame, key: str, keys: pl.Series
-) -> pl.DataFrame:
-    kept = previous.filter(~pl.col(key).is_in(keys.implode()))
-    schema = previous.collect_schema()
-    return kept.merge_sorted(part.lazy().cast(dict(schema)), key=key).collect()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the previous table with the rows of ``keys`` replaced by ``part``, the rows replaced)."""
+    table = previous.collect()
+    hit = table.get_column(key).is_in(keys.implode())
+    kept = table.filter(~hit)
+    new = part.cast(dict(table.schema))
+    return kept.lazy().merge_sorted(new.lazy(), key=key).collect(), table.filter(hit)
 
 
 def _full_profiles(feeds: dict, versions: dict[str, str], fp: str, key: str) -> Profiles:

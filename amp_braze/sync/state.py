@@ -163,7 +163,15 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
         ]
         + [(pl.col(flag(a)) & pl.col(f"{_KNOWN}{a}")).any().alias(f"__set_{a}") for a in touched]
     )
-    joined = base.join(latest, on=ID, how="full", coalesce=True, suffix="__new")
+    # The base is sorted by id and large, the entries small: join them onto it in its order and
+    # merge the users new to it in, rather than a full join and a sort of everything.
+    if not base.get_column(ID).is_sorted():
+        base = base.sort(ID)
+    joined = base.join(latest, on=ID, how="left", suffix="__new", maintain_order="left")
+    fresh = latest.join(base.select(ID), on=ID, how="anti").rename(
+        {c: f"{c}__new" for c in latest.columns if c != ID and c in base.columns}
+    )
+    fresh = pl.concat([joined.head(0), fresh], how="diagonal_relaxed").sort(ID)
     out: list[pl.Expr] = []
     marks: list[pl.Expr] = []
     for a in attrs:
@@ -188,7 +196,12 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
         out.append(pl.when(was_set).then(new).otherwise(old).alias(a))
         mark = pl.when(last_known.is_null()).then(old_mark).otherwise(~last_known)
         marks.append(mark.fill_null(False).alias(uncertain(a)))
-    folded = joined.select([pl.col(ID)] + out + marks).sort(ID)
+    folded = (
+        joined.lazy()
+        .select([pl.col(ID)] + out + marks)
+        .merge_sorted(fresh.lazy().select([pl.col(ID)] + out + marks), key=ID)
+        .collect()
+    )
     any_marked = folded.select(pl.col(uncertain(a)).any() for a in attrs).row(0)
     return folded.drop([uncertain(a) for a, m in zip(attrs, any_marked, strict=True) if not m])
 

@@ -88,6 +88,11 @@ def test_a_new_shape_or_configuration_rebuilds_everything():
     renamed = day1.rename({"first_name": "last_name"})
     out = attributes_from_changes(renamed, CFG, prev, first.fingerprint)
     assert not out.incremental and "last_name" in out.attributes.table.columns
+    # Another endpoint or rate limit changes nothing the field rules do: rows are reused.
+    moved = BrazeConfig(instance="EU-01", concurrency=3)
+    assert attributes_from_changes(day1, moved, prev, first.fingerprint).rows_built == (
+        first.attributes.rejected_rows
+    )
     other = BrazeConfig(instance="US-03", columns={"ltv": "lifetime_value"})
     out = attributes_from_changes(day1, other, prev, first.fingerprint)
     assert not out.incremental and "lifetime_value" in out.attributes.table.columns
