@@ -27,6 +27,7 @@ from amp_braze.profiles.unify import Unified, contribution, feed_key, key_column
 from amp_braze.storage import Storage
 
 RAW_HASH = "__row_hash"
+_LAYOUT = 2  # of the tables above: a build that stored another layout is not reused
 # The code of the field rules: a new amp_braze that checks differently rebuilds everything.
 _RULES = hashlib.sha256(
     b"".join(Path(m.__file__).read_bytes() for m in (attributes, field_rules, normalize))
@@ -114,6 +115,7 @@ def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str) -> Rebuilt:
 ROWS = "_rebuild/customer_profiles/rows"
 WON = "_rebuild/customer_profiles/won"
 _HASH = "__row_hash"
+_LAYOUT = 2  # of the tables above: a build that stored another layout is not reused
 
 
 @dataclass
@@ -145,6 +147,7 @@ def profiles_from_changes(
         ],
         [lf.collect_schema() for _, lf in feeds.values()],
         sorted(set(versions) - set(feeds)),
+        _LAYOUT,
     )
     prev = store.footer(store.table_name(PROFILES)) if store.table_exists(PROFILES) else {}
     if not _previous_usable(store, prev, fp, feeds):

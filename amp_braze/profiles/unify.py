@@ -7,6 +7,7 @@ higher ``priority``, then to the feed listed first in the configuration.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, replace
 
 import polars as pl
@@ -15,7 +16,9 @@ from amp_braze.config import SourceConfig
 
 SOURCES_COL = "source_feeds"
 UPDATED_COL = "profile_updated_at"
-_TS, _PRIO, _ORDER, _SRC, _WON = "__ts", "__priority", "__order", "__source", "__won"
+_TS, _PRIO, _ORDER, _SRC = "__ts", "__priority", "__order", "__source"
+# Which feed each field's value came from, one character per field (feeds in configured order).
+WON, WON_CODES, NO_WINNER = "fields_won_by", string.ascii_letters + string.digits, "."
 
 
 def key_column(sources: list[SourceConfig]) -> str:
@@ -58,7 +61,7 @@ def with_amp_ids(
 class Unified:
     profiles: pl.DataFrame
     key: str
-    won: pl.DataFrame  # the key and, per field, the feed its value came from
+    won: pl.DataFrame  # the key and WON: per field, the code of the feed its value came from
     contribution: dict[
         str, dict[str, int]
     ]  # source -> {rows, customers, fields_won, rows_without_key}
@@ -124,16 +127,22 @@ def unify(
         maintain_order=True,
     )
     aggs = [pl.col(f).drop_nulls().first().alias(f) for f in fields]
-    feed_names = pl.Enum(list(feeds))
+    if len(feeds) > len(WON_CODES):
+        raise ValueError(f"customer_profiles unifies at most {len(WON_CODES)} feeds")
+    codes = dict(zip(feeds, WON_CODES, strict=False))
     winners = [
-        pl.col(_SRC).filter(pl.col(f).is_not_null()).first().cast(feed_names).alias(f)
+        pl.col(_SRC)
+        .filter(pl.col(f).is_not_null())
+        .first()
+        .replace_strict(codes, return_dtype=pl.String)
+        .fill_null(NO_WINNER)
         for f in fields
     ]
     grouped = (
         ordered.group_by(key, maintain_order=True)
         .agg(
             aggs
-            + [pl.struct(winners).alias(_WON)]
+            + [pl.concat_str(winners).alias(WON)]
             + [
                 pl.col(_TS).max().alias(UPDATED_COL),
                 pl.col(_SRC).unique(maintain_order=True).sort().alias(SOURCES_COL),
@@ -141,8 +150,8 @@ def unify(
         )
         .collect()
     )
-    profiles = grouped.drop(_WON)
-    won = grouped.select(key, pl.col(_WON).struct.unnest())
+    profiles = grouped.drop(WON)
+    won = grouped.select(key, WON)
     counts = {} if only is not None else feed_counts(feeds)
     return Unified(profiles, key, won, contribution(feeds, profiles, won, counts))
 
@@ -167,10 +176,11 @@ def contribution(
     customers = profiles.select(
         pl.col(SOURCES_COL).list.contains(name).sum().alias(name) for name in feeds
     ).row(0)
-    fields_won = (
-        won.drop(won.columns[0]).unpivot().drop_nulls("value").group_by("value").len().rows()
-    )
-    won_by = {str(name): n for name, n in fields_won}
+    codes = dict(zip(feeds, WON_CODES, strict=False))
+    won_by = won.select(
+        pl.col(WON).str.count_matches(code, literal=True).sum().alias(name)
+        for name, code in codes.items()
+    ).row(0, named=True)
     return {
         name: {
             "rows": counts.get(name, {}).get("rows", 0),
