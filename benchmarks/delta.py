@@ -11,11 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import orjson
 import polars as pl
 
-from amp_braze.braze.identifiers import ID, id_footer
+from amp_braze.braze.identifiers import ID, id_footer, ids_digest
 from amp_braze.config import Config, load_config
-from amp_braze.storage import Storage
+from amp_braze.storage import COMPRESSION, SUMMARY_KEY, Storage
 from amp_braze.sync.paths import ATTRIBUTES, MEMBERSHIPS, destination
 from amp_braze.sync.run import make_plan
 from amp_braze.sync.state import SyncState
@@ -25,11 +26,13 @@ SEGMENTS = ["amp_vip", "amp_lapsed", "amp_engaged"]
 
 
 def make_tables(
-    n: int, changed_share: float = 0.01, seed: int = 3
+    n: int, changed_share: float = 0.01, seed: int = 3, lazy: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """(wanted, state, users changed): ids sorted, 20 attributes of mixed types, 3 segment flags."""
-    i = pl.int_range(n, eager=True).alias("i")
-    base = pl.DataFrame(i).with_columns(
+    """(wanted, state, users changed): ids sorted, 20 attributes of mixed types, 3 segment flags
+    (LazyFrames with ``lazy``: for tables larger than memory, written by streaming)."""
+    i = pl.int_range(n, eager=True, dtype=pl.Int64).alias("i")
+    frame = pl.DataFrame(i).lazy() if lazy else pl.DataFrame(i)
+    base = frame.with_columns(
         pl.format("user-{}", pl.col("i").cast(pl.String).str.zfill(9)).alias(ID)
     )
     cols = []
@@ -43,6 +46,7 @@ def make_tables(
             cols.append(h.alias(f"attr_{k:02d}"))
     cols += [((pl.col("i") * (s + 3)) % 5 == 0).alias(seg) for s, seg in enumerate(SEGMENTS)]
     state = base.with_columns(cols).drop("i")
+    names = state.collect_schema().names() if lazy else state.columns
     step = int(1 / changed_share)
     change = pl.col("__i") % step == 0
     which = (pl.col("__i") // step) % 20  # the one attribute that changes
@@ -59,9 +63,7 @@ def make_tables(
         )
         .drop("__i")
     )
-    wanted = wanted.with_columns(pl.col(ID).alias("external_id")).select(
-        ["external_id", *state.columns]
-    )
+    wanted = wanted.with_columns(pl.col(ID).alias("external_id")).select(["external_id", *names])
     changed = len(range(0, n, step))
     return wanted, state, changed
 
@@ -131,6 +133,46 @@ def _write_brand(n: int, root: str) -> int:
     return changed
 
 
+STREAM_ABOVE = 20_000_000  # larger brands are generated and written without being in memory
+
+
+def _sink(storage: Storage, name: str, frame: pl.LazyFrame, extra: dict | None = None) -> int:
+    """Write a lazy table as ``Storage.write_parquet`` would (same footer), streaming."""
+    counts = frame.select(pl.len().alias("__rows"), *[pl.col(c).is_not_null().sum() for c in
+                                                       frame.collect_schema().names()])  # fmt: skip
+    row = counts.collect(engine="streaming").row(0, named=True)
+    rows = row.pop("__rows")
+    ids = frame.select(ID).collect(engine="streaming").get_column(ID)
+    footer = {"rows": rows, "non_null": row, "ids_digest": ids_digest(ids), **(extra or {})}
+    del ids
+    path = Path(storage.uri(name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.sink_parquet(path, compression=COMPRESSION, statistics=True,
+                       metadata={SUMMARY_KEY: orjson.dumps(footer).decode()})  # fmt: skip
+    return rows
+
+
+def _write_brand_streaming(n: int, root: str) -> int:
+    """``_write_brand`` for brands too large for memory: the same tables and state versions."""
+    wanted, state, changed = make_tables(n, lazy=True)
+    storage = Storage(_config(root, ALIGNED).storage)
+    _sink(storage, storage.table_name(ATTRIBUTES), wanted.drop(SEGMENTS))
+    seg = [pl.col(s).alias(s.removeprefix("amp_")) for s in SEGMENTS]
+    _sink(storage, storage.table_name(MEMBERSHIPS), wanted.select("external_id", ID, *seg))
+    for instance, table in [
+        (ALIGNED, state),
+        (NEW_USERS, state.filter(pl.int_range(pl.len()) % 200 != 7)),
+    ]:
+        st = SyncState(storage, destination(_config(root, instance)))
+        vdir = st._version_dir(1)
+        rows = _sink(storage, f"{vdir}/part-00000.parquet", table)
+        manifest = {"version": 1, "parts": ["part-00000.parquet"], "shards": 1, "rows": rows,
+                    "columns": [c for c in table.collect_schema().names() if c != ID],
+                    "folded_through": 0, "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
+        storage.write_bytes(f"{vdir}/manifest.json", orjson.dumps(manifest))
+    return changed
+
+
 def _plan_in_fresh_process(root: str, instance: str) -> tuple[float, dict, float]:
     """(seconds, stats, peak RSS MB) of one make_plan in this (fresh) process."""
     cfg = _config(root, instance)
@@ -160,13 +202,15 @@ def run(argv: list[str]) -> None:
     p.add_argument("--profiles", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=3, help="runs of each kind (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive baseline (use at 10M)")
+    p.add_argument("--stream", action="store_true", help="write the data streaming at any size")
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args(argv)
     n = a.profiles
     spawn = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as root:
+        write = _write_brand_streaming if n > STREAM_ABOVE or a.stream else _write_brand
         with spawn.Pool(1) as pool:
-            changed = pool.apply(_write_brand, (n, root))
+            changed = pool.apply(write, (n, root))
         # Each plan in a fresh process, as a Dagster step runs: imports excluded, everything
         # else (listing the state, reading footers and ids, streaming both tables) included.
         fresh = {}

@@ -111,8 +111,72 @@ def plan_delta(
     that way; anything else is sorted here first). When both footers carry the same ids digest
     the rows line up as they are; otherwise the id columns are read and matched by a merge. The
     attribute columns are then streamed side by side, row for row, with no join, and only
-    changed rows are kept, so memory stays far below the size of the two tables."""
+    changed rows are kept, so memory stays far below the size of the two tables. Tables of more
+    than ``PIECE_ROWS`` rows are planned a range of ids at a time, so memory stays bounded
+    whatever their size."""
     w, s = Side.of(wanted), Side.of(state)
+    args = (braze, segment_booleans, segment_array, protected_ids)
+    done = [_delta(pw, ps, *args) for pw, ps in _pieces(w, s)]
+    table = pl.concat([d.table for d in done]) if len(done) > 1 else done[0].table
+    plan = Plan(table=table, attrs=done[0].attrs, wanted_users=sum(d.wanted_rows for d in done))
+    plan.stats = plan_stats(plan, w.frame, braze, w.non_null)
+    plan.stats["state_users"] = sum(d.state_rows for d in done)
+    plan.stats["users_no_longer_wanted"] = sum(d.gone for d in done)
+    plan.stats["pieces"] = len(done)
+    return plan
+
+
+PIECE_ROWS = 8_000_000  # larger tables are planned a range of ids at a time
+
+
+def _pieces(w: Side, s: Side) -> list[tuple[Side, Side]]:
+    """The two sides cut into ranges of ids of at most about ``PIECE_ROWS`` wanted rows (both
+    sorted by id): the same row ranges when their rows line up, else the wanted table's row
+    ranges and the state's rows whose ids fall between the same cut points."""
+    rows = max(w.rows or 0, s.rows or 0)
+    if w.rows is None or s.rows is None or rows <= PIECE_ROWS or w.ids is not None or not w.rows:
+        return [(w, s)]
+    starts = list(range(0, w.rows, PIECE_ROWS))
+    if w.ids_digest and w.ids_digest == s.ids_digest and w.rows == s.rows:
+        return [
+            (
+                Side(w.frame.slice(a, PIECE_ROWS), ids_digest=f"{w.ids_digest}/{a}", rows=n),
+                Side(s.frame.slice(a, PIECE_ROWS), ids_digest=f"{w.ids_digest}/{a}", rows=n),
+            )
+            for a in starts
+            for n in [min(PIECE_ROWS, w.rows - a)]
+        ]
+    first_ids = pl.collect_all([w.frame.slice(a, 1).select(ID) for a in starts[1:]])
+    cuts = [None, *(f.item() for f in first_ids), None]
+    out = []
+    for i, a in enumerate(starts):
+        in_range = pl.lit(True)
+        if cuts[i] is not None:
+            in_range &= pl.col(ID) >= cuts[i]
+        if cuts[i + 1] is not None:
+            in_range &= pl.col(ID) < cuts[i + 1]
+        out.append((Side(w.frame.slice(a, PIECE_ROWS)), Side(s.frame.filter(in_range))))
+    return out
+
+
+@dataclass
+class _Rows:
+    table: pl.DataFrame
+    attrs: list[AttrSpec]
+    wanted_rows: int
+    state_rows: int
+    gone: int
+
+
+def _delta(
+    w: Side,
+    s: Side,
+    braze: BrazeConfig,
+    segment_booleans: list[str],
+    segment_array: str | None,
+    protected_ids: pl.Series | None,
+) -> _Rows:
+    """The changed rows of one range of ids (see ``plan_delta``)."""
     wanted, state = w.frame, s.frame
     kind = braze.identifier
     id_cols = identifier_columns(kind)
@@ -205,11 +269,7 @@ def plan_delta(
     # The identifier sent is the key itself (trimmed, as a string): the same for every row, and
     # the raw identifier columns never have to be read.
     table = table.select(_ids_from_key(kind) + keep)
-    plan = Plan(table=table, attrs=attrs, wanted_users=w_rows)
-    plan.stats = plan_stats(plan, wanted, braze, w.non_null)
-    plan.stats["state_users"] = s_rows
-    plan.stats["users_no_longer_wanted"] = match.gone_rows.len()
-    return plan
+    return _Rows(table, attrs, w_rows, s_rows, match.gone_rows.len())
 
 
 def _changes(

@@ -167,6 +167,32 @@ def test_plan_matches_a_row_by_row_oracle(tmp_path, new_share, gone_share, on_re
     assert plan.wanted_users == wanted.height
 
 
+@pytest.mark.parametrize(
+    ("new_share", "gone_share", "on_removed"),
+    [(0, 0, "ignore"), (0.05, 0.05, "unset"), (0.05, 0, "ignore"), (0, 0.05, "unset"),
+     (1.0, 0, "ignore"), (0, 1.0, "unset")],
+)  # fmt: skip
+def test_a_plan_made_a_range_of_ids_at_a_time_equals_the_oracle(
+    tmp_path, monkeypatch, new_share, gone_share, on_removed
+):
+    """Large tables are planned in pieces (rows that line up: the same row ranges; else ranges
+    of ids cut at the wanted table's rows); the pieces must add up to exactly the whole plan."""
+    monkeypatch.setattr(plan_module, "PIECE_ROWS", 30_011)
+    wanted, state = _tables(13, 200_000, new_share, gone_share)
+    protected = set(state.get_column(ID).tail(40).to_list())
+    cfg = BrazeConfig(instance="US-03", on_removed_user=on_removed)
+    w_in = _from_parquet(Storage(tmp_path), wanted)
+    s_in = _from_parquet(Storage(tmp_path), state)
+    plan = plan_delta(w_in, s_in, cfg, SEGS, protected_ids=pl.Series(sorted(protected)))
+    assert plan.stats["pieces"] == max(1, -(-wanted.height // 30_011))
+    assert _result(plan) == _oracle(wanted, state, on_removed == "unset", protected)
+    assert plan.table.get_column(ID).is_sorted()
+    assert plan.wanted_users == wanted.height
+    assert plan.stats["state_users"] == state.height
+    gone = set(state.get_column(ID)) - set(wanted.get_column(ID))
+    assert plan.stats["users_no_longer_wanted"] == len(gone)
+
+
 def _from_parquet(storage: Storage, table: pl.DataFrame) -> Side:
     name = f"{id(table)}.parquet"
     storage.write_parquet(name, table, id_footer(table))
