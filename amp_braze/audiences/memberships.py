@@ -82,7 +82,7 @@ def membership_changes(
     now: pl.DataFrame, before: pl.DataFrame | None, segments: list[str]
 ) -> Changes:
     sizes = {s: int(now.get_column(s).sum()) for s in segments}
-    if before is None:
+    if before is None or not segments:
         return Changes(sizes, dict(sizes), dict.fromkeys(segments, 0))
     common = [s for s in segments if s in before.columns]
     previous = before.select([ID] + [pl.col(s).alias(f"{s}__before") for s in common])

@@ -6,6 +6,7 @@ import polars as pl
 from amp_braze.braze.emulator import Emulator, Settings
 from amp_braze.config import load_config
 from amp_braze.identity.synthetic import generate
+from amp_braze.profiles.unify import unify, with_amp_ids
 from amp_braze.storage import Storage
 from amp_braze.sync.verify import compare
 from amp_braze_tests.conftest import write_config
@@ -90,6 +91,12 @@ def test_merge_reaches_braze_and_the_state_follows(tmp_path, emulator, monkeypat
     assert merged["email"] == "zz.carla@example.org"  # filled from the absorbed profile or sent
     result = compare(brand.config, brand.storage, list(users.values()))
     assert result.equal, (result.missing[:3], result.different[:3], result.unexpected[:3])
+    # customer_profiles was rebuilt for the changed customers only, and equals a full unify.
+    assert day2["customer_profiles"]["rebuild"] == "changed customers only"
+    store = brand.storage
+    feeds = {n: (src, store.scan_table(f"sources/{n}")) for n, src in cfg.sources.items()}
+    full = unify(with_amp_ids(feeds, store.scan_table("identity_clusters"))).profiles
+    assert store.read_table("customer_profiles").equals(full)
 
     # The state followed the merge: nothing left to send, no unset for the absorbed id.
     _, day3 = brand.sync()
