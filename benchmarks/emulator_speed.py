@@ -6,12 +6,14 @@ each with a pool of threads on keep-alive urllib3 connections, so the client is 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import orjson
 import urllib3
@@ -72,13 +74,22 @@ def _load(url: str, key: str, kind: str, seconds: float, threads: int, out: mp.Q
     out.put((sum(counts), sum(errors)))
 
 
-def measure(kind: str, seconds: float, procs: int, threads: int) -> tuple[float, float, int]:
-    """(requests/s, emulator CPU seconds per 1,000 requests, non-201 responses)."""
+@contextlib.contextmanager
+def _emulator() -> Iterator[tuple[subprocess.Popen, str]]:
+    """A fresh emulator in its own process, without a rate limit: (process, URL)."""
     cmd = [sys.executable, "-m", "amp_braze.cli", "emulator", "--port", "0", "--api-key", "k",
            "--rate-limit", "1000000000"]  # fmt: skip
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
-        url = server.stdout.readline().split()[-1]
+        yield server, server.stdout.readline().split()[-1]
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def measure(kind: str, seconds: float, procs: int, threads: int) -> tuple[float, float, int]:
+    """(requests/s, emulator CPU seconds per 1,000 requests, non-201 responses)."""
+    with _emulator() as (server, url):
         before = _cpu(server.pid)
         q: mp.Queue = mp.Queue()
         ps = [
@@ -93,9 +104,6 @@ def measure(kind: str, seconds: float, procs: int, threads: int) -> tuple[float,
             p.join()
         wall = time.perf_counter() - start
         cpu = _cpu(server.pid) - before
-    finally:
-        server.terminate()
-        server.wait()
     ok = sum(r[0] for r in results)
     return ok / wall, cpu / ok * 1000, sum(r[1] for r in results)
 
@@ -103,11 +111,7 @@ def measure(kind: str, seconds: float, procs: int, threads: int) -> tuple[float,
 def memory_per_million(profiles: int, threads: int = 8) -> tuple[float, float, float]:
     """Fill a fresh emulator with ``profiles`` distinct 20-attribute profiles: (MB of resident
     memory per million profiles, requests/s while filling, total MB)."""
-    cmd = [sys.executable, "-m", "amp_braze.cli", "emulator", "--port", "0", "--api-key", "k",
-           "--rate-limit", "1000000000"]  # fmt: skip
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        url = server.stdout.readline().split()[-1]
+    with _emulator() as (server, url):
         before = _rss_mb(server.pid)
         host, port = url.split("//")[1].split(":")
         pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=threads)
@@ -138,9 +142,6 @@ def memory_per_million(profiles: int, threads: int = 8) -> tuple[float, float, f
         if failures or stats["users"] != profiles:
             raise RuntimeError(f"fill failed: {failures[:5]}, {stats['users']:,} users")
         total = _rss_mb(server.pid) - before
-    finally:
-        server.terminate()
-        server.wait()
     return total / profiles * 1e6, -(-profiles // 75) / wall, total
 
 
