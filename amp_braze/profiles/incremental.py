@@ -72,7 +72,7 @@ def attributes_from_changes(
     raw = raw.with_columns(hashes.alias(RAW_HASH))
     if previous is None or previous_fingerprint != fp:
         return _full(raw, braze, fp)
-    prev = previous.collect()
+    prev = previous.select(RAW_HASH).collect()  # the rest is read once the kept rows are known
     # One join of the two hash columns pairs each unchanged row with its previous accepted row.
     pairs = (
         raw.select(pl.col(RAW_HASH), pl.int_range(pl.len(), dtype=pl.UInt32).alias("now"))
@@ -94,11 +94,15 @@ def attributes_from_changes(
     lap("field rules")
     reuse = pairs.filter(~redo.gather(pairs.get_column("now"))).get_column("was")
     keep = pl.Series([], dtype=pl.Boolean).extend_constant(False, prev.height).scatter(reuse, True)
-    kept = prev.filter(keep)  # a mask keeps the rows in order, faster than gathering them
-    if kept.height != raw.height - part.input_rows:  # not one previous row per unchanged row
+    expected = prev.get_column(RAW_HASH).filter(keep)
+    del pairs, prev, known
+    kept = previous.collect().filter(keep)  # a mask keeps the rows in order; faster than a gather
+    # One previous row per unchanged row, and the table read twice was the same table.
+    if kept.height != raw.height - part.input_rows or not kept[RAW_HASH].equals(expected):
         return _full(raw, braze, fp)
     new = part.table.select(kept.columns).cast(kept.schema).sort(ID)
     table = kept.lazy().merge_sorted(new.lazy(), key=ID).collect()
+    del kept
     lap("merge with kept rows")
     attrs = replace(part, table=table, input_rows=raw.height)
     return Rebuilt(attrs, fp, part.input_rows, incremental=True, seconds=lap.seconds)
@@ -236,9 +240,11 @@ def _replace_keys(
     """(the previous table with the rows of ``keys`` replaced by ``part``, the rows replaced)."""
     table = previous.collect()
     hit = table.get_column(key).is_in(keys.implode())
+    replaced, schema = table.filter(hit), table.schema
     kept = table.filter(~hit)
-    new = part.cast(dict(table.schema))
-    return kept.lazy().merge_sorted(new.lazy(), key=key).collect(), table.filter(hit)
+    del table  # not three copies of a large table at once
+    merged = kept.lazy().merge_sorted(part.cast(dict(schema)).lazy(), key=key).collect()
+    return merged, replaced
 
 
 def _full_profiles(feeds: dict, versions: dict[str, str], fp: str, key: str) -> Profiles:
