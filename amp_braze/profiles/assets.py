@@ -11,6 +11,7 @@ from amp_braze.identity.resolve import CLUSTERS_TABLE
 from amp_braze.metadata import Laps, markdown_table, stored_table_metadata, table_metadata
 from amp_braze.profiles.feeds import feed_files, feed_fingerprint, read_feed
 from amp_braze.profiles.incremental import (
+    FINGERPRINT,
     attributes_from_changes,
     profiles_from_changes,
     write_profiles,
@@ -156,7 +157,6 @@ def build_profile_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
 
 ATTRIBUTES = "braze_customer_attributes"
-FINGERPRINT = "build_fingerprint"
 REJECTIONS = "braze_customer_attributes_rejections"
 
 

@@ -26,12 +26,13 @@ from amp_braze.profiles.attributes import Attributes, build_attributes
 from amp_braze.profiles.unify import Unified, contribution, feed_key, key_column, unify
 from amp_braze.storage import Storage
 
+# The hash of the row a stored row was built from (a profile SQL row, a feed row).
 RAW_HASH = "__row_hash"
-_LAYOUT = 2  # of the tables above: a build that stored another layout is not reused
+FINGERPRINT = "build_fingerprint"  # in a built table's footer
 # The code of the field rules: a new amp_braze that checks differently rebuilds everything.
 _RULES = hashlib.sha256(
     b"".join(Path(m.__file__).read_bytes() for m in (attributes, field_rules, normalize))
-).hexdigest()  # the hash of the profile SQL row an attributes row was built from
+).hexdigest()
 
 
 def row_hashes(df: pl.DataFrame) -> pl.Series:
@@ -82,8 +83,7 @@ def attributes_from_changes(
         )
         .drop(RAW_HASH)
     )
-    known = pl.Series([], dtype=pl.Boolean).extend_constant(False, raw.height)
-    known = known.scatter(pairs.get_column("now"), True)
+    known = _mask(raw.height, pairs.get_column("now"))
     ids = raw.rename(braze.columns).select(id_expr(braze.identifier)).to_series()
     # Rows reused were accepted last time, so no two of them share an identifier: a duplicate
     # now needs a row checked again, and those are few.
@@ -93,7 +93,7 @@ def attributes_from_changes(
     part = build_attributes(raw.filter(redo), braze)
     lap("field rules")
     reuse = pairs.filter(~redo.gather(pairs.get_column("now"))).get_column("was")
-    keep = pl.Series([], dtype=pl.Boolean).extend_constant(False, prev.height).scatter(reuse, True)
+    keep = _mask(prev.height, reuse)
     expected = prev.get_column(RAW_HASH).filter(keep)
     del pairs, prev, known
     kept = previous.collect().filter(keep)  # a mask keeps the rows in order; faster than a gather
@@ -108,6 +108,11 @@ def attributes_from_changes(
     return Rebuilt(attrs, fp, part.input_rows, incremental=True, seconds=lap.seconds)
 
 
+def _mask(n: int, rows: pl.Series) -> pl.Series:
+    """n booleans, true at ``rows``."""
+    return pl.Series([], dtype=pl.Boolean).extend_constant(False, n).scatter(rows, True)
+
+
 def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str) -> Rebuilt:
     built = build_attributes(raw, braze)
     return Rebuilt(replace(built, table=built.table.sort(ID)), fp, raw.height, incremental=False)
@@ -116,9 +121,9 @@ def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str) -> Rebuilt:
 # -- customer_profiles --------------------------------------------------------------------------
 # Beside the profiles table the build keeps, per feed, each row's key and hash (to find the keys
 # whose rows changed) and, per customer, the feed each field came from (for the metadata).
+PROFILES = "customer_profiles"
 ROWS = "_rebuild/customer_profiles/rows"
 WON = "_rebuild/customer_profiles/won"
-_HASH = "__row_hash"
 _LAYOUT = 2  # of the tables above: a build that stored another layout is not reused
 
 
@@ -171,7 +176,7 @@ def profiles_from_changes(
         before = store.scan_table(f"{ROWS}/{name}")
         now = rows[name].lazy()
         for a, b in ((now, before), (before, now)):  # rows added, rows removed
-            touched.append(a.join(b, on=_HASH, how="anti").select(key).collect().to_series())
+            touched.append(a.join(b, on=RAW_HASH, how="anti").select(key).collect().to_series())
     keys = pl.concat(touched).drop_nulls().unique()
     lap("compare rows")
     part = unify(feeds, only=keys)
@@ -207,27 +212,22 @@ def profiles_from_changes(
     return Profiles(unified, footer, rows, keys.len(), seconds=lap.seconds)
 
 
-PROFILES = "customer_profiles"
-FINGERPRINT = "build_fingerprint"
-
-
 def _previous_usable(store: Storage, prev: dict, fp: str, feeds: dict) -> bool:
     if prev.get(FINGERPRINT) != fp or not store.table_exists(WON):
         return False
     if store.footer(store.table_name(WON)).get("build") != prev.get("build"):
         return False  # a build stopped between writing its parts
     for name in feeds:
-        if not store.table_exists(f"{ROWS}/{name}"):
+        rows = f"{ROWS}/{name}"
+        if not store.table_exists(rows):
             return False
-        if store.footer(store.table_name(f"{ROWS}/{name}")).get("version") != prev["versions"].get(
-            name
-        ):
+        if store.footer(store.table_name(rows)).get("version") != prev["versions"].get(name):
             return False
     return True
 
 
 def _key_and_hash(src: SourceConfig, lf: pl.LazyFrame, key: str) -> pl.DataFrame:
-    return lf.select(feed_key(src, key), pl.struct(pl.all()).hash(seed=0).alias(_HASH)).collect()
+    return lf.select(feed_key(src, key), pl.struct(pl.all()).hash(seed=0).alias(RAW_HASH)).collect()
 
 
 def _counts(rows: pl.DataFrame, key: str) -> dict[str, int]:

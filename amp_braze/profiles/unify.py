@@ -108,7 +108,7 @@ def unify(
     if only is not None:  # before anything else is done to the rows
         wanted = only.implode()
         frames = [
-            lf.filter(normalize_key(pl.col(src.customer_key), src.key_normalize).is_in(wanted))
+            lf.filter(feed_key(src, key).is_in(wanted))
             for (src, _), lf in zip(feeds.values(), frames, strict=True)
         ]
     parts = [
@@ -127,9 +127,7 @@ def unify(
         maintain_order=True,
     )
     aggs = [pl.col(f).drop_nulls().first().alias(f) for f in fields]
-    if len(feeds) > len(WON_CODES):
-        raise ValueError(f"customer_profiles unifies at most {len(WON_CODES)} feeds")
-    codes = dict(zip(feeds, WON_CODES, strict=False))
+    codes = won_codes(feeds)
     winners = [
         pl.col(_SRC)
         .filter(pl.col(f).is_not_null())
@@ -156,6 +154,13 @@ def unify(
     return Unified(profiles, key, won, contribution(feeds, profiles, won, counts))
 
 
+def won_codes(feeds: dict) -> dict[str, str]:
+    """Each feed's character in the WON column."""
+    if len(feeds) > len(WON_CODES):
+        raise ValueError(f"customer_profiles unifies at most {len(WON_CODES)} feeds")
+    return dict(zip(feeds, WON_CODES, strict=False))
+
+
 def feed_counts(feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]) -> dict[str, dict[str, int]]:
     """Rows and rows without a key, per feed."""
     key = key_column([cfg for cfg, _ in feeds.values()])
@@ -176,10 +181,9 @@ def contribution(
     customers = profiles.select(
         pl.col(SOURCES_COL).list.contains(name).sum().alias(name) for name in feeds
     ).row(0)
-    codes = dict(zip(feeds, WON_CODES, strict=False))
     won_by = won.select(
         pl.col(WON).str.count_matches(code, literal=True).sum().alias(name)
-        for name, code in codes.items()
+        for name, code in won_codes(feeds).items()
     ).row(0, named=True)
     return {
         name: {

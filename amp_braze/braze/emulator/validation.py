@@ -58,16 +58,11 @@ def standard(name: str, value: Any) -> Any:
                 "The value provided for the 'gender' field must be one of M, F, O, N, P."
             )
         return value
-    if name == "email_subscribe":
+    if name in ("email_subscribe", "push_subscribe"):
         if value not in field_rules.SUBSCRIPTION_STATES:
+            channel = name.split("_")[0].upper()
             raise ObjectError(
-                "BAD_EMAIL_SUBSCRIPTION_STATE: must be subscribed, unsubscribed, opted_in"
-            )
-        return value
-    if name == "push_subscribe":
-        if value not in field_rules.SUBSCRIPTION_STATES:
-            raise ObjectError(
-                "BAD_PUSH_SUBSCRIPTION_STATE: must be subscribed, unsubscribed, opted_in"
+                f"BAD_{channel}_SUBSCRIPTION_STATE: must be subscribed, unsubscribed, opted_in"
             )
         return value
     if name == "country":
