@@ -146,17 +146,19 @@ def _pieces(w: Side, s: Side) -> list[tuple[Side, Side]]:
             for a in starts
             for n in [min(PIECE_ROWS, w.rows - a)]
         ]
-    # The state's rows for each piece: found by binary search in its id column (read once),
-    # then read as row ranges like the wanted table's.
+    # The state's rows for each piece: found by binary search in its id column (read once, and
+    # handed to the pieces so they need not read it again), then read as row ranges.
     first_ids = pl.collect_all([w.frame.slice(a, 1).select(ID) for a in starts[1:]])
     cuts = pl.Series(ID, [f.item() for f in first_ids], dtype=pl.String)
     s_ids = s.frame.select(ID).collect().get_column(ID)
     if not s_ids.is_sorted():
         return [(w, s)]  # the single piece sorts it
     bounds = [0, *s_ids.search_sorted(cuts, side="left").to_list(), s_ids.len()]
-    del s_ids
     return [
-        (Side(w.frame.slice(a, PIECE_ROWS)), Side(s.frame.slice(lo, hi - lo)))
+        (
+            Side(w.frame.slice(a, PIECE_ROWS)),
+            Side(s.frame.slice(lo, hi - lo), ids=s_ids.slice(lo, hi - lo), rows=hi - lo),
+        )
         for a, lo, hi in zip(starts, bounds[:-1], bounds[1:], strict=True)
     ]
 
