@@ -14,6 +14,8 @@ COLUMN_DESCRIPTIONS = {
     "user aliases). Joins attributes, memberships, the plan and the sync state.",
     "profile_updated_at": "The newest updated_at among the feed rows unified into this customer.",
     "source_feeds": "The feeds with a row for this customer.",
+    "__row_hash": "A hash of the profile SQL row this row was built from: the next run checks "
+    "only rows whose hash is new (never sent to Braze).",
     "identifier": "The identifier as the profile SQL returned it, before field rules.",
     "column": "The column whose value broke a Braze field rule.",
     "value": "The value that broke the rule, as text.",

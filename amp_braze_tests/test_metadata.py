@@ -19,7 +19,7 @@ def test_every_column_amp_braze_adds_is_described(tmp_path, emulator, monkeypatc
             described[asset] = {c.name: c.description for c in schema.columns}
     added = {
         "customer_profiles": ["profile_updated_at", "source_feeds"],
-        "braze_customer_attributes": ["__id"],
+        "braze_customer_attributes": ["__id", "__row_hash"],
         "braze_customer_attributes_rejections": ["__id", "identifier", "column", "value", "rule"],
         "segment_memberships": ["__id", "big", "gold"],
         "braze_sync_plan": ["__id", "__new", "__c_ltv", "__c_amp_big"],
