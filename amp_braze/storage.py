@@ -14,9 +14,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import polars as pl
@@ -28,6 +29,19 @@ COMPRESSION = (
     "lz4"  # the planner reads whole tables every sync; LZ4 decodes ~2x faster than zstd here
 )
 SUMMARY_KEY = "amp_braze.summary"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A table as one version of it: rows to scan and the footer written with them."""
+
+    frame: pl.LazyFrame
+    footer: dict[str, Any]
+
+
+def _summary(meta: dict[str, str]) -> dict[str, Any]:
+    raw = meta.get(SUMMARY_KEY)
+    return orjson.loads(raw) if raw else {}
 
 
 def non_null_counts(df: pl.DataFrame) -> dict[str, int]:
@@ -304,12 +318,37 @@ class Storage:
         """What ``write_parquet`` left in the footer: ``rows``, ``non_null`` (per column), ``write_id`` and
         what the writer added (``ids_digest``, see ``braze.identifiers.id_footer``); empty for a file written some other way."""
         meta = pl.read_parquet_metadata(self.uri(name), storage_options=self.storage_options)
-        raw = meta.get(SUMMARY_KEY)
-        return orjson.loads(raw) if raw else {}
+        return _summary(meta)
+
+    def _pinned(self, name: str) -> IO[bytes]:
+        """The object as it is now, to be read later: locally an open file (a writer renaming a
+        new version over it leaves this one readable through the handle), on S3 its bytes."""
+        try:
+            return io.BytesIO(self.read_bytes(name)) if self.is_s3 else open(self.uri(name), "rb")
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{self.uri(name)} does not exist (materialize it first)"
+            ) from None
 
     def scan_parquet(self, name: str | list[str]) -> pl.LazyFrame:
-        uris = [self.uri(n) for n in name] if isinstance(name, list) else self.uri(name)
-        return pl.scan_parquet(uris, storage_options=self.storage_options)
+        """A lazy scan of one file pinned to the version there now, or of several files in place.
+
+        A scan of a path reads the footer now and the data at collect time; another run replacing
+        the file in between would make it read one version's pages with the other's footer. One
+        file is therefore scanned through a handle opened now. Lists name files that are never
+        rewritten (journal entries, state parts, Currents hours), and may be long: read in place."""
+        if isinstance(name, list):
+            uris = [self.uri(n) for n in name]
+            return pl.scan_parquet(uris, storage_options=self.storage_options)
+        return pl.scan_parquet(self._pinned(name))
+
+    def snapshot(self, name: str) -> Snapshot:
+        """One version of a file: its rows (lazy) and its footer, read from the same version (a
+        footer that describes the rows, e.g. their ids digest, must not come from a newer file)."""
+        f = self._pinned(name)
+        footer = _summary(pl.read_parquet_metadata(f))
+        f.seek(0)  # a scan starts where the handle stands
+        return Snapshot(pl.scan_parquet(f), footer)
 
     def read_parquet(self, name: str) -> pl.DataFrame:
         """The whole file as it is now. Read in one go (one open file, one GET), so a writer
@@ -339,6 +378,12 @@ class Storage:
 
     def scan_table(self, table: str) -> pl.LazyFrame:
         return self.scan_parquet(self._existing_table(table))
+
+    def table_snapshot(self, table: str) -> Snapshot:
+        return self.snapshot(self._existing_table(table))
+
+    def table_footer(self, table: str) -> dict[str, Any]:
+        return self.footer(self._existing_table(table))
 
     def read_table(self, table: str) -> pl.DataFrame:
         return self.read_parquet(self._existing_table(table))

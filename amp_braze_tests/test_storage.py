@@ -85,6 +85,25 @@ def test_readers_never_see_a_half_written_table(tmp_path):
     assert [p.name for p in (tmp_path / "tables").iterdir()] == ["t.parquet"]
 
 
+def test_a_scan_and_a_snapshot_read_the_version_there_when_they_were_made(storage):
+    """Before: a lazy scan read its footer from one version and its pages from the next one that
+    another run renamed over it ("page header reported the wrong page size"), and a footer read
+    apart from the rows could describe another version (its ids digest lined up wrong rows)."""
+    storage.write_table("t", _frame(300_000, 1), {"ids_digest": "one"})
+    scan = storage.scan_table("t")
+    snap = storage.table_snapshot("t")
+    storage.write_table(
+        "t", _frame(1_000, 2).with_columns(extra=pl.lit("x")), {"ids_digest": "two"}
+    )
+    for frame in (scan, snap.frame):
+        old = frame.collect()
+        assert old.height == 300_000 and old["tag"].unique().to_list() == [1]
+        assert frame.filter(pl.col("id") >= 299_990).collect()["id"].to_list()[-1] == 299_999
+    assert snap.footer["ids_digest"] == "one" and snap.footer["rows"] == 300_000
+    assert storage.table_footer("t")["ids_digest"] == "two"
+    assert storage.scan_table("t").collect().columns == ["id", "tag", "extra"]
+
+
 WRITER = """
 import sys, polars as pl
 from amp_braze.storage import Storage

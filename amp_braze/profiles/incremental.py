@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,11 +25,12 @@ from amp_braze.metadata import Laps
 from amp_braze.profiles import attributes
 from amp_braze.profiles.attributes import Attributes, build_attributes
 from amp_braze.profiles.unify import Unified, contribution, feed_key, key_column, unify
-from amp_braze.storage import Storage
+from amp_braze.storage import Snapshot, Storage
 
 # The hash of the row a stored row was built from (a profile SQL row, a feed row).
 RAW_HASH = "__row_hash"
 FINGERPRINT = "build_fingerprint"  # in a built table's footer
+SLICE_ROWS = 2_000_000  # rows of a previous table read at a time
 # The code of the field rules: a new amp_braze that checks differently rebuilds everything.
 _RULES = hashlib.sha256(
     b"".join(Path(m.__file__).read_bytes() for m in (attributes, field_rules, normalize))
@@ -55,25 +57,29 @@ class Rebuilt:
 
 
 def attributes_from_changes(
-    raw: pl.DataFrame,
+    sql: Callable[[], pl.DataFrame],
     braze: BrazeConfig,
-    previous: pl.LazyFrame | None,
-    previous_fingerprint: str | None,
+    previous: Snapshot | None,
 ) -> Rebuilt:
-    """``build_attributes(raw)`` sorted by the key, reusing the previous accepted rows whose SQL row is unchanged.
+    """``build_attributes`` of the profile SQL's rows, sorted by the key, reusing the previous accepted
+    rows whose SQL row is unchanged. ``sql`` is run here so that its result, as large as the table,
+    can be let go as soon as the rows to check are taken from it.
 
     A row is built again when its hash is not among the previous accepted rows (new, changed, or
     rejected last time: a rejection can depend on other rows, so it is never reused), or when its
     identifier is now duplicated (the duplicate rule looks across rows; every row of a duplicated
     identifier is built again, together). Everything else is accepted exactly as before."""
     lap = Laps()
+    raw = sql()
+    lap("profile sql")
     # What build_attributes reads of the destination (not its endpoint, key or rate limits).
     fp = fingerprint(raw.schema, braze.columns, braze.identifier, braze.shadowed_fields, _RULES)
-    hashes = row_hashes(raw)
-    raw = raw.with_columns(hashes.alias(RAW_HASH))
-    if previous is None or previous_fingerprint != fp:
-        return _full(raw, braze, fp)
-    prev = previous.select(RAW_HASH).collect()  # the rest is read once the kept rows are known
+    raw = _hashed(raw)
+    if previous is None or previous.footer.get(FINGERPRINT) != fp:
+        return _full(raw, braze, fp, lap)
+    prev = previous.frame.select(
+        RAW_HASH
+    ).collect()  # the rest is read once the kept rows are known
     # One join of the two hash columns pairs each unchanged row with its previous accepted row.
     pairs = (
         raw.select(pl.col(RAW_HASH), pl.int_range(pl.len(), dtype=pl.UInt32).alias("now"))
@@ -89,23 +95,31 @@ def attributes_from_changes(
     # now needs a row checked again, and those are few.
     fresh_ids = ids.filter(~known).drop_nulls()
     redo = ~known | ids.is_in(fresh_ids.implode())
+    todo, rows = raw.filter(redo), raw.height
+    del raw, ids  # the SQL result: from here on only the rows to check are needed
     lap("compare rows")
-    part = build_attributes(raw.filter(redo), braze)
+    part = build_attributes(todo, braze)
+    del todo
     lap("field rules")
     reuse = pairs.filter(~redo.gather(pairs.get_column("now"))).get_column("was")
     keep = _mask(prev.height, reuse)
     expected = prev.get_column(RAW_HASH).filter(keep)
     del pairs, prev, known
-    kept = previous.collect().filter(keep)  # a mask keeps the rows in order; faster than a gather
-    # One previous row per unchanged row, and the table read twice was the same table.
-    if kept.height != raw.height - part.input_rows or not kept[RAW_HASH].equals(expected):
-        return _full(raw, braze, fp)
+    kept = _kept_rows(previous.frame, keep)
+    # One previous row per unchanged row (a check: the snapshot is one version read twice).
+    if kept.height != rows - part.input_rows or not kept[RAW_HASH].equals(expected):
+        del kept, part
+        return _full(_hashed(sql()), braze, fp, lap)
     new = part.table.select(kept.columns).cast(kept.schema).sort(ID)
     table = kept.lazy().merge_sorted(new.lazy(), key=ID).collect()
     del kept
     lap("merge with kept rows")
-    attrs = replace(part, table=table, input_rows=raw.height)
+    attrs = replace(part, table=table, input_rows=rows)
     return Rebuilt(attrs, fp, part.input_rows, incremental=True, seconds=lap.seconds)
+
+
+def _hashed(raw: pl.DataFrame) -> pl.DataFrame:
+    return raw.with_columns(row_hashes(raw).alias(RAW_HASH))
 
 
 def _mask(n: int, rows: pl.Series) -> pl.Series:
@@ -113,9 +127,26 @@ def _mask(n: int, rows: pl.Series) -> pl.Series:
     return pl.Series([], dtype=pl.Boolean).extend_constant(False, n).scatter(rows, True)
 
 
-def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str) -> Rebuilt:
+def _kept_rows(frame: pl.LazyFrame, keep: pl.Series) -> pl.DataFrame:
+    """The rows of ``frame`` where ``keep`` is true, in order, read a slice at a time: the whole
+    table and its kept copy are never in memory together. (A mask keeps the order; it is faster
+    than a gather.)"""
+    step = SLICE_ROWS
+    parts = [
+        frame.slice(at, step).collect().filter(keep.slice(at, step))
+        for at in range(0, max(keep.len(), 1), step)
+    ]
+    return pl.concat(parts, rechunk=False)
+
+
+def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str, lap: Laps) -> Rebuilt:
     built = build_attributes(raw, braze)
-    return Rebuilt(replace(built, table=built.table.sort(ID)), fp, raw.height, incremental=False)
+    lap("field rules")
+    table = built.table.sort(ID)
+    lap("sort")
+    return Rebuilt(
+        replace(built, table=table), fp, raw.height, incremental=False, seconds=lap.seconds
+    )
 
 
 # -- customer_profiles --------------------------------------------------------------------------
@@ -158,9 +189,10 @@ def profiles_from_changes(
         sorted(set(versions) - set(feeds)),
         _LAYOUT,
     )
-    prev = store.footer(store.table_name(PROFILES)) if store.table_exists(PROFILES) else {}
-    if not _previous_usable(store, prev, fp, feeds):
+    last = _last_build(store, fp, feeds)
+    if last is None:
         return _full_profiles(feeds, versions, fp, key)
+    prev = last.profiles.footer
     known = prev["versions"]
     extra_changed = any(versions[n] != known.get(n) for n in versions if n not in feeds)
     changed = [n for n in feeds if extra_changed or versions[n] != known.get(n)]
@@ -173,19 +205,18 @@ def profiles_from_changes(
     for name in changed:
         src, lf = feeds[name]
         rows[name] = _key_and_hash(src, lf, key)
-        before = store.scan_table(f"{ROWS}/{name}")
-        now = rows[name].lazy()
+        before, now = last.rows[name].frame, rows[name].lazy()
         for a, b in ((now, before), (before, now)):  # rows added, rows removed
             touched.append(a.join(b, on=RAW_HASH, how="anti").select(key).collect().to_series())
     keys = pl.concat(touched).drop_nulls().unique()
     lap("compare rows")
     part = unify(feeds, only=keys)
     lap("unify changed customers")
-    previous = store.scan_table(PROFILES)
+    previous = last.profiles.frame
     if part.profiles.columns != previous.collect_schema().names():
         return _full_profiles(feeds, versions, fp, key)
     profiles, old_profiles = _replace_keys(previous, part.profiles, key, keys)
-    won, old_won = _replace_keys(store.scan_table(WON), part.won, key, keys)
+    won, old_won = _replace_keys(last.won.frame, part.won, key, keys)
     counts = {n: prev["counts"][n] for n in feeds if n not in rows}
     counts |= {n: _counts(r, key) for n, r in rows.items()}
     counts = {n: counts[n] for n in feeds}
@@ -212,18 +243,32 @@ def profiles_from_changes(
     return Profiles(unified, footer, rows, keys.len(), seconds=lap.seconds)
 
 
-def _previous_usable(store: Storage, prev: dict, fp: str, feeds: dict) -> bool:
-    if prev.get(FINGERPRINT) != fp or not store.table_exists(WON):
-        return False
-    if store.footer(store.table_name(WON)).get("build") != prev.get("build"):
-        return False  # a build stopped between writing its parts
-    for name in feeds:
-        rows = f"{ROWS}/{name}"
-        if not store.table_exists(rows):
-            return False
-        if store.footer(store.table_name(rows)).get("version") != prev["versions"].get(name):
-            return False
-    return True
+@dataclass
+class _LastBuild:
+    """The tables the last build left, each pinned to the version its footer describes."""
+
+    profiles: Snapshot
+    won: Snapshot
+    rows: dict[str, Snapshot]
+
+
+def _last_build(store: Storage, fp: str, feeds: dict) -> _LastBuild | None:
+    """The last build, when it can be reused: the same fingerprint and all its parts written by it
+    (a build stopped between writing its parts, or two builds interleaved, make a full build)."""
+    try:
+        profiles = store.table_snapshot(PROFILES)
+        if profiles.footer.get(FINGERPRINT) != fp:
+            return None
+        won = store.table_snapshot(WON)
+        rows = {name: store.table_snapshot(f"{ROWS}/{name}") for name in feeds}
+    except FileNotFoundError:
+        return None
+    if won.footer.get("build") != profiles.footer.get("build"):
+        return None
+    versions = profiles.footer["versions"]
+    if any(rows[name].footer.get("version") != versions.get(name) for name in feeds):
+        return None
+    return _LastBuild(profiles, won, rows)
 
 
 def _key_and_hash(src: SourceConfig, lf: pl.LazyFrame, key: str) -> pl.DataFrame:

@@ -269,8 +269,11 @@ class SyncState:
         frame, footer = None, {}
         if version:
             parts = [f"{self._version_dir(version)}/{p}" for p in man["parts"]]
-            frame = self.storage.scan_parquet(parts) if parts else None
-            footer = self.storage.footer(parts[0]) if len(parts) == 1 else {}
+            if len(parts) == 1:  # pinned: a prune of this version meanwhile cannot pull it away
+                snap = self.storage.snapshot(parts[0])
+                frame, footer = snap.frame, snap.footer
+            elif parts:
+                frame = self.storage.scan_parquet(parts)
         pending = [n for n in journal if self.entry_seq(n) > folded_through]
         if pending:  # a crashed or running sync's work: fold it in (in memory)
             base = frame.collect() if frame is not None else None

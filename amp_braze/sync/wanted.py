@@ -40,8 +40,10 @@ def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None)
     spec = the_sync(config, spec)
     b = config.destination_of(spec)
     paths = sync_paths(config, spec)
-    attrs = storage.scan_table(paths.attributes)
-    footer = storage.footer(storage.table_name(paths.attributes))
+    # Rows and footer from one version of each table: the footers' ids digests decide whether
+    # the two tables are put side by side, so they must describe the rows read.
+    snap = storage.table_snapshot(paths.attributes)
+    attrs, footer = snap.frame, snap.footer
     id_cols = identifier_columns(b.identifier)
     sent = sent_columns(attrs.collect_schema(), b.identifier)
     if spec.attributes is not None:
@@ -59,7 +61,8 @@ def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None)
     booleans: list[str] = []
     array: str | None = None
     if segs or spec.audience:
-        mem = storage.scan_table(MEMBERSHIPS)
+        members = storage.table_snapshot(MEMBERSHIPS)
+        mem = members.frame
         extra = segment_attributes(mem, b, segs) if segs else mem.select(ID)
         if spec.audience:
             extra = pl.concat(
@@ -72,7 +75,7 @@ def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None)
                 ],
                 how="horizontal",
             )
-        if digest and digest == storage.footer(storage.table_name(MEMBERSHIPS)).get("ids_digest"):
+        if digest and digest == members.footer.get("ids_digest"):
             frame = pl.concat([frame, extra.drop(ID)], how="horizontal")
         else:
             both = pl.collect_all([attrs.select(ID), mem.select(ID)])

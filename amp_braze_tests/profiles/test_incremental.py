@@ -9,7 +9,9 @@ import polars as pl
 
 from amp_braze.braze.identifiers import ID
 from amp_braze.config import BrazeConfig
-from amp_braze.profiles.incremental import attributes_from_changes
+from amp_braze.profiles import incremental
+from amp_braze.profiles.incremental import FINGERPRINT, Rebuilt, attributes_from_changes
+from amp_braze.storage import Snapshot
 
 CFG = BrazeConfig(instance="US-03")
 
@@ -45,6 +47,14 @@ def _day_two(day1: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=day1.schema)
 
 
+def _build(rows: pl.DataFrame, after: Rebuilt | None = None, cfg: BrazeConfig = CFG) -> Rebuilt:
+    """Attributes of ``rows``, reusing what ``after`` built (as the asset does with its last table)."""
+    last = (
+        Snapshot(after.attributes.table.lazy(), {FINGERPRINT: after.fingerprint}) if after else None
+    )
+    return attributes_from_changes(lambda: rows, cfg, last)
+
+
 def _same(a, b) -> None:
     assert a.table.equals(b.table)  # equal rows in the same (key) order
     assert a.table[ID].is_sorted()
@@ -53,13 +63,14 @@ def _same(a, b) -> None:
     assert a.input_rows == b.input_rows
 
 
-def test_incremental_attributes_equal_a_full_rebuild():
+def test_incremental_attributes_equal_a_full_rebuild(monkeypatch):
+    monkeypatch.setattr(incremental, "SLICE_ROWS", 97)  # the previous table read in many slices
     day1 = _raw(1000, 1)
-    first = attributes_from_changes(day1, CFG, None, None)
+    first = _build(day1)
     assert not first.incremental and first.rows_built == 1000
     day2 = _day_two(day1)
-    inc = attributes_from_changes(day2, CFG, first.attributes.table.lazy(), first.fingerprint)
-    full = attributes_from_changes(day2, CFG, None, None)
+    inc = _build(day2, first)
+    full = _build(day2)
     assert inc.incremental and not full.incremental
     _same(inc.attributes, full.attributes)
     # Built again: 40 changed (some may be deleted), 2 email edits, the 25 late rows, both rows of
@@ -71,30 +82,27 @@ def test_incremental_attributes_equal_a_full_rebuild():
     assert "identifier_duplicate" in full.attributes.rejections["rule"].to_list()
     # The next day the duplicate goes away: the unchanged row that was rejected with it returns.
     day3 = day2.filter(pl.col("email") != "dup@x.io")
-    inc3 = attributes_from_changes(day3, CFG, inc.attributes.table.lazy(), inc.fingerprint)
-    _same(inc3.attributes, attributes_from_changes(day3, CFG, None, None).attributes)
+    inc3 = _build(day3, inc)
+    _same(inc3.attributes, _build(day3).attributes)
     assert "u00050" in inc3.attributes.table["external_id"].to_list()
     # Unchanged input: nothing is checked again.
-    again = attributes_from_changes(day3, CFG, inc3.attributes.table.lazy(), inc3.fingerprint)
+    again = _build(day3, inc3)
     assert again.incremental and again.rows_built == again.attributes.rejected_rows
     _same(again.attributes, inc3.attributes)
 
 
 def test_a_new_shape_or_configuration_rebuilds_everything():
     day1 = _raw(200, 2)
-    first = attributes_from_changes(day1, CFG, None, None)
-    prev = first.attributes.table.lazy()
+    first = _build(day1)
     # The same values under another column name must not reuse the old rows.
     renamed = day1.rename({"first_name": "last_name"})
-    out = attributes_from_changes(renamed, CFG, prev, first.fingerprint)
+    out = _build(renamed, first)
     assert not out.incremental and "last_name" in out.attributes.table.columns
     # Another endpoint or rate limit changes nothing the field rules do: rows are reused.
     moved = BrazeConfig(instance="EU-01", concurrency=3)
-    assert attributes_from_changes(day1, moved, prev, first.fingerprint).rows_built == (
-        first.attributes.rejected_rows
-    )
+    assert _build(day1, first, moved).rows_built == (first.attributes.rejected_rows)
     other = BrazeConfig(instance="US-03", columns={"ltv": "lifetime_value"})
-    out = attributes_from_changes(day1, other, prev, first.fingerprint)
+    out = _build(day1, first, other)
     assert not out.incremental and "lifetime_value" in out.attributes.table.columns
 
 
