@@ -203,6 +203,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
             "journal_entries_deleted": dg.MetadataValue.int(report.pruned[1]),
             "replanned": dg.MetadataValue.bool(report.replanned),
             "duration_seconds": dg.MetadataValue.float(round(report.duration, 3)),
+            "seconds": dg.MetadataValue.json(report.seconds),
             "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),
             "rejected_sample": markdown_table(rej.rename({ID: "identifier"}).head(20).to_dicts()),
             "rejections_table": dg.MetadataValue.path(

@@ -20,6 +20,7 @@ from amp_braze.braze.retry import RetryPolicy
 from amp_braze.config import Config, SyncSpec
 from amp_braze.failpoints import failpoint
 from amp_braze.identity.ids import IdMap
+from amp_braze.metadata import Laps
 from amp_braze.plan_format import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 from amp_braze.storage import Storage
 from amp_braze.sync import merges
@@ -151,6 +152,7 @@ class SyncReport:
     retried_from_last_run: int = 0
     users_merged: int = 0  # identity merges sent to Braze before the plan (/users/merge)
     users_renamed: int = 0  # ... where the surviving id was not in Braze yet (rename)
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
     @property
     def requests_per_second(self) -> float:
@@ -202,6 +204,7 @@ def _send(
     paths: SyncPaths,
 ) -> SyncReport:
     failpoint("sync.lease_taken")
+    lap = Laps()
     b = config.destination_of(spec)
     client = BrazeClient(
         endpoint_for(b.instance, b.rest_endpoint),
@@ -218,9 +221,11 @@ def _send(
         ),
     )
     view = state.current()
+    lap("read state")
     merged = (0, 0)
     if config.identity is not None and b.identifier == "external_id":
         merged = _send_merges(storage, state, view, client, paths)
+        lap("identity merges")
     if any(merged):
         view = state.current()
     replanned = False
@@ -232,8 +237,9 @@ def _send(
         )
         plan = make_plan(config, storage, view, spec)
         replanned = True
+        lap("plan again")
 
-    report = SyncReport(plan=plan, replanned=replanned, stats=client.stats)
+    report = SyncReport(plan=plan, replanned=replanned, stats=client.stats, seconds=lap.seconds)
     report.users_merged, report.users_renamed = merged
     flags = [flag(a.name) for a in plan.attrs]
     value_cols = [ID] + [c for a in plan.attrs for c in (a.name, flag(a.name))]
@@ -286,17 +292,20 @@ def _send(
             flush()  # whatever Braze accepted is recorded, even when the run stops early
             lease.next_request_at = client.next_request_at()
             client.close()
+            lap("send")
     finally:
         # Fold this run's journal into a version even when it failed: the state stays whole
         # and the next plan starts from it.
         if report.intents:
             report.state_version = state.commit().version
+            lap("commit state")
             report.pruned = state.prune(config.sync.keep_state_versions)
         else:
             report.state_version = view.version
         report.rejected = _rejections(rejected, run_id)
         report.retried_from_last_run = _retried(storage, plan, paths.rejections)
         storage.write_table(paths.rejections, report.rejected)
+        lap("rejections")
     return report
 
 

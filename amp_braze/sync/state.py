@@ -163,47 +163,88 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
         ]
         + [(pl.col(flag(a)) & pl.col(f"{_KNOWN}{a}")).any().alias(f"__set_{a}") for a in touched]
     )
-    # The base is sorted by id and large, the entries small: join them onto it in its order and
-    # merge the users new to it in, rather than a full join and a sort of everything.
+    # The base is sorted by id and large, the entries small: the users it already has are found
+    # by binary search and their values written in place (only the columns entries touch are
+    # copied); users new to it are merged in. No join or sort of the large table.
     if not base.get_column(ID).is_sorted():
         base = base.sort(ID)
-    joined = base.join(latest, on=ID, how="left", suffix="__new", maintain_order="left")
-    fresh = latest.join(base.select(ID), on=ID, how="anti").rename(
-        {c: f"{c}__new" for c in latest.columns if c != ID and c in base.columns}
+    ids, latest = base.get_column(ID), latest.sort(ID)
+    at = ids.search_sorted(latest.get_column(ID), side="left")
+    found = (at < ids.len()) & (
+        ids.gather(at.clip(0, max(ids.len() - 1, 0))) == latest.get_column(ID)
+        if ids.len()
+        else pl.repeat(False, latest.height, eager=True)
     )
-    fresh = pl.concat([joined.head(0), fresh], how="diagonal_relaxed").sort(ID)
-    out: list[pl.Expr] = []
-    marks: list[pl.Expr] = []
-    for a in attrs:
-        dtype = target[a]
-        if a in base.columns:
-            old_dtype = base.schema[a]
-            compatible = old_dtype == pl.Null or _class(old_dtype) == _class(dtype)
-            old = pl.col(a).cast(dtype) if compatible else pl.lit(None, dtype)
-            # A value of the old type that nothing overwrote: Braze holds it, the state can't.
-            lost = pl.lit(False) if compatible else pl.col(a).is_not_null()
-            old_mark = pl.col(uncertain(a)) if uncertain(a) in base.columns else pl.lit(None)
-            old_mark = (old_mark.cast(pl.Boolean).fill_null(False) | lost).fill_null(False)
-        else:
-            old, old_mark = pl.lit(None, dtype), pl.lit(False)
-        if a not in touched:
-            out.append(old.alias(a))
-            marks.append(old_mark.alias(uncertain(a)))
-            continue
-        new = pl.col(f"{a}__new") if a in base.columns else pl.col(a)
-        was_set = pl.col(f"__set_{a}").fill_null(False)
-        last_known = pl.col(f"{_KNOWN}{a}")
-        out.append(pl.when(was_set).then(new).otherwise(old).alias(a))
-        mark = pl.when(last_known.is_null()).then(old_mark).otherwise(~last_known)
-        marks.append(mark.fill_null(False).alias(uncertain(a)))
-    folded = (
-        joined.lazy()
-        .select([pl.col(ID)] + out + marks)
-        .merge_sorted(fresh.lazy().select([pl.col(ID)] + out + marks), key=ID)
-        .collect()
+    hit, rows = latest.filter(found), at.filter(found)
+    fresh = latest.filter(~found)
+    olds = [_old_value(base.schema, a, target[a]) for a in attrs]
+    folded = base.select(
+        pl.col(ID),
+        *(old.alias(a) for a, (old, _) in zip(attrs, olds, strict=True)),
+        *(mark.alias(uncertain(a)) for a, (_, mark) in zip(attrs, olds, strict=True)),
     )
-    any_marked = folded.select(pl.col(uncertain(a)).any() for a in attrs).row(0)
-    return folded.drop([uncertain(a) for a, m in zip(attrs, any_marked, strict=True) if not m])
+    for a in touched:
+        # Per user, the last checkpoint that sent a value sets it; the last entry that sent the
+        # attribute at all says whether Braze surely holds it (else it stays uncertain).
+        was_set = hit.get_column(f"__set_{a}").fill_null(False)
+        last_known = hit.get_column(f"{_KNOWN}{a}")
+        told = last_known.is_not_null()
+        marks = folded.get_column(uncertain(a))
+        doubts = ~last_known.filter(told)
+        if doubts.any() or marks.any():  # else nothing to write: all certain before and after
+            marks = _put(marks, rows.filter(told), doubts)
+        folded = folded.with_columns(
+            _put(folded.get_column(a), rows.filter(was_set), hit.get_column(a).filter(was_set)),
+            marks,
+        )
+    # Users no version has had: nothing old to keep.
+    new_rows = fresh.select(
+        pl.col(ID),
+        *(pl.col(a).alias(a) if a in touched else pl.lit(None, target[a]).alias(a) for a in attrs),
+        *(
+            (~pl.col(f"{_KNOWN}{a}")).fill_null(False).alias(uncertain(a))
+            if a in touched
+            else pl.lit(False).alias(uncertain(a))
+            for a in attrs
+        ),
+    )
+    # Uncertainty columns are kept only where some user has one (dropped before the merge).
+    marks = [f.select(pl.col(uncertain(a)).any() for a in attrs).row(0) for f in (folded, new_rows)]
+    folded = folded.drop(uncertain(a) for a, *m in zip(attrs, *marks, strict=True) if not any(m))
+    if fresh.height:
+        new_rows = new_rows.select(folded.columns).cast(dict(folded.schema))
+        folded = folded.lazy().merge_sorted(new_rows.lazy(), key=ID).collect()
+    return folded
+
+
+def _put(column: pl.Series, rows: pl.Series, values: pl.Series) -> pl.Series:
+    """``column`` with ``values`` at ``rows`` (a copy: the base's columns are shared, not changed)."""
+    if not rows.len():
+        return column
+    if not (column.dtype.is_nested() or column.dtype == pl.Null):
+        return column.scatter(rows, values)
+    # Lists (a segment array attribute) cannot be scattered: gather them to full length instead.
+    where = pl.repeat(None, column.len(), dtype=pl.UInt32, eager=True)
+    where = where.scatter(rows, pl.int_range(rows.len(), dtype=pl.UInt32, eager=True))
+    full = values.gather(where)
+    return (
+        pl.select(pl.when(where.is_not_null()).then(full).otherwise(column))
+        .to_series()
+        .alias(column.name)
+    )
+
+
+def _old_value(schema: pl.Schema, a: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """An attribute's value in the base, in the folded type, and whether it is uncertain. When its
+    type changed, old values of the other type are dropped and marked uncertain: Braze holds
+    them, the state can't."""
+    if a not in schema:
+        return pl.lit(None, dtype), pl.lit(False)
+    compatible = schema[a] == pl.Null or _class(schema[a]) == _class(dtype)
+    old = pl.col(a).cast(dtype) if compatible else pl.lit(None, dtype)
+    lost = pl.lit(False) if compatible else pl.col(a).is_not_null()
+    mark = pl.col(uncertain(a)).cast(pl.Boolean) if uncertain(a) in schema else pl.lit(False)
+    return old, (mark.fill_null(False) | lost).fill_null(False)
 
 
 def _parquet_bytes(df: pl.DataFrame) -> bytes:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import polars as pl
 
 from amp_braze.plan_format import flag
 from amp_braze.storage import Storage
-from amp_braze.sync.state import CHECKPOINT, Entry, SyncState, fold_journal
+from amp_braze.sync.state import CHECKPOINT, INTENT, Entry, SyncState, fold_journal, uncertain
 
 
 def test_fold_takes_the_latest_flagged_value():
@@ -35,6 +37,58 @@ def test_fold_takes_the_latest_flagged_value():
         {"__id": "b", "tier": "silver", "ltv": 2.0, "email": None},
         {"__id": "c", "tier": "gold", "ltv": 5.0, "email": None},
     ]
+
+
+def _fold_row_by_row(state: pl.DataFrame, entries: list[Entry], attrs: list[str]) -> list[dict]:
+    """The rule, one user and attribute at a time: in journal order, a checkpoint that sent an
+    attribute sets its value and makes it certain; an intent that sent it makes it uncertain."""
+    users = {r["__id"]: dict(r) for r in state.to_dicts()}
+    for e in sorted(entries, key=lambda e: e.seq):
+        for r in e.frame.to_dicts():
+            user = users.setdefault(r["__id"], {"__id": r["__id"]})
+            for a in attrs:
+                if r.get(flag(a)):
+                    if e.kind == CHECKPOINT:
+                        user[a], user[uncertain(a)] = r[a], False
+                    else:
+                        user[uncertain(a)] = True
+    marked = [a for a in attrs if any(u.get(uncertain(a)) for u in users.values())]
+    cols = ["__id", *attrs, *(uncertain(a) for a in marked)]
+    return [{c: users[i].get(c, False if c.startswith("__") else None) for c in cols}
+            for i in sorted(users)]  # fmt: skip
+
+
+def test_fold_equals_the_rule_applied_row_by_row():
+    """Many users, text/number/list attributes, intents and checkpoints over random users (some
+    new), some attributes not sent: the fold (binary search and writes in place) gives what the
+    rule gives one user at a time. Before: a join of the entries onto the whole state."""
+    rng = random.Random(5)
+    attrs = ["tier", "ltv", "segments"]
+
+    def value(a: str, i: int):
+        return {"tier": f"t{i % 7}", "ltv": float(i % 11), "segments": [f"s{i % 3}"]}[a]
+
+    ids = sorted(f"u{i:04d}" for i in range(0, 3000, 3))
+    state = pl.DataFrame(
+        {"__id": ids, **{a: [value(a, i) for i in range(len(ids))] for a in attrs}}
+    ).with_columns(pl.Series(uncertain("ltv"), [i % 50 == 0 for i in range(len(ids))]))
+    entries = []
+    for seq in range(1, 9):
+        some = sorted(rng.sample([f"u{i:04d}" for i in range(3000)], 400))
+        frame = {"__id": some}
+        for a in attrs:
+            if rng.random() < 0.8:
+                frame[flag(a)] = [rng.random() < 0.7 for _ in some]
+                if seq % 2 == 0:
+                    frame[a] = [value(a, rng.randrange(1000)) if rng.random() < 0.9 else None
+                                for _ in some]  # fmt: skip
+        df = pl.DataFrame(frame, schema_overrides={"segments": pl.List(pl.String)})
+        entries.append(Entry(seq, CHECKPOINT if seq % 2 == 0 else INTENT, df))
+    out = fold_journal(state, entries)
+    expected = _fold_row_by_row(state, entries, attrs)
+    assert out.columns == list(expected[0])
+    assert out.to_dicts() == expected
+    assert out.height == len(expected) > state.height
 
 
 def test_state_versions_are_never_rewritten_and_racing_commits_both_land(tmp_path):
