@@ -25,12 +25,12 @@ from amp_braze.metadata import Laps
 from amp_braze.profiles import attributes
 from amp_braze.profiles.attributes import Attributes, build_attributes
 from amp_braze.profiles.unify import Unified, contribution, feed_key, key_column, unify
+from amp_braze.sorted_rows import positions, replace_rows
 from amp_braze.storage import Snapshot, Storage
 
 # The hash of the row a stored row was built from (a profile SQL row, a feed row).
 RAW_HASH = "__row_hash"
 FINGERPRINT = "build_fingerprint"  # in a built table's footer
-SLICE_ROWS = 2_000_000  # rows of a previous table read at a time
 # The code of the field rules: a new amp_braze that checks differently rebuilds everything.
 _RULES = hashlib.sha256(
     b"".join(Path(m.__file__).read_bytes() for m in (attributes, field_rules, normalize))
@@ -103,16 +103,15 @@ def attributes_from_changes(
     lap("field rules")
     reuse = pairs.filter(~redo.gather(pairs.get_column("now"))).get_column("was")
     keep = _mask(prev.height, reuse)
-    expected = prev.get_column(RAW_HASH).filter(keep)
+    hashes = prev.get_column(RAW_HASH)
     del pairs, prev, known
-    kept = _kept_rows(previous.frame, keep)
-    # One previous row per unchanged row (a check: the snapshot is one version read twice).
-    if kept.height != rows - part.input_rows or not kept[RAW_HASH].equals(expected):
-        del kept, part
+    table = previous.frame.collect()
+    # The same rows as the hashes read first (a check: the snapshot is one version read twice).
+    if not table.get_column(RAW_HASH).equals(hashes):
+        del table, part
         return _full(_hashed(sql()), braze, fp, lap)
-    new = part.table.select(kept.columns).cast(kept.schema).sort(ID)
-    table = kept.lazy().merge_sorted(new.lazy(), key=ID).collect()
-    del kept
+    # Rows not reused leave; rebuilt rows take the place of the previous row of their user.
+    table = replace_rows(table, ID, part.table, gone=table.get_column(ID).filter(~keep))
     lap("merge with kept rows")
     attrs = replace(part, table=table, input_rows=rows)
     return Rebuilt(attrs, fp, part.input_rows, incremental=True, seconds=lap.seconds)
@@ -125,18 +124,6 @@ def _hashed(raw: pl.DataFrame) -> pl.DataFrame:
 def _mask(n: int, rows: pl.Series) -> pl.Series:
     """n booleans, true at ``rows``."""
     return pl.Series([], dtype=pl.Boolean).extend_constant(False, n).scatter(rows, True)
-
-
-def _kept_rows(frame: pl.LazyFrame, keep: pl.Series) -> pl.DataFrame:
-    """The rows of ``frame`` where ``keep`` is true, in order, read a slice at a time: the whole
-    table and its kept copy are never in memory together. (A mask keeps the order; it is faster
-    than a gather.)"""
-    step = SLICE_ROWS
-    parts = [
-        frame.slice(at, step).collect().filter(keep.slice(at, step))
-        for at in range(0, max(keep.len(), 1), step)
-    ]
-    return pl.concat(parts, rechunk=False)
 
 
 def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str, lap: Laps) -> Rebuilt:
@@ -284,12 +271,8 @@ def _replace_keys(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the previous table with the rows of ``keys`` replaced by ``part``, the rows replaced)."""
     table = previous.collect()
-    hit = table.get_column(key).is_in(keys.implode())
-    replaced, schema = table.filter(hit), table.schema
-    kept = table.filter(~hit)
-    del table  # not three copies of a large table at once
-    merged = kept.lazy().merge_sorted(part.cast(dict(schema)).lazy(), key=key).collect()
-    return merged, replaced
+    _, at = positions(table.get_column(key), keys.sort())
+    return replace_rows(table, key, part, gone=keys), table[at]
 
 
 def _full_profiles(feeds: dict, versions: dict[str, str], fp: str, key: str) -> Profiles:

@@ -36,6 +36,7 @@ import polars as pl
 from amp_braze.braze.identifiers import ID, id_footer
 from amp_braze.failpoints import failpoint
 from amp_braze.plan_format import FLAG, flag
+from amp_braze.sorted_rows import positions, put_columns
 from amp_braze.storage import COMPRESSION, Storage
 from amp_braze.sync.plan import Side, uncertain
 
@@ -168,14 +169,9 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
     # copied); users new to it are merged in. No join or sort of the large table.
     if not base.get_column(ID).is_sorted():
         base = base.sort(ID)
-    ids, latest = base.get_column(ID), latest.sort(ID)
-    at = ids.search_sorted(latest.get_column(ID), side="left")
-    found = (at < ids.len()) & (
-        ids.gather(at.clip(0, max(ids.len() - 1, 0))) == latest.get_column(ID)
-        if ids.len()
-        else pl.repeat(False, latest.height, eager=True)
-    )
-    hit, rows = latest.filter(found), at.filter(found)
+    latest = latest.sort(ID)
+    found, rows = positions(base.get_column(ID), latest.get_column(ID))
+    hit = latest.filter(found)
     fresh = latest.filter(~found)
     olds = [_old_value(base.schema, a, target[a]) for a in attrs]
     folded = base.select(
@@ -183,20 +179,18 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
         *(old.alias(a) for a, (old, _) in zip(attrs, olds, strict=True)),
         *(mark.alias(uncertain(a)) for a, (_, mark) in zip(attrs, olds, strict=True)),
     )
+    edits = {}
     for a in touched:
         # Per user, the last checkpoint that sent a value sets it; the last entry that sent the
         # attribute at all says whether Braze surely holds it (else it stays uncertain).
         was_set = hit.get_column(f"__set_{a}").fill_null(False)
         last_known = hit.get_column(f"{_KNOWN}{a}")
         told = last_known.is_not_null()
-        marks = folded.get_column(uncertain(a))
+        edits[a] = (rows.filter(was_set), hit.get_column(a).filter(was_set))
         doubts = ~last_known.filter(told)
-        if doubts.any() or marks.any():  # else nothing to write: all certain before and after
-            marks = _put(marks, rows.filter(told), doubts)
-        folded = folded.with_columns(
-            _put(folded.get_column(a), rows.filter(was_set), hit.get_column(a).filter(was_set)),
-            marks,
-        )
+        if doubts.any() or folded.get_column(uncertain(a)).any():  # else certain before and after
+            edits[uncertain(a)] = (rows.filter(told), doubts)
+    folded = put_columns(folded, edits)
     # Users no version has had: nothing old to keep.
     new_rows = fresh.select(
         pl.col(ID),
@@ -215,23 +209,6 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
         new_rows = new_rows.select(folded.columns).cast(dict(folded.schema))
         folded = folded.lazy().merge_sorted(new_rows.lazy(), key=ID).collect()
     return folded
-
-
-def _put(column: pl.Series, rows: pl.Series, values: pl.Series) -> pl.Series:
-    """``column`` with ``values`` at ``rows`` (a copy: the base's columns are shared, not changed)."""
-    if not rows.len():
-        return column
-    if not (column.dtype.is_nested() or column.dtype == pl.Null):
-        return column.scatter(rows, values)
-    # Lists (a segment array attribute) cannot be scattered: gather them to full length instead.
-    where = pl.repeat(None, column.len(), dtype=pl.UInt32, eager=True)
-    where = where.scatter(rows, pl.int_range(rows.len(), dtype=pl.UInt32, eager=True))
-    full = values.gather(where)
-    return (
-        pl.select(pl.when(where.is_not_null()).then(full).otherwise(column))
-        .to_series()
-        .alias(column.name)
-    )
 
 
 def _old_value(schema: pl.Schema, a: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:

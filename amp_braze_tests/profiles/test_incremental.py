@@ -9,7 +9,6 @@ import polars as pl
 
 from amp_braze.braze.identifiers import ID
 from amp_braze.config import BrazeConfig
-from amp_braze.profiles import incremental
 from amp_braze.profiles.incremental import FINGERPRINT, Rebuilt, attributes_from_changes
 from amp_braze.storage import Snapshot
 
@@ -63,8 +62,7 @@ def _same(a, b) -> None:
     assert a.input_rows == b.input_rows
 
 
-def test_incremental_attributes_equal_a_full_rebuild(monkeypatch):
-    monkeypatch.setattr(incremental, "SLICE_ROWS", 97)  # the previous table read in many slices
+def test_incremental_attributes_equal_a_full_rebuild():
     day1 = _raw(1000, 1)
     first = _build(day1)
     assert not first.incremental and first.rows_built == 1000

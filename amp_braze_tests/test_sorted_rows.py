@@ -1,0 +1,45 @@
+"""Replacing a few rows of a large sorted table in place equals filtering them out and merging."""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+
+from amp_braze.sorted_rows import replace_rows
+
+
+def _rows(keys: list[str], seed: int) -> pl.DataFrame:
+    rng = random.Random(seed)
+    return pl.DataFrame(
+        {
+            "k": keys,
+            "name": [rng.choice(["a", "b", None]) for _ in keys],
+            "n": [rng.randrange(100) for _ in keys],
+            "tags": [[rng.choice("xyz")] if rng.random() < 0.8 else None for _ in keys],
+            "when": [rng.choice([None, 1, 2]) for _ in keys],
+        },
+        schema_overrides={"when": pl.Datetime("us", "UTC")},
+    )
+
+
+def test_replace_rows_equals_filter_and_merge():
+    rng = random.Random(3)
+    table = _rows(sorted(f"u{i:05d}" for i in range(0, 5000, 2)), 1)
+    for case in range(12):
+        # Updates of existing users, arrivals (odd keys, before the first and after the last),
+        # and users who leave; sometimes only one kind.
+        updates = rng.sample(table["k"].to_list(), rng.choice([0, 1, 300]))
+        arrivals = rng.sample([f"u{i:05d}" for i in range(1, 5000, 2)], rng.choice([0, 1, 200]))
+        arrivals += ["a", "z"] if case % 3 == 0 else []
+        gone = rng.sample(table["k"].to_list(), rng.choice([0, 1, 150])) + ["nobody"]
+        new = _rows(updates + arrivals, case).sample(fraction=1.0, shuffle=True, seed=case)
+        out = replace_rows(table, "k", new, pl.Series(gone))
+        expected = (
+            table.filter(~pl.col("k").is_in(gone + updates + arrivals))
+            .vstack(new.sort("k"))
+            .sort("k")
+        )
+        assert out.equals(expected), case
+        assert out["k"].is_sorted() and out.height == expected.height
+    assert table.equals(_rows(sorted(f"u{i:05d}" for i in range(0, 5000, 2)), 1))  # untouched
