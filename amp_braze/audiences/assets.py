@@ -54,8 +54,8 @@ def build_audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         storage: StorageResource,
     ) -> dg.MaterializeResult:
         store = storage.get()
-        attributes = store.read_table("braze_customer_attributes")
-        check_rule_attributes(cfg, attributes.schema)
+        attributes = store.scan_table("braze_customer_attributes")
+        check_rule_attributes(cfg, attributes.collect_schema())
         tables = base_tables(cfg, store)
         memberships = compute_memberships(cfg, attributes, tables)
         segments = list(cfg.segments)

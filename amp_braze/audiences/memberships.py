@@ -24,18 +24,21 @@ def check_rule_attributes(config: Config, schema: pl.Schema) -> None:
 
 def compute_memberships(
     config: Config,
-    attributes: pl.DataFrame,
+    attributes: pl.DataFrame | pl.LazyFrame,
     tables: dict[str, pl.LazyFrame],
     now: dt.datetime | None = None,
 ) -> pl.DataFrame:
-    """One row per user of ``attributes``: identifier columns, ``__id``, one boolean per segment."""
+    """One row per user of ``attributes``: identifier columns, ``__id``, one boolean per segment.
+    Lazy: only the columns the segments use are read."""
     kind = config.braze.identifier
     id_cols = identifier_columns(kind)
     raw: dict[str, pl.Expr] = {}
-    sql_tables = tables | {"braze_customer_attributes": attributes.lazy()}
+    attributes = attributes.lazy()
+    schema = attributes.collect_schema()
+    sql_tables = tables | {"braze_customer_attributes": attributes}
     for name, seg in config.segments.items():
         if seg.rules is not None:
-            raw[name] = compile_rule(seg.rules, attributes.schema, f"segments.{name}.rules", now)
+            raw[name] = compile_rule(seg.rules, schema, f"segments.{name}.rules", now)
         else:
             found = run_sql(seg.sql or "", sql_tables, f"segments.{name}.sql")
             missing = [c for c in id_cols if c not in found.columns]
@@ -53,7 +56,8 @@ def compute_memberships(
         for ex in config.segments[name].exclude:
             expr = expr & ~pl.col(f"__seg_{ex}")
         out = out.with_columns(expr.alias(f"__seg_{name}"))
-    return out.select(id_cols + [ID] + [pl.col(f"__seg_{n}").alias(n) for n in config.segments])
+    segments = [pl.col(f"__seg_{n}").alias(n) for n in config.segments]
+    return out.select(id_cols + [ID] + segments).collect()
 
 
 def segment_attributes(
