@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
 from amp_braze.sql_reads import output_columns, tables_read
-from amp_braze_tests.conftest import write_config
+from amp_braze_tests.conftest import MINIMAL, write_config
 
 
 def test_tables_read_sees_joins_subqueries_and_leaves_out_ctes():
@@ -66,3 +67,24 @@ def test_the_graph_follows_what_the_sql_reads(tmp_path):
     )
     defs = build_defs(load_config(path))
     assert _parents(defs, "braze_customer_attributes") == {"customer_profiles"}
+
+
+def test_only_the_tables_a_query_reads_are_opened(tmp_path):
+    """Opening a table pins its version (on S3: downloads it); tables no query reads stay shut
+    but keep their names in the list polars' errors give."""
+    import polars as pl
+
+    from amp_braze.profiles.sql import base_tables, run_sql
+    from amp_braze.storage import Storage
+
+    cfg = load_config(write_config(tmp_path, MINIMAL))
+    store = Storage(cfg.storage)
+    store.write_table("customer_profiles", pl.DataFrame({"customer_id": ["b", "a"]}))
+    # sources/pos was never materialized: opening it would fail
+    sql = "SELECT customer_id AS external_id FROM customer_profiles ORDER BY 1"
+    tables = base_tables(cfg, store, [sql])
+    assert run_sql(sql, tables, "profile_sql")["external_id"].to_list() == ["a", "b"]
+    assert set(tables) == {"customer_profiles", "engagement_summary", "sources_pos"}
+    unparsable = "SELEC nonsense FROM ("
+    with pytest.raises(FileNotFoundError, match="sources/pos"):
+        base_tables(cfg, store, [sql, unparsable])  # unknown reads: every table is opened

@@ -56,7 +56,7 @@ def build_audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         store = storage.get()
         attributes = store.scan_table("braze_customer_attributes")
         check_rule_attributes(cfg, attributes.collect_schema())
-        tables = base_tables(cfg, store)
+        tables = base_tables(cfg, store, [s.sql for s in cfg.segments.values() if s.sql])
         memberships = compute_memberships(cfg, attributes, tables)
         segments = list(cfg.segments)
         before = store.read_table(MEMBERSHIPS) if store.table_exists(MEMBERSHIPS) else None

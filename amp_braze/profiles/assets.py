@@ -214,9 +214,9 @@ def attributes_assets(
     )
     def attributes(context: dg.AssetExecutionContext, storage: StorageResource):
         store = storage.get()
-        tables = base_tables(cfg, store)
-        previous = store.table_snapshot(table) if store.table_exists(table) else None
         sql = sql_path.read_text()
+        tables = base_tables(cfg, store, [sql])
+        previous = store.table_snapshot(table) if store.table_exists(table) else None
         rebuilt = attributes_from_changes(lambda: run_sql(sql, tables, sql_key), braze, previous)
         lap = Laps()
         result = rebuilt.attributes

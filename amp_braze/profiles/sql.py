@@ -21,16 +21,26 @@ def source_sql_name(name: str) -> str:
     return f"sources_{name}"
 
 
-def base_tables(config: Config, storage: Storage) -> dict[str, pl.LazyFrame]:
+def base_tables(
+    config: Config, storage: Storage, queries: list[str] | None = None
+) -> dict[str, pl.LazyFrame]:
     """customer_profiles, engagement_summary (empty with its schema until Currents data exists) and
-    one ``sources_<name>`` per feed."""
-    tables = {"customer_profiles": storage.scan_table("customer_profiles")}
+    one ``sources_<name>`` per feed. With ``queries``, only the tables they read are opened (each
+    opened table is pinned to its current version, which on S3 means downloading it); the others
+    are empty stand-ins that keep their names in error messages."""
+    reads = [tables_read(q) for q in queries] if queries is not None else [None]
+    wanted = None if any(r is None for r in reads) else set().union(*reads)
+
+    def table(name: str, stored: str) -> pl.LazyFrame:
+        return storage.scan_table(stored) if wanted is None or name in wanted else pl.LazyFrame()
+
+    tables = {"customer_profiles": table("customer_profiles", "customer_profiles")}
     if storage.table_exists(ENGAGEMENT_TABLE):
-        tables[ENGAGEMENT_TABLE] = storage.scan_table(ENGAGEMENT_TABLE)
+        tables[ENGAGEMENT_TABLE] = table(ENGAGEMENT_TABLE, ENGAGEMENT_TABLE)
     else:
         tables[ENGAGEMENT_TABLE] = empty_engagement_summary().lazy()
     for name in config.sources:
-        tables[source_sql_name(name)] = storage.scan_table(f"sources/{name}")
+        tables[source_sql_name(name)] = table(source_sql_name(name), f"sources/{name}")
     return tables
 
 
