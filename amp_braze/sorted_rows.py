@@ -46,23 +46,42 @@ def put_columns(table: pl.DataFrame, edits: dict[str, tuple[pl.Series, pl.Series
         return table.with_columns(written)
 
 
+SLICE_ROWS = 2_000_000  # rows of a stored table read at a time
+
+
 def replace_rows(
-    table: pl.DataFrame, key: str, new: pl.DataFrame, gone: pl.Series | None = None
+    table: pl.DataFrame | pl.LazyFrame, key: str, new: pl.DataFrame, gone: pl.Series | None = None
 ) -> pl.DataFrame:
     """``table`` (sorted by the unique, non-null ``key``) without the rows whose key is in ``gone``,
     and with ``new``'s rows (unique keys, any order) in place of the rows with their keys; sorted.
 
-    Equal to ``table.filter(~key.is_in(gone | new keys)).merge_sorted(new.sort(key))``."""
-    new = new.select(table.columns).cast(dict(table.schema)).sort(key)
-    found, rows = positions(table.get_column(key), new.get_column(key))
-    kept = new.filter(found)
-    out = put_columns(table, {c: (rows, kept.get_column(c)) for c in table.columns if c != key})
+    Equal to ``table.filter(~key.is_in(gone | new keys)).merge_sorted(new.sort(key))``. A lazy
+    ``table`` (a stored one) is read a slice at a time, each slice changed as it comes: the whole
+    table and its changed copy are never in memory together."""
+    frame = table.lazy()
+    columns = frame.collect_schema()
+    keys = frame.select(key).collect().get_column(key)
+    new = new.select(columns.names()).cast(dict(columns)).sort(key)
+    found, at = positions(keys, new.get_column(key))
+    changed = new.filter(found)
+    leave = None  # rows to drop, as a mask over the table
     if gone is not None and gone.len():
         gone = gone.filter(~gone.is_in(new.get_column(key).implode())).unique().sort()
-        _, at = positions(out.get_column(key), gone)
-        if at.len():
-            mask = pl.repeat(True, out.height, eager=True).scatter(at, False)
-            out = out.filter(mask)
+        _, rows = positions(keys, gone)
+        if rows.len():
+            leave = pl.repeat(True, keys.len(), eager=True).scatter(rows, False)
+    height, step = keys.len(), SLICE_ROWS if isinstance(table, pl.LazyFrame) else keys.len()
+    del keys
+    parts = []
+    for lo in range(0, height, max(step, 1)):
+        part = frame.slice(lo, step).collect() if isinstance(table, pl.LazyFrame) else table
+        here = (at >= lo) & (at < lo + part.height)
+        rows = at.filter(here) - lo
+        part = put_columns(
+            part, {c: (rows, changed.get_column(c).filter(here)) for c in columns if c != key}
+        )
+        parts.append(part.filter(leave.slice(lo, part.height)) if leave is not None else part)
+    out = pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=columns)
     arriving = new.filter(~found)
     if arriving.height:
         out = out.lazy().merge_sorted(arriving.lazy(), key=key).collect()

@@ -25,7 +25,7 @@ from amp_braze.metadata import Laps
 from amp_braze.profiles import attributes
 from amp_braze.profiles.attributes import Attributes, build_attributes
 from amp_braze.profiles.unify import Unified, contribution, feed_key, key_column, unify
-from amp_braze.sorted_rows import positions, replace_rows
+from amp_braze.sorted_rows import replace_rows
 from amp_braze.storage import Snapshot, Storage
 
 # The hash of the row a stored row was built from (a profile SQL row, a feed row).
@@ -77,9 +77,7 @@ def attributes_from_changes(
     raw = _hashed(raw)
     if previous is None or previous.footer.get(FINGERPRINT) != fp:
         return _full(raw, braze, fp, lap)
-    prev = previous.frame.select(
-        RAW_HASH
-    ).collect()  # the rest is read once the kept rows are known
+    prev = previous.frame.select(RAW_HASH, ID).collect()  # the rest is read in the merge
     # One join of the two hash columns pairs each unchanged row with its previous accepted row.
     pairs = (
         raw.select(pl.col(RAW_HASH), pl.int_range(pl.len(), dtype=pl.UInt32).alias("now"))
@@ -103,15 +101,11 @@ def attributes_from_changes(
     lap("field rules")
     reuse = pairs.filter(~redo.gather(pairs.get_column("now"))).get_column("was")
     keep = _mask(prev.height, reuse)
-    hashes = prev.get_column(RAW_HASH)
-    del pairs, prev, known
-    table = previous.frame.collect()
-    # The same rows as the hashes read first (a check: the snapshot is one version read twice).
-    if not table.get_column(RAW_HASH).equals(hashes):
-        del table, part
-        return _full(_hashed(sql()), braze, fp, lap)
-    # Rows not reused leave; rebuilt rows take the place of the previous row of their user.
-    table = replace_rows(table, ID, part.table, gone=table.get_column(ID).filter(~keep))
+    gone = prev.get_column(ID).filter(~keep)
+    del pairs, prev, known, keep
+    # Rows not reused leave; rebuilt rows take the place of their user's previous row. The
+    # snapshot is one version of the table, however often it is read.
+    table = replace_rows(previous.frame, ID, part.table, gone=gone)
     lap("merge with kept rows")
     attrs = replace(part, table=table, input_rows=rows)
     return Rebuilt(attrs, fp, part.input_rows, incremental=True, seconds=lap.seconds)
@@ -270,9 +264,8 @@ def _replace_keys(
     previous: pl.LazyFrame, part: pl.DataFrame, key: str, keys: pl.Series
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the previous table with the rows of ``keys`` replaced by ``part``, the rows replaced)."""
-    table = previous.collect()
-    _, at = positions(table.get_column(key), keys.sort())
-    return replace_rows(table, key, part, gone=keys), table[at]
+    replaced = previous.filter(pl.col(key).is_in(keys.implode())).collect()
+    return replace_rows(previous, key, part, gone=keys), replaced
 
 
 def _full_profiles(feeds: dict, versions: dict[str, str], fp: str, key: str) -> Profiles:

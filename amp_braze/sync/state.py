@@ -152,8 +152,8 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
     for a in attrs:
         target.setdefault(a, pl.Null())
     touched = [a for a in attrs if any(flag(a) in e.frame.columns for e in entries)]
-    rows = pl.concat([_entry_rows(e, touched, target) for e in entries]).sort(_SEQ)
-    latest = rows.group_by(ID, maintain_order=True).agg(
+    sent = pl.concat([_entry_rows(e, touched, target) for e in entries]).sort(_SEQ)
+    latest = sent.group_by(ID, maintain_order=True).agg(
         [
             pl.col(a).filter(pl.col(flag(a)) & pl.col(f"{_KNOWN}{a}")).last().alias(a)
             for a in touched
@@ -170,7 +170,7 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
     if not base.get_column(ID).is_sorted():
         base = base.sort(ID)
     latest = latest.sort(ID)
-    found, rows = positions(base.get_column(ID), latest.get_column(ID))
+    found, at = positions(base.get_column(ID), latest.get_column(ID))
     hit = latest.filter(found)
     fresh = latest.filter(~found)
     olds = [_old_value(base.schema, a, target[a]) for a in attrs]
@@ -186,10 +186,10 @@ def fold_journal(state: pl.DataFrame | None, entries: list[Entry]) -> pl.DataFra
         was_set = hit.get_column(f"__set_{a}").fill_null(False)
         last_known = hit.get_column(f"{_KNOWN}{a}")
         told = last_known.is_not_null()
-        edits[a] = (rows.filter(was_set), hit.get_column(a).filter(was_set))
+        edits[a] = (at.filter(was_set), hit.get_column(a).filter(was_set))
         doubts = ~last_known.filter(told)
         if doubts.any() or folded.get_column(uncertain(a)).any():  # else certain before and after
-            edits[uncertain(a)] = (rows.filter(told), doubts)
+            edits[uncertain(a)] = (at.filter(told), doubts)
     folded = put_columns(folded, edits)
     # Users no version has had: nothing old to keep.
     new_rows = fresh.select(
