@@ -382,8 +382,5 @@ class Storage:
     def table_snapshot(self, table: str) -> Snapshot:
         return self.snapshot(self._existing_table(table))
 
-    def table_footer(self, table: str) -> dict[str, Any]:
-        return self.footer(self._existing_table(table))
-
     def read_table(self, table: str) -> pl.DataFrame:
         return self.read_parquet(self._existing_table(table))

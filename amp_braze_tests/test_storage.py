@@ -100,7 +100,7 @@ def test_a_scan_and_a_snapshot_read_the_version_there_when_they_were_made(storag
         assert old.height == 300_000 and old["tag"].unique().to_list() == [1]
         assert frame.filter(pl.col("id") >= 299_990).collect()["id"].to_list()[-1] == 299_999
     assert snap.footer["ids_digest"] == "one" and snap.footer["rows"] == 300_000
-    assert storage.table_footer("t")["ids_digest"] == "two"
+    assert storage.table_snapshot("t").footer["ids_digest"] == "two"
     assert storage.scan_table("t").collect().columns == ["id", "tag", "extra"]
 
 
