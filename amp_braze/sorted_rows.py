@@ -51,9 +51,10 @@ SLICE_ROWS = 2_000_000  # rows of a stored table read at a time
 
 def replace_rows(
     table: pl.DataFrame | pl.LazyFrame, key: str, new: pl.DataFrame, gone: pl.Series | None = None
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``table`` (sorted by the unique, non-null ``key``) without the rows whose key is in ``gone``,
     and with ``new``'s rows (unique keys, any order) in place of the rows with their keys; sorted.
+    Also returns the rows taken out (those with a key in ``gone`` or ``new``), in table order.
 
     Equal to ``table.filter(~key.is_in(gone | new keys)).merge_sorted(new.sort(key))``. A lazy
     ``table`` (a stored one) is read a slice at a time, each slice changed as it comes: the whole
@@ -64,17 +65,20 @@ def replace_rows(
     new = new.select(columns.names()).cast(dict(columns)).sort(key)
     found, at = positions(keys, new.get_column(key))
     changed = new.filter(found)
+    taken = pl.repeat(False, keys.len(), eager=True).scatter(at, True)
     leave = None  # rows to drop, as a mask over the table
     if gone is not None and gone.len():
         gone = gone.filter(~gone.is_in(new.get_column(key).implode())).unique().sort()
         _, rows = positions(keys, gone)
         if rows.len():
             leave = pl.repeat(True, keys.len(), eager=True).scatter(rows, False)
+            taken = taken | ~leave
     height, step = keys.len(), SLICE_ROWS if isinstance(table, pl.LazyFrame) else keys.len()
     del keys
-    parts = []
+    parts, old = [], []
     for lo in range(0, height, max(step, 1)):
         part = frame.slice(lo, step).collect() if isinstance(table, pl.LazyFrame) else table
+        old.append(part.filter(taken.slice(lo, part.height)))
         here = (at >= lo) & (at < lo + part.height)
         rows = at.filter(here) - lo
         part = put_columns(
@@ -85,4 +89,4 @@ def replace_rows(
     arriving = new.filter(~found)
     if arriving.height:
         out = out.lazy().merge_sorted(arriving.lazy(), key=key).collect()
-    return out
+    return out, pl.concat(old) if old else pl.DataFrame(schema=columns)

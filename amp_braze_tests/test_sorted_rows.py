@@ -43,13 +43,14 @@ def test_replace_rows_equals_filter_and_merge(stored, monkeypatch):
         arrivals += ["a", "z"] if case % 3 == 0 else []
         gone = rng.sample(table["k"].to_list(), rng.choice([0, 1, 150])) + ["nobody"]
         new = _rows(updates + arrivals, case).sample(fraction=1.0, shuffle=True, seed=case)
-        out = replace_rows(table.lazy() if stored else table, "k", new, pl.Series(gone))
+        out, taken = replace_rows(table.lazy() if stored else table, "k", new, pl.Series(gone))
         expected = (
             table.filter(~pl.col("k").is_in(gone + updates + arrivals))
             .vstack(new.sort("k"))
             .sort("k")
         )
         assert out.equals(expected), case
+        assert taken.equals(table.filter(pl.col("k").is_in(gone + updates + arrivals))), case
         assert out["k"].is_sorted() and out.height == expected.height
     assert table.equals(_rows(sorted(f"u{i:05d}" for i in range(0, 5000, 2)), 1))  # untouched
 
@@ -57,5 +58,5 @@ def test_replace_rows_equals_filter_and_merge(stored, monkeypatch):
 def test_replace_rows_of_an_empty_table():
     empty = _rows(["x"], 0).head(0)
     new = _rows(["b", "a"], 1)
-    assert replace_rows(empty.lazy(), "k", new).equals(new.sort("k"))
-    assert replace_rows(empty, "k", new.head(0), pl.Series(["x"])).equals(empty)
+    assert replace_rows(empty.lazy(), "k", new)[0].equals(new.sort("k"))
+    assert replace_rows(empty, "k", new.head(0), pl.Series(["x"]))[0].equals(empty)

@@ -105,7 +105,7 @@ def attributes_from_changes(
     del pairs, prev, known, keep
     # Rows not reused leave; rebuilt rows take the place of their user's previous row. The
     # snapshot is one version of the table, however often it is read.
-    table = replace_rows(previous.frame, ID, part.table, gone=gone)
+    table, _ = replace_rows(previous.frame, ID, part.table, gone=gone)
     lap("merge with kept rows")
     attrs = replace(part, table=table, input_rows=rows)
     return Rebuilt(attrs, fp, part.input_rows, incremental=True, seconds=lap.seconds)
@@ -196,8 +196,9 @@ def profiles_from_changes(
     previous = last.profiles.frame
     if part.profiles.columns != previous.collect_schema().names():
         return _full_profiles(feeds, versions, fp, key)
-    profiles, old_profiles = _replace_keys(previous, part.profiles, key, keys)
-    won, old_won = _replace_keys(last.won.frame, part.won, key, keys)
+    # The rows of the customers rebuilt are replaced; the old ones are kept for the counts.
+    profiles, old_profiles = replace_rows(previous, key, part.profiles, gone=keys)
+    won, old_won = replace_rows(last.won.frame, key, part.won, gone=keys)
     counts = {n: prev["counts"][n] for n in feeds if n not in rows}
     counts |= {n: _counts(r, key) for n, r in rows.items()}
     counts = {n: counts[n] for n in feeds}
@@ -258,14 +259,6 @@ def _key_and_hash(src: SourceConfig, lf: pl.LazyFrame, key: str) -> pl.DataFrame
 
 def _counts(rows: pl.DataFrame, key: str) -> dict[str, int]:
     return {"rows": rows.height, "rows_without_key": rows.get_column(key).null_count()}
-
-
-def _replace_keys(
-    previous: pl.LazyFrame, part: pl.DataFrame, key: str, keys: pl.Series
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the previous table with the rows of ``keys`` replaced by ``part``, the rows replaced)."""
-    replaced = previous.filter(pl.col(key).is_in(keys.implode())).collect()
-    return replace_rows(previous, key, part, gone=keys), replaced
 
 
 def _full_profiles(feeds: dict, versions: dict[str, str], fp: str, key: str) -> Profiles:
