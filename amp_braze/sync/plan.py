@@ -9,8 +9,9 @@ disappeared.
 
 How: every table and state version is kept sorted by ``__id``. The two id columns are read and
 matched (equal on most days; else one linear merge), then the attribute columns of both sides are
-streamed side by side, row for row, without a join, keeping only changed rows. No hashing of
-strings, and memory stays far below the size of the two tables.
+streamed side by side, row for row, without a join, keeping only changed rows (when the ids were
+read, rows stream as row numbers and the kept ones get their ids back: no id column is decoded
+twice). No hashing of strings, and memory stays far below the size of the two tables.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ UNCERTAIN = (
 OLD_ID = "__id__old"
 MISALIGNED = "__misaligned"
 ROW = "__row"
+W_ROW, S_ROW = "__w_row", "__s_row"  # row numbers in the wanted table and the state
 MERGE_PIECE_ROWS = 1_000_000  # below this, one merge on one thread
 
 
@@ -190,6 +192,7 @@ def _delta(
     unset_attrs = removed_attrs if braze.unset_removed_attributes else []
     in_state = [a for a in managed + unset_attrs if a in s_schema]
     marked = [a for a in in_state if uncertain(a) in s_schema]
+    ids: tuple[pl.Series, pl.Series] | None = None  # (wanted, state) ids, when read
     if w.ids_digest and w.ids_digest == s.ids_digest and w.rows is not None and s.rows is not None:
         match = Match(_positions(), _positions())  # the same ids in the same rows: no reading
         w_rows, s_rows = w.rows, s.rows
@@ -201,6 +204,7 @@ def _delta(
             state, s_ids = state.sort(ID), s_ids.sort()
         match = match_sorted_ids(w_ids, s_ids)
         w_rows, s_rows = w_ids.len(), s_ids.len()
+        ids = (w_ids, s_ids)
 
     def dtype(a: str) -> pl.DataType:
         return w_schema.get(a) or s_schema.get(a) or pl.Null()
@@ -212,44 +216,59 @@ def _delta(
     no_old = [pl.lit(None, s_schema[a]).alias(_old(a)) for a in in_state] + [
         pl.lit(False).alias(uncertain(a)) for a in marked
     ]
-    # Users in both, side by side: the rows only one side has are filtered out of each.
-    both = pl.concat(
-        [
-            _without_rows(wanted, match.new_rows).select([pl.col(ID)] + cur_cols),
-            _without_rows(state, match.gone_rows).select(old_cols + [pl.col(ID).alias(OLD_ID)]),
-        ],
-        how="horizontal",
-    ).with_columns(
-        pl.lit(False).alias(NEW), pl.col(ID).ne_missing(pl.col(OLD_ID)).alias(MISALIGNED)
-    )
-    parts = [both.drop(OLD_ID)]
-    if match.new_rows.len():
-        parts.append(
-            _only_rows(wanted, match.new_rows).select(
-                [pl.col(ID)]
-                + cur_cols
-                + no_old
-                + [pl.lit(True).alias(NEW), pl.lit(False).alias(MISALIGNED)]
+    not_new = pl.lit(False).alias(NEW)
+    if ids is None:
+        # The footers say the rows line up: the two id columns are compared as they stream.
+        parts = [
+            pl.concat(
+                [
+                    wanted.select([pl.col(ID), *cur_cols]),
+                    state.select([*old_cols, pl.col(ID).alias(OLD_ID)]),
+                ],
+                how="horizontal",
+            ).with_columns(not_new, pl.col(ID).ne_missing(pl.col(OLD_ID)).alias(MISALIGNED))
+        ]
+    else:
+        # Users in both, side by side: the rows only one side has are filtered out of each. The
+        # ids were just read, so rows are carried as row numbers and their ids put back after:
+        # no id column is decoded a second time.
+        new_rows, gone_rows = match.new_rows, match.gone_rows
+        w_num, s_num = wanted.with_row_index(W_ROW), state.with_row_index(S_ROW)
+        no_w, no_s = pl.lit(None, pl.UInt32).alias(W_ROW), pl.lit(None, pl.UInt32).alias(S_ROW)
+        parts = [
+            pl.concat(
+                [
+                    _rows(w_num, W_ROW, new_rows, keep=False).select([pl.col(W_ROW), *cur_cols]),
+                    _rows(s_num, S_ROW, gone_rows, keep=False).select([*old_cols, pl.col(S_ROW)]),
+                ],
+                how="horizontal",
+            ).with_columns(not_new)
+        ]
+        if new_rows.len():
+            parts.append(
+                _rows(w_num, W_ROW, new_rows, keep=True).select(
+                    [pl.col(W_ROW), *cur_cols, *no_old, no_s, pl.lit(True).alias(NEW)]
+                )
             )
-        )
-    # Users in the state but no longer wanted.
-    if braze.on_removed_user == "unset" and match.gone_rows.len():
-        gone = _only_rows(state, match.gone_rows)
-        if protected_ids is not None and protected_ids.len():
-            gone = gone.filter(~pl.col(ID).is_in(protected_ids.implode()))
-        parts.append(
-            gone.select(
-                [pl.col(ID)]
-                + [pl.lit(None, dtype(a)).alias(a) for a in managed + unset_attrs]
-                + old_cols
-                + [pl.lit(False).alias(NEW), pl.lit(False).alias(MISALIGNED)]
+        # Users in the state but no longer wanted.
+        if protected_ids is not None and protected_ids.len() and gone_rows.len():
+            gone_ids = s_ids.gather(gone_rows)
+            gone_rows = gone_rows.filter(~gone_ids.is_in(protected_ids.implode()))
+        if braze.on_removed_user == "unset" and gone_rows.len():
+            parts.append(
+                _rows(s_num, S_ROW, gone_rows, keep=True).select(
+                    [no_w]
+                    + [pl.lit(None, dtype(a)).alias(a) for a in managed + unset_attrs]
+                    + [*old_cols, pl.col(S_ROW), not_new]
+                )
             )
-        )
 
     types = {a: (dtype(a), s_schema[a]) for a in in_state}
     attrs, exprs = _changes(managed + unset_attrs, types, marked, segment_booleans, segment_array)
     flags = [flag(a.name) for a in attrs]
     any_change = pl.any_horizontal(flags) if flags else pl.lit(False)
+    if ids is None:
+        any_change = any_change | pl.col(MISALIGNED)
     whole = [WHOLE] if segment_array in marked else []
     if whole:  # an array Braze may hold either way goes whole, not as add/remove
         exprs.append((pl.col(NEW) | pl.col(uncertain(segment_array))).alias(WHOLE))
@@ -260,13 +279,17 @@ def _delta(
     )
     try:
         frames = pl.collect_all(
-            [p.with_columns(exprs).filter(any_change | pl.col(MISALIGNED)) for p in parts],
-            engine="streaming",
+            [p.with_columns(exprs).filter(any_change) for p in parts], engine="streaming"
         )
     except pl.exceptions.ShapeError as e:  # the two sides do not even have the same length
         raise misaligned from e
-    if frames[0].get_column(MISALIGNED).any():
-        raise misaligned
+    if ids is None:
+        if frames[0].get_column(MISALIGNED).any():
+            raise misaligned
+    else:
+        frames = [_put_ids(f, *ids) for f in frames]
+        if not frames[0].get_column(ID).equals(frames[0].get_column(OLD_ID)):
+            raise misaligned
     table = frames[0].select(keep)
     for f in frames[1:]:  # each part is sorted by id: merge, not sort
         table = table.merge_sorted(f.select(keep), key=ID)
@@ -385,14 +408,20 @@ def _read_ids(wanted: Side, state: Side) -> tuple[pl.Series, pl.Series]:
     return tuple(side.ids if side.ids is not None else next(read) for side in (wanted, state))
 
 
-def _without_rows(frame: pl.LazyFrame, rows: pl.Series) -> pl.LazyFrame:
+def _rows(numbered: pl.LazyFrame, index: str, rows: pl.Series, keep: bool) -> pl.LazyFrame:
+    """Only the given rows (``keep``) or all but them, by the row numbers in column ``index``."""
     if not rows.len():
-        return frame
-    return frame.with_row_index(ROW).filter(~pl.col(ROW).is_in(rows.implode())).drop(ROW)
+        return numbered if not keep else numbered.clear()
+    hit = pl.col(index).is_in(rows.implode())
+    return numbered.filter(hit if keep else ~hit)
 
 
-def _only_rows(frame: pl.LazyFrame, rows: pl.Series) -> pl.LazyFrame:
-    return frame.with_row_index(ROW).filter(pl.col(ROW).is_in(rows.implode())).drop(ROW)
+def _put_ids(frame: pl.DataFrame, w_ids: pl.Series, s_ids: pl.Series) -> pl.DataFrame:
+    """Row numbers back to ids: ``__id`` from the wanted side (the state's for a user no longer
+    wanted), and the state row's id as ``__id__old`` to check that the rows lined up."""
+    old = s_ids.gather(frame.get_column(S_ROW)).alias(OLD_ID)
+    new = w_ids.gather(frame.get_column(W_ROW)).alias(ID)
+    return frame.with_columns(new.fill_null(old), old)
 
 
 def zip_or_join(

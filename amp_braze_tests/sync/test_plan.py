@@ -210,6 +210,25 @@ def test_a_footer_that_lies_about_the_ids_is_caught(tmp_path):
         plan_delta(w, s, BrazeConfig(instance="US-03"), SEGS)
 
 
+def test_rows_matched_wrongly_are_caught(tmp_path, monkeypatch):
+    """When the ids are read and matched, the rows stream as row numbers and get their ids back
+    afterwards; if the match were wrong, each changed row's wanted and state ids would differ,
+    and the plan must stop rather than send one user's values to another."""
+    wanted, state = _tables(5, 20_000, 0.1, 0)
+    w, s = _from_parquet(Storage(tmp_path), wanted), _from_parquet(Storage(tmp_path), state)
+    right = plan_module.match_sorted_ids
+
+    def off_by_one(left: pl.Series, r: pl.Series) -> plan_module.Match:
+        m = right(left, r)
+        return plan_module.Match(m.new_rows + 1, m.gone_rows)
+
+    plan = plan_delta(w, s, BrazeConfig(instance="US-03"), SEGS)  # the real match
+    assert _result(plan) == _oracle(wanted, state, False, set())
+    monkeypatch.setattr(plan_module, "match_sorted_ids", off_by_one)
+    with pytest.raises(RuntimeError, match="did not line up"):
+        plan_delta(w, s, BrazeConfig(instance="US-03"), SEGS)
+
+
 def test_unsorted_inputs_are_sorted_first():
     wanted, state = _tables(3, 2_000, 0.1, 0.1)
     cfg = BrazeConfig(instance="US-03", on_removed_user="unset")
