@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ COMPRESSION = (
     "lz4"  # the planner reads whole tables every sync; LZ4 decodes ~2x faster than zstd here
 )
 SUMMARY_KEY = "amp_braze.summary"
+SPOOL_CHUNK = 8 << 20  # bytes copied at a time from an S3 object to its local copy
 
 
 @dataclass(frozen=True)
@@ -322,9 +325,20 @@ class Storage:
 
     def _pinned(self, name: str) -> IO[bytes]:
         """The object as it is now, to be read later: locally an open file (a writer renaming a
-        new version over it leaves this one readable through the handle), on S3 its bytes."""
+        new version over it leaves this one readable through the handle); on S3 a copy in a
+        nameless temporary file (one GET is one version; memory stays flat whatever its size,
+        and the copy goes when the handle does)."""
         try:
-            return io.BytesIO(self.read_bytes(name)) if self.is_s3 else open(self.uri(name), "rb")
+            if not self.is_s3:
+                return open(self.uri(name), "rb")
+            try:
+                body = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
+            except self._s3.exceptions.NoSuchKey:
+                raise FileNotFoundError(self.uri(name)) from None
+            copy = tempfile.TemporaryFile()
+            shutil.copyfileobj(body, copy, SPOOL_CHUNK)
+            copy.seek(0)
+            return copy
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{self.uri(name)} does not exist (materialize it first)"
