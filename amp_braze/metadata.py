@@ -93,6 +93,17 @@ def markdown_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def stage_seconds(seconds: dict[str, float]) -> dg.MetadataValue:
+    """Seconds per stage as a table in the order the stages ran (the UI shows a JSON object's
+    keys sorted, which loses that order), each with its share of the step and a total."""
+    total = sum(seconds.values())
+    rows = [
+        {"stage": k, "seconds": f"{v:.3f}", "share": f"{v / total:.0%}" if total else ""}
+        for k, v in seconds.items()
+    ]
+    return markdown_table([*rows, {"stage": "**total**", "seconds": f"{total:.3f}", "share": ""}])
+
+
 class Laps:
     """Seconds per stage of a step, for its metadata: call with a stage's name when it ends."""
 

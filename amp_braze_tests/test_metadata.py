@@ -39,3 +39,20 @@ def test_engagement_summary_columns_are_all_described():
 
     assert set(SUMMARY_DESCRIPTIONS) == set(ENGAGEMENT_SUMMARY_SCHEMA.names())
     assert SUMMARY_DESCRIPTIONS["email_opens_30d"].startswith("Email opens in the 30 days")
+
+
+def test_seconds_per_stage_show_in_the_order_the_stages_ran(tmp_path, emulator, monkeypatch):
+    """The UI sorts a JSON object's keys, which put "commit state" before "read state"; the
+    stages are a table in run order instead, with a total that adds up."""
+    monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
+    brand = make_brand(tmp_path, emulator.url, n=300)
+    _, meta = brand.sync()
+    shown = meta["braze_sync"]["seconds"]  # the helper hands metadata values over unwrapped
+    assert shown.startswith("| stage | seconds | share |")
+    rows = [line.split("|")[1:-1] for line in shown.splitlines()[2:]]
+    stages = [r[0].strip() for r in rows]
+    assert stages == ["read state", "send", "commit state", "rejections", "**total**"]
+    seconds = [float(r[1]) for r in rows]
+    assert abs(sum(seconds[:-1]) - seconds[-1]) < 0.002 and seconds[-1] > 0
+    profiles = meta["braze_customer_attributes"]["seconds"]
+    assert profiles.index("profile sql") < profiles.index("write")

@@ -6,7 +6,7 @@ import polars as pl
 from amp_braze.config import Config
 from amp_braze.identity.linkage import model_parameters
 from amp_braze.identity.resolve import CLUSTERS_TABLE, MODEL, MODEL_RULE, Resolution, run
-from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.metadata import markdown_table, stage_seconds, table_metadata
 from amp_braze.resources import StorageResource
 
 GROUP = "customer_360"
@@ -118,7 +118,7 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "model": dg.MetadataValue.path(store.uri(MODEL)),
             "model_trained_this_run": dg.MetadataValue.bool(result.trained),
             "model_parameters": markdown(model_parameters(result.model)),
-            "seconds": dg.MetadataValue.json(result.seconds),
+            "seconds": stage_seconds(result.seconds),
         }
         for w in (
             f"{n} rows of {s} have no record id" for s, n in result.records.without_id.items()

@@ -9,7 +9,13 @@ from amp_braze.braze.identifiers import id_footer
 from amp_braze.config import BrazeConfig, Config, SourceConfig
 from amp_braze.identity.assets import identity_assets
 from amp_braze.identity.resolve import CLUSTERS_TABLE
-from amp_braze.metadata import Laps, markdown_table, stored_table_metadata, table_metadata
+from amp_braze.metadata import (
+    Laps,
+    markdown_table,
+    stage_seconds,
+    stored_table_metadata,
+    table_metadata,
+)
 from amp_braze.profiles.feeds import feed_files, feed_fingerprint, read_feed
 from amp_braze.profiles.incremental import (
     FINGERPRINT,
@@ -138,7 +144,7 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
             [{"source": name, **c} for name, c in result.contribution.items()]
         )
         meta["customer_key"] = dg.MetadataValue.text(result.key)
-        meta["seconds"] = dg.MetadataValue.json(
+        meta["seconds"] = stage_seconds(
             (built.seconds or {"build": lap.seconds["build"]})
             | {"write": lap.seconds.get("write", 0)}
         )
@@ -236,7 +242,7 @@ def attributes_assets(
             "standard_fields": dg.MetadataValue.text(", ".join(result.standard_fields) or "-"),
             "custom_attributes": dg.MetadataValue.int(len(result.custom_attributes)),
             "rows_checked_this_run": dg.MetadataValue.int(rebuilt.rows_built),
-            "seconds": dg.MetadataValue.json(rebuilt.seconds | lap.seconds),
+            "seconds": stage_seconds(rebuilt.seconds | lap.seconds),
             "rejections_by_rule": markdown_table(
                 [{"rule": r, "rows": n} for r, n in by_rule.iter_rows()]
             ),

@@ -9,7 +9,7 @@ import dagster as dg
 from amp_braze.braze.client import AuthError, BrazeError
 from amp_braze.braze.identifiers import ID
 from amp_braze.config import Config, SyncSpec
-from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.metadata import markdown_table, stage_seconds, table_metadata
 from amp_braze.profiles.assets import attributes_assets
 from amp_braze.resources import StorageResource, workspace_key
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
@@ -203,7 +203,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
             "journal_entries_deleted": dg.MetadataValue.int(report.pruned[1]),
             "replanned": dg.MetadataValue.bool(report.replanned),
             "duration_seconds": dg.MetadataValue.float(round(report.duration, 3)),
-            "seconds": dg.MetadataValue.json(report.seconds),
+            "seconds": stage_seconds(report.seconds),
             "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),
             "rejected_sample": markdown_table(rej.rename({ID: "identifier"}).head(20).to_dicts()),
             "rejections_table": dg.MetadataValue.path(
