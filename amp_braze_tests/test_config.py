@@ -378,3 +378,20 @@ def test_plan_command_works_on_the_bundled_configuration_with_currents(tmp_path)
             assert users == wanted.height > 390  # everyone the field rules let through
         else:
             assert 0 < users < wanted.height  # the campaign's audience only
+
+
+def test_a_code_location_without_currents_does_not_import_dagster_aws(tmp_path):
+    """Every Dagster step process loads the code location; dagster_aws costs it ~0.25 s more
+    and is only needed to read Currents from S3."""
+    path = write_config(tmp_path, MINIMAL)
+    probe = (
+        "import sys\n"
+        "from amp_braze.config import load_config\n"
+        "from amp_braze.definitions import build_defs\n"
+        f"defs = build_defs(load_config({str(path)!r}))\n"
+        "print(len(defs.resolve_all_asset_keys()), 'dagster_aws' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assets, imported = proc.stdout.split()
+    assert int(assets) > 3 and imported == "False"

@@ -4,7 +4,6 @@ import datetime as dt
 
 import dagster as dg
 import orjson
-from dagster_aws.s3 import S3Resource
 
 from amp_braze.config import Config, CurrentsConfig
 from amp_braze.currents.cursor import advance, fingerprint, retry_hours
@@ -42,6 +41,9 @@ def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
     cur: CurrentsConfig | None = cfg.currents
     if cur is None:
         return [], [], []
+    # Imported here: dagster_aws takes ~0.5 s to import, and every Dagster step process imports
+    # this code location, Currents or not.
+    from dagster_aws.s3 import S3Resource
 
     quarantine_check = dg.AssetCheckSpec(
         "no_quarantined_files",
