@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import dagster as dg
 
 from amp_braze.audiences.assets import build_audience_assets
@@ -10,6 +12,17 @@ from amp_braze.currents.assets import build_currents_defs
 from amp_braze.profiles.assets import build_profile_assets
 from amp_braze.resources import build_resources
 from amp_braze.sync.assets import build_sync_assets, build_sync_jobs_and_schedules
+
+
+def step_executor() -> dg.ExecutorDefinition:
+    """Dagster's multiprocess executor (a process per step: each step's memory goes back when it
+    ends), its processes forked from a server that has imported Dagster once, where the platform
+    has one. Spawning each step afresh cost a run of six small steps 14.5-15.6 s against 9.1-11.2 s
+    forked (2,000 profiles; 2.6-3.8 s with every step in one process): most of a small run."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return dg.multiprocess_executor
+    preload = {"forkserver": {"preload_modules": ["dagster"]}}
+    return dg.multiprocess_executor.configured({"start_method": preload})
 
 
 def build_defs(config: Config) -> dg.Definitions:
@@ -27,7 +40,7 @@ def build_defs(config: Config) -> dg.Definitions:
         dg.Definitions(assets=build_audience_assets(config)),
         dg.Definitions(assets=build_sync_assets(config), jobs=jobs, schedules=schedules),
         dg.Definitions(assets=currents_assets, sensors=sensors, jobs=currents_jobs),
-        dg.Definitions(resources=resources),
+        dg.Definitions(resources=resources, executor=step_executor()),
     )
 
 
