@@ -178,11 +178,15 @@ class Storage:
 
     def read_bytes(self, name: str) -> bytes:
         if self.is_s3:
-            try:
-                return self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
-            except self._s3.exceptions.NoSuchKey:
-                raise FileNotFoundError(self.uri(name)) from None
+            return self._s3_body(name).read()
         return Path(self.uri(name)).read_bytes()
+
+    def _s3_body(self, name: str) -> Any:
+        """The S3 object's body as a stream (one GET: one version of the object)."""
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
+        except self._s3.exceptions.NoSuchKey:
+            raise FileNotFoundError(self.uri(name)) from None
 
     def write_json(self, name: str, value: Any) -> None:
         self.write_bytes(name, orjson.dumps(value, option=orjson.OPT_INDENT_2))
@@ -331,10 +335,7 @@ class Storage:
         try:
             if not self.is_s3:
                 return open(self.uri(name), "rb")
-            try:
-                body = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
-            except self._s3.exceptions.NoSuchKey:
-                raise FileNotFoundError(self.uri(name)) from None
+            body = self._s3_body(name)
             copy = tempfile.TemporaryFile()
             shutil.copyfileobj(body, copy, SPOOL_CHUNK)
             copy.seek(0)
