@@ -17,8 +17,8 @@ from amp_braze.sync.assets import build_sync_assets, build_sync_jobs_and_schedul
 def step_executor() -> dg.ExecutorDefinition:
     """Dagster's multiprocess executor (a process per step: each step's memory goes back when it
     ends), its processes forked from a server that has imported Dagster once, where the platform
-    has one. Spawning each step afresh cost a run of six small steps 14.5-15.6 s against 9.1-11.2 s
-    forked (2,000 profiles; 2.6-3.8 s with every step in one process): most of a small run."""
+    has one. Spawning each step afresh cost braze_sync_job for 2,000 profiles 14.5-17.6 s against
+    11.3-11.5 s forked (2.6-3.8 s with every step in one process): most of a small run."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return dg.multiprocess_executor
     preload = {"forkserver": {"preload_modules": ["dagster"]}}

@@ -250,13 +250,13 @@ def _delta(
                     [pl.col(W_ROW), *cur_cols, *no_old, no_s, pl.lit(True).alias(NEW)]
                 )
             )
-        # Users in the state but no longer wanted.
-        if protected_ids is not None and protected_ids.len() and gone_rows.len():
-            gone_ids = s_ids.gather(gone_rows)
-            gone_rows = gone_rows.filter(~gone_ids.is_in(protected_ids.implode()))
-        if braze.on_removed_user == "unset" and gone_rows.len():
+        # Users in the state but no longer wanted, unless protected (set aside by field rules).
+        unset = gone_rows if braze.on_removed_user == "unset" else gone_rows.clear()
+        if unset.len() and protected_ids is not None and protected_ids.len():
+            unset = unset.filter(~s_ids.gather(unset).is_in(protected_ids.implode()))
+        if unset.len():
             parts.append(
-                _rows(s_num, S_ROW, gone_rows, keep=True).select(
+                _rows(s_num, S_ROW, unset, keep=True).select(
                     [no_w]
                     + [pl.lit(None, dtype(a)).alias(a) for a in managed + unset_attrs]
                     + [*old_cols, pl.col(S_ROW), not_new]
@@ -410,8 +410,8 @@ def _read_ids(wanted: Side, state: Side) -> tuple[pl.Series, pl.Series]:
 
 def _rows(numbered: pl.LazyFrame, index: str, rows: pl.Series, keep: bool) -> pl.LazyFrame:
     """Only the given rows (``keep``) or all but them, by the row numbers in column ``index``."""
-    if not rows.len():
-        return numbered if not keep else numbered.clear()
+    if not rows.len() and not keep:
+        return numbered
     hit = pl.col(index).is_in(rows.implode())
     return numbered.filter(hit if keep else ~hit)
 
