@@ -15,32 +15,11 @@ import time
 import polars as pl
 
 from amp_braze.config import SourceConfig
-from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.records import FINGERPRINT
 from amp_braze.identity.resolve import resolve
-from amp_braze.identity.synthetic import HELD_OUT, RECORD_IDS, TUNING, Corruption, generate
+from amp_braze.identity.synthetic import CONFIG, HELD_OUT, RECORD_IDS, TUNING, Corruption, generate
 from benchmarks.harness import Row, peak_rss_mb, report
 
-CONFIG = IdentityConfig(
-    fields={
-        "given_name": "name",
-        "surname": "name",
-        "date_of_birth": "date",
-        "email": "email",
-        "phone": "phone",
-        "postcode": "postcode",
-        "address_1": "address",
-    },  # fmt: skip
-    blocking=(
-        ("surname", "given_name"),
-        ("date_of_birth", "surname"),
-        ("email",),
-        ("phone",),
-        ("postcode",),
-    ),  # fmt: skip
-    deterministic=(("loyalty_id",),),
-    one_record_per_person=("pos", "crm"),  # a loyalty card and a CRM master record per person
-)
 EMPTY = pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "amp_id": pl.String})
 
 

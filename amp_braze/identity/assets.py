@@ -117,13 +117,24 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "repeated_record_ids": dg.MetadataValue.int(sum(result.records.repeated_ids.values())),
             "model": dg.MetadataValue.path(store.uri(MODEL)),
             "model_trained_this_run": dg.MetadataValue.bool(result.trained),
-            "model_parameters": markdown(model_parameters(result.model)),
+            "model_parameters": markdown(model_parameters(result.model, result.training)),
+            "model_levels_neutral": dg.MetadataValue.int(len(_neutral_levels(result))),
+            "model_fields_untrained": dg.MetadataValue.text(
+                ", ".join(result.training.get("untrained", [])) or "none"
+            ),
+            "model_fallbacks": markdown(_fallback_rows(result)),
             "seconds": stage_seconds(result.seconds),
         }
         for w in (
             f"{n} rows of {s} have no record id" for s, n in result.records.without_id.items()
         ):
             context.log.warning(w)
+        for name in result.training.get("untrained", []) if result.trained else []:
+            context.log.warning(
+                f"identity: the model could not be trained for {name!r} (too few matching "
+                "pairs had it on both sides); it is left neutral and the other fields and the "
+                "deterministic rules decide. See model_fallbacks."
+            )
         over = result.clustered.oversized
         junk = result.records.junk
         yield dg.MaterializeResult(
@@ -164,6 +175,19 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         )
 
     return [identity_clusters]
+
+
+def _neutral_levels(result: Resolution) -> list[dict]:
+    return [f for f in result.training.get("fallbacks", []) if f["parameter"] == "m"]
+
+
+def _fallback_rows(result: Resolution) -> list[dict]:
+    """What training could not estimate and what stands in for it (identity/training.py)."""
+    return [
+        {"field": f["field"] or "(model)", "level": f["level"], "parameter": f["parameter"],
+         "reason": f["reason"]}
+        for f in result.training.get("fallbacks", [])
+    ]  # fmt: skip
 
 
 def markdown(rows: list[dict]) -> dg.MetadataValue:

@@ -2,9 +2,9 @@
 
 The model (comparisons and blocking) is built from ``identity:`` alone, with nothing specific to
 DuckDB, so the same settings and the same trained model (a JSON document) run on Splink's Spark
-backend: only ``database_api()`` changes. The model is trained without labels (u by random
-sampling, m by expectation maximisation on the blocking rules) and stored, so later runs score with
-the same parameters and links do not move merely because the model was retrained.
+backend: only ``database_api()`` changes. The model is trained without labels
+(``identity/training.py``) and stored, so later runs score with the same parameters and links do not
+move merely because the model was retrained.
 """
 
 from __future__ import annotations
@@ -94,23 +94,29 @@ def _user_name(column: str) -> Any:
     return ColumnExpression(column).regex_extract("^[^@]+")
 
 
-def settings(cfg: IdentityConfig) -> Any:
-    """Splink settings for ``identity:``: one comparison per field, its blocking rules."""
+def settings(
+    cfg: IdentityConfig,
+    blocking: list[tuple[str, ...]] | None = None,
+    retain_intermediate: bool = False,
+) -> Any:
+    """Splink settings for ``identity:``: one comparison per field, its blocking rules (or
+    ``blocking``); ``retain_intermediate`` keeps each pair's comparison vector (for training)."""
     from splink import SettingsCreator, block_on
 
+    rules = cfg.blocking if blocking is None else blocking
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name=ID,
         comparisons=[
-            _comparison(col, kind, _other_name(cfg, col)) for col, kind in cfg.fields.items()
+            _comparison(col, kind, other_name(cfg, col)) for col, kind in cfg.fields.items()
         ],
-        blocking_rules_to_generate_predictions=[block_on(*rule) for rule in cfg.blocking],
+        blocking_rules_to_generate_predictions=[block_on(*rule) for rule in rules],
         retain_matching_columns=False,
-        retain_intermediate_calculation_columns=False,
+        retain_intermediate_calculation_columns=retain_intermediate,
     )
 
 
-def _other_name(cfg: IdentityConfig, column: str) -> str | None:
+def other_name(cfg: IdentityConfig, column: str) -> str | None:
     """With exactly two name fields (given and family), a record may hold them swapped."""
     names = [c for c, k in cfg.fields.items() if k == "name"]
     return next((n for n in names if n != column), None) if len(names) == 2 else None
@@ -120,66 +126,6 @@ def model_fingerprint(cfg: IdentityConfig) -> str:
     """What a stored model was trained for; a change of fields or blocking retrains it."""
     basis = json.dumps([MODEL_VERSION, cfg.fields, cfg.blocking], sort_keys=True)
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
-
-
-TRAIN_RECORDS = 300_000  # the model is trained on a sample this large; scoring uses every record
-
-
-def train(records: pl.DataFrame, cfg: IdentityConfig, seed: int = 42) -> dict[str, Any]:
-    """Train without labels and return the model as Splink's JSON document."""
-    from splink import Linker, block_on
-
-    sample = records.sample(min(records.height, TRAIN_RECORDS), seed=seed, shuffle=False)
-    db = database_api()
-    linker = Linker(db.register(sample.to_arrow()), settings(cfg), log_level=logging.ERROR)
-    strong = _strong_rules(cfg)
-    linker.training.estimate_probability_two_random_records_match(
-        [block_on(*r) for r in strong], recall=0.95
-    )
-    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
-    for rule in _em_rules(cfg):
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on(*rule), record_sample_proportion=1.0, max_pairs=2e6
-        )
-    return _neutral_unseen_levels(linker.misc.save_model_to_json())
-
-
-def _neutral_unseen_levels(model: dict[str, Any]) -> dict[str, Any]:
-    """A level no matching pair showed in training gets m = 0 from EM, which would veto a link
-    outright (a match weight near -100) the first time a real match shows it (a date of birth
-    typo in the only feed that has dates). No evidence is neutral: m = u."""
-    for comparison in model.get("comparisons", []):
-        for level in comparison.get("comparison_levels", []):
-            m, u = level.get("m_probability"), level.get("u_probability")
-            if m is not None and u and m < u * 1e-3:
-                level["m_probability"] = u
-    return model
-
-
-def _strong_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
-    """Rules that almost only pair the same person: to estimate how many pairs match at all."""
-    kinds = cfg.fields
-    names = tuple(c for c, k in kinds.items() if k == "name")
-    dates = [c for c, k in kinds.items() if k == "date"]
-    ids = [(c,) for c, k in kinds.items() if k in ("email", "id")]
-    if names and dates:
-        return [names + (dates[0],)] + ids
-    return ids or [tuple(kinds)]
-
-
-def _em_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
-    """Two EM sessions whose blocked columns differ, so every comparison gets its m estimated.
-    Email is not a training block: households share one address, and pairs found through it
-    would teach the model that matching people often have different names."""
-    usable = [r for r in cfg.blocking if not any(cfg.fields.get(c) == "email" for c in r)]
-    rules = usable or list(cfg.blocking)
-    chosen: list[tuple[str, ...]] = []
-    for rule in rules:
-        if not chosen or not set(rule) & set(chosen[0]):
-            chosen.append(rule)
-        if len(chosen) == 2:
-            break
-    return chosen
 
 
 def _links(predictions: Any) -> pl.DataFrame:
@@ -267,24 +213,37 @@ def deterministic_edges(records: pl.DataFrame, cfg: IdentityConfig) -> pl.DataFr
     return pl.concat(parts).collect()
 
 
-def model_parameters(model: dict[str, Any]) -> list[dict[str, Any]]:
-    """The trained model as rows a person can read: per comparison level, m, u and the weight."""
+def model_parameters(
+    model: dict[str, Any], training: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The trained model as rows a person can read: per comparison level, m, u, the weight, and
+    whether training estimated m or held the level neutral (``training``: its report)."""
     import math
 
+    neutral = {
+        (f["field"], f["level"])
+        for f in (training or {}).get("fallbacks", [])
+        if f["parameter"] == "m"
+    }
+    untrained = set((training or {}).get("untrained", []))
     rows = []
     for comparison in model.get("comparisons", []):
+        name = comparison.get("output_column_name")
         for level in comparison.get("comparison_levels", []):
             if level.get("is_null_level"):
                 continue
             m, u = level.get("m_probability"), level.get("u_probability")
             weight = math.log2(m / u) if m and u else None
+            label = level.get("label_for_charts") or level.get("sql_condition")
+            held = name in untrained or (name, label) in neutral
             rows.append(
                 {
-                    "field": comparison.get("output_column_name"),
-                    "level": level.get("label_for_charts") or level.get("sql_condition"),
-                    "m": round(m, 6) if m is not None else None,
-                    "u": round(u, 6) if u is not None else None,
+                    "field": name,
+                    "level": label,
+                    "m": f"{m:.3g}" if m is not None else None,
+                    "u": f"{u:.3g}" if u is not None else None,
                     "match_weight": round(weight, 3) if weight is not None else None,
+                    "m from": "neutral (m = u)" if held else "training" if training else "",
                 }
             )
     return rows

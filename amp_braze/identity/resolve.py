@@ -13,7 +13,7 @@ import orjson
 import polars as pl
 
 from amp_braze.config import Config, SourceConfig
-from amp_braze.identity import linkage
+from amp_braze.identity import linkage, training
 from amp_braze.identity.clusters import CLUSTER, Clustered, cluster
 from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.ids import AMP_ID, Assignment, IdMap, assign
@@ -39,6 +39,7 @@ class Resolution:
     table: pl.DataFrame  # identity_clusters
     model: dict[str, Any]
     trained: bool
+    training: dict[str, Any]  # what training could not estimate (training.Trained.report)
     deterministic_links: int
     model_links: int
     links: pl.DataFrame  # the model's links by record (ids.EDGE_SCHEMA), for the next run
@@ -53,6 +54,7 @@ def resolve(
     next_id: int,
     model: dict[str, Any] | None = None,
     previous_links: pl.DataFrame | None = None,
+    training_report: dict[str, Any] | None = None,
 ) -> Resolution:
     """Link, cluster and assign ids. With the previous run's fingerprints (in ``previous``), its
     model links and an unchanged model, only new or changed records are scored (against all the
@@ -68,7 +70,8 @@ def resolve(
     lap("normalise")
     trained = model is None
     if model is None:
-        model = linkage.train(records.table, cfg)
+        fitted = training.train(records.table, cfg)
+        model, training_report = fitted.model, fitted.report()
         lap("train")
     rules = linkage.deterministic_edges(records.table, cfg)
     recs = records.table
@@ -109,6 +112,7 @@ def resolve(
         table=table,
         model=model,
         trained=trained,
+        training=training_report or {},
         deterministic_links=rules.height,
         model_links=scored.height,
         links=_links_to_records(scored, recs),
@@ -152,14 +156,17 @@ def _links_to_records(scored: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame
     return _relabel(scored, table, [ID], [SOURCE, RECORD])
 
 
-def stored_model(storage: Storage, cfg: IdentityConfig) -> dict[str, Any] | None:
-    """The stored model, unless it was trained for other fields or blocking (or retrain is on)."""
+def stored_model(
+    storage: Storage, cfg: IdentityConfig
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The stored model and its training report, unless it was trained for other fields or
+    blocking (or retrain is on)."""
     if cfg.retrain:
-        return None
+        return None, None
     doc = storage.read_json(MODEL)
     if not doc or doc.get("fingerprint") != linkage.model_fingerprint(cfg):
-        return None
-    return doc["model"]
+        return None, None
+    return doc["model"], doc.get("training")
 
 
 def run(config: Config, storage: Storage, feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]):
@@ -169,12 +176,17 @@ def run(config: Config, storage: Storage, feeds: dict[str, tuple[SourceConfig, p
         raise IdentityError("identity: is not configured")
     ids = IdMap(storage)
     version, previous, next_id = ids.current()
-    result = resolve(feeds, cfg, previous, next_id, stored_model(storage, cfg), ids.links(version))
+    model, report = stored_model(storage, cfg)
+    result = resolve(feeds, cfg, previous, next_id, model, ids.links(version), report)
     if result.trained:
         storage.write_bytes(
             MODEL,
             orjson.dumps(
-                {"fingerprint": linkage.model_fingerprint(cfg), "model": result.model},
+                {
+                    "fingerprint": linkage.model_fingerprint(cfg),
+                    "model": result.model,
+                    "training": result.training,
+                },
                 option=orjson.OPT_INDENT_2,
             ),
         )

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
+from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.standardize import nickname_map
 
 GIVEN = (
@@ -342,3 +343,26 @@ def generate(n_people: int, seed: int, corruption: Corruption = TUNING) -> Synth
 
 
 RECORD_IDS = {"pos": "pos_id", "web": "account_id", "crm": "crm_id"}
+
+# How the benchmark and the tests resolve these feeds. Dates of birth and addresses are the CRM's
+# alone, which has one record per person: no pair of one person shows them, so they stay untrained.
+CONFIG = IdentityConfig(
+    fields={
+        "given_name": "name",
+        "surname": "name",
+        "date_of_birth": "date",
+        "email": "email",
+        "phone": "phone",
+        "postcode": "postcode",
+        "address_1": "address",
+    },
+    blocking=(
+        ("surname", "given_name"),
+        ("date_of_birth", "surname"),
+        ("email",),
+        ("phone",),
+        ("postcode",),
+    ),
+    deterministic=(("loyalty_id",),),
+    one_record_per_person=("pos", "crm"),  # a loyalty card and a CRM master record per person
+)
