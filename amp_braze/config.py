@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from amp_braze.audiences.segment_rules import check_rule, exclusion_order
+from amp_braze.braze import phones
 from amp_braze.config_reader import (
     REQUIRED,
     ConfigError,
@@ -36,7 +37,7 @@ BUNDLED_CONFIG = Path(__file__).parent / "demo" / "amp_braze.yaml"
 ENV_VAR = "AMP_BRAZE_CONFIG"
 
 FEED_FORMATS = ("csv", "parquet", "ndjson")
-COLUMN_TYPES = ("string", "int", "float", "bool", "date", "datetime", "decimal")
+COLUMN_TYPES = ("string", "int", "float", "bool", "date", "datetime", "decimal", "phone")
 KEY_NORMALIZERS = ("none", "trim", "lower", "email")
 
 
@@ -53,6 +54,12 @@ class SourceConfig:
     key_normalize: str
     separator: str
     record_id: str | None = None  # the row's id within the feed (identity resolution)
+    # The region its national phone numbers are read in: sources.<name>.phone_region, else the
+    # top-level phone_region.
+    phone_region: str = phones.DEFAULT_REGION
+    # A column naming each row's region (a till system across countries records the store's):
+    # rows where it is blank or unknown use phone_region.
+    phone_region_column: str | None = None
 
     @property
     def is_s3(self) -> bool:
@@ -62,6 +69,13 @@ class SourceConfig:
     def key_columns(self) -> list[str]:
         """The columns that identify a row: read as text, never typed."""
         return [c for c in (self.customer_key, self.record_id) if c]
+
+    @property
+    def phone_columns(self) -> list[str]:
+        """The columns (after renames) normalised to E.164 when the feed is read: ``phone`` and
+        every column typed ``phone``."""
+        typed = [c for c, t in self.types.items() if t == "phone"]
+        return typed if "phone" in typed else ["phone", *typed]
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,7 @@ class Config:
     destinations: dict[str, BrazeConfig] = field(default_factory=dict)
     syncs: dict[str, SyncSpec] = field(default_factory=dict)
     identity: IdentityConfig | None = None
+    phone_region: str = phones.DEFAULT_REGION  # national phone numbers are read in this region
 
     @property
     def profile_sql_text(self) -> str:
@@ -132,7 +147,53 @@ def _format_of(path: str, key: str) -> str:
     )
 
 
-def _source(name: str, node: ConfigNode, base: Path, identity: bool = False) -> SourceConfig:
+def phone_region(node: ConfigNode, default: str) -> str:
+    """A ``phone_region`` key: an ISO 3166 alpha-2 region libphonenumber knows (any case)."""
+    key = node.key("phone_region")
+    if isinstance(node.data.get("phone_region"), bool):
+        node.seen.add("phone_region")
+        raise ConfigError(
+            key,
+            "YAML reads NO (Norway), YES, ON and OFF as true or false; quote the region, e.g. "
+            'phone_region: "NO"',
+        )
+    value = node.get("phone_region", str, None)
+    if value is None:
+        return default
+    problem = phones.region_problem(value)
+    if problem:
+        raise ConfigError(key, problem)
+    return value.strip().upper()
+
+
+def _default_phone_region(top: ConfigNode, identity: IdentityConfig | None) -> str:
+    """The top-level phone_region, or the region of the older identity.default_country_code."""
+    region = phone_region(top, "")
+    code = identity.default_country_code if identity else None
+    if code is None:
+        return region or phones.DEFAULT_REGION
+    implied = phones.region_of_calling_code(code) if code.isdigit() else None
+    if implied is None:
+        raise ConfigError(
+            "identity.default_country_code",
+            f"{code!r} is not a country calling code; give phone_region (e.g. GB) instead",
+        )
+    if region and phones.calling_code(region) != int(code):
+        raise ConfigError(
+            "identity.default_country_code",
+            f"+{code} is not the calling code of phone_region {region} "
+            f"(+{phones.calling_code(region)}); phone_region supersedes this key: remove it",
+        )
+    return region or implied
+
+
+def _source(
+    name: str,
+    node: ConfigNode,
+    base: Path,
+    identity: bool = False,
+    default_region: str = phones.DEFAULT_REGION,
+) -> SourceConfig:
     raw_path = node.get("path", str)
     path = resolve_path(raw_path, base)
     fmt = node.get("format", str, None)
@@ -161,6 +222,8 @@ def _source(name: str, node: ConfigNode, base: Path, identity: bool = False) -> 
         key_normalize=node.choice("key_normalize", KEY_NORMALIZERS, "trim"),
         separator=node.get("separator", str, ","),
         record_id=node.get("record_id", str, REQUIRED if identity else None),
+        phone_region=phone_region(node, default_region),
+        phone_region_column=node.get("phone_region_column", str, None),
     )
     node.done()
     return src
@@ -264,6 +327,7 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
             storage_raw if storage_raw.startswith("s3://") else resolve_path(storage_raw, base_dir)
         )
         identity = parse_identity(top.child("identity"))
+        region = _default_phone_region(top, identity)
         srcs_node = top.child("sources", required=True)
         if not srcs_node.data:
             raise ConfigError("sources", "needs at least one source feed")
@@ -275,7 +339,7 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
                     "a source name must start with a letter and hold only letters, digits and _",
                 )
             sources[str(name)] = _source(
-                str(name), srcs_node.child(str(name)), base_dir, identity is not None
+                str(name), srcs_node.child(str(name)), base_dir, identity is not None, region
             )
         if identity is not None:
             for i, name in enumerate(identity.one_record_per_person):
@@ -301,6 +365,8 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
         else:
             destinations = {"braze": parse_braze(top.child("braze", required=True))}
             syncs = {"braze": SyncSpec("braze", "braze", sync.schedule, sync.timezone, legacy=True)}
+        # The phone rule of every destination reads national numbers in the top-level region.
+        destinations = {n: replace(b, phone_region=region) for n, b in destinations.items()}
         table_syncs = [sp for sp in syncs.values() if sp.sql is None]
         primary = destinations[(table_syncs or list(syncs.values()))[0].destination]
         cfg = Config(
@@ -316,6 +382,7 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
             destinations=destinations,
             syncs=syncs,
             identity=identity,
+            phone_region=region,
         )
         top.done()
         check_syncs(cfg)

@@ -53,6 +53,9 @@ class BrazeConfig:
     max_consecutive_failures: int = 20  # failed requests in a row before a sync stops
     name: str = "braze"  # the destination's name (the key under destinations:)
     api_key_env: str = "BRAZE_API_KEY"  # the environment variable holding its API key
+    # The region national phone numbers are read in by the phone rule: the top-level
+    # phone_region (set by parse_config; not a key of its own).
+    phone_region: str = "US"
 
     def __post_init__(self) -> None:
         if self.instance is None and self.rest_endpoint is None:

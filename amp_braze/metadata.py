@@ -30,6 +30,7 @@ COLUMN_DESCRIPTIONS = {
 _PREFIXES = {
     "__c_": "Send {}: its value differs from what Braze last accepted.",
     "__u_": "Braze may hold either value of {} (a run died sending it): sent again whatever it is.",
+    "__held_": "The value of {} a field rule set aside this run (not sent; Braze keeps what it has).",
 }
 
 

@@ -395,3 +395,81 @@ def test_a_code_location_without_currents_does_not_import_dagster_aws(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assets, imported = proc.stdout.split()
     assert int(assets) > 3 and imported == "False"
+
+
+# -- phone regions -------------------------------------------------------------------------------
+
+
+def test_phone_regions_top_level_and_per_feed(tmp_path):
+    cfg = load_config(write_config(tmp_path, MINIMAL))
+    assert cfg.phone_region == "US" and cfg.sources["pos"].phone_region == "US"  # today's default
+    assert cfg.braze.phone_region == "US"
+    body = MINIMAL.replace("storage: ./store", "storage: ./store\nphone_region: gb").replace(
+        "    updated_at: updated_at",
+        "    updated_at: updated_at\n  uk_till:\n    path: till.csv\n    customer_key: id\n"
+        "  paris:\n    path: paris.csv\n    customer_key: id\n    phone_region: fr\n"
+        "    phone_region_column: store_country\n    types: {mobile: phone}",
+    )
+    cfg = load_config(write_config(tmp_path, body))
+    assert cfg.phone_region == "GB" and cfg.braze.phone_region == "GB"  # the Braze phone rule's
+    assert {n: s.phone_region for n, s in cfg.sources.items()} == {
+        "pos": "GB", "uk_till": "GB", "paris": "FR",
+    }  # fmt: skip
+    assert cfg.sources["paris"].phone_region_column == "store_country"
+    assert cfg.sources["paris"].phone_columns == ["phone", "mobile"]
+    assert cfg.sources["pos"].phone_region_column is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "words"),
+    [
+        ("storage: ./store", "storage: ./store\nphone_region: XX", "phone_region",
+         "unknown phone region 'XX'; give an ISO 3166 alpha-2 country code"),
+        ("storage: ./store", "storage: ./store\nphone_region: UK", "phone_region",
+         "the ISO 3166 code is GB"),
+        ("storage: ./store", "storage: ./store\nphone_region: 44", "phone_region",
+         "must be a string, got a int"),
+        ("storage: ./store", "storage: ./store\nphone_region: NO", "phone_region",
+         'quote the region, e.g. phone_region: "NO"'),
+        ("    updated_at: updated_at", "    updated_at: updated_at\n    phone_region: Germany",
+         "sources.pos.phone_region", "unknown phone region 'Germany'"),
+        ("    updated_at: updated_at", "    updated_at: updated_at\n    phone_regoin: DE",
+         "sources.pos.phone_regoin", "did you mean 'phone_region'"),
+        ("    updated_at: updated_at", "    updated_at: updated_at\n    types: {mobile: phone_number}",
+         "sources.pos.types.mobile", "unknown type 'phone_number'; use one of string, int"),
+        ("storage: ./store",
+         "storage: ./store\nphone_region: GB\nidentity: {fields: {email: email}, default_country_code: 1}",
+         "identity.default_country_code", "phone_region supersedes this key"),
+        ("storage: ./store",
+         "storage: ./store\nidentity: {fields: {email: email}, default_country_code: 999}",
+         "identity.default_country_code", "'999' is not a country calling code"),
+    ],
+)  # fmt: skip
+def test_phone_region_mistakes_name_their_key(tmp_path, old, new, key, words):
+    body = MINIMAL.replace(old, new)
+    if "identity" in new:
+        body = body.replace("customer_key: customer_id", "record_id: customer_id")
+    err = _bad(tmp_path, body)
+    assert err.key == key
+    assert words in str(err)
+
+
+def test_the_older_default_country_code_still_works(tmp_path):
+    """identity.default_country_code (before phone_region) sets the region when phone_region is
+    not given, and agrees with it when both are."""
+    body = MINIMAL.replace("customer_key: customer_id", "record_id: customer_id")
+    for code, region in (("44", "GB"), ("+49", "DE"), ("1", "US")):
+        text = body + f"identity: {{fields: {{phone: phone}}, default_country_code: '{code}'}}\n"
+        cfg = load_config(write_config(tmp_path, text))
+        assert cfg.phone_region == region and cfg.sources["pos"].phone_region == region
+    text = body.replace("storage: ./store", "storage: ./store\nphone_region: GG")
+    text += "identity: {fields: {phone: phone}, default_country_code: 44}\n"  # Guernsey is +44
+    assert load_config(write_config(tmp_path, text)).phone_region == "GG"
+
+
+def test_the_bundled_demo_reads_each_store_in_its_country(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMP_BRAZE_HOME", str(tmp_path))
+    cfg = load_config(BUNDLED_CONFIG)
+    assert cfg.phone_region == "US"
+    assert cfg.sources["pos"].phone_region_column == "store_country"
+    assert "phone" in cfg.syncs["winback_eu"].attributes

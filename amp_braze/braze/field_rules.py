@@ -89,6 +89,21 @@ def shadowed_standard_field(name: str) -> str | None:
     return SHADOWS.get(squashed)
 
 
+# A value set aside by a rule that concerns it alone (an invalid phone number) leaves its row in the
+# attributes table with the value null and this flag true: the planner sends nothing for that
+# attribute of that user (Braze keeps what it has), where a plain null would unset it.
+HELD_PREFIX = "__held_"
+
+
+def held_column(attribute: str) -> str:
+    """The attributes table's flag column for values of ``attribute`` set aside this run."""
+    return HELD_PREFIX + attribute
+
+
+def is_held_column(column: str) -> bool:
+    return column.startswith(HELD_PREFIX)
+
+
 # -- value formats -------------------------------------------------------------------------------
 EMAIL_RE = re.compile(
     r"^[^@\s\"'<>(),;:]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}$"

@@ -2,24 +2,35 @@
 
 Each rule turns a column into (value, problem): ``value`` is the normalised, still typed value (a Date
 stays a Date; payload encoding formats it later), ``problem`` is null when the value is fine, else the
-name of the broken rule. A row with any problem is set aside in the rejection table with that rule.
-The constants come from ``amp_braze.braze.field_rules``.
+name of the broken rule. A row with any problem is set aside in the rejection table with that rule,
+except for the rules that drop only their own value (``field_only``: an invalid phone number): then
+that value is not sent and the rest of the row goes on. The constants come from
+``amp_braze.braze.field_rules``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 import polars as pl
 
-from amp_braze.braze import field_rules
+from amp_braze.braze import field_rules, phones
 
 
 @dataclass(frozen=True)
 class Checked:
     value: pl.Expr
     problem: pl.Expr  # a String expression: null = fine, else the rule's name
+    # The problem read off the value once it is computed (for a value that is costly to compute
+    # twice, such as a parsed phone number): problem_of(the value's column).
+    problem_of: Callable[[pl.Expr], pl.Expr] | None = None
+    field_only: bool = False  # a problem drops this value only; the row goes on
+
+    def problem_given(self, value: pl.Expr) -> pl.Expr:
+        """The problem, given the value already computed as ``value``."""
+        return self.problem_of(value) if self.problem_of is not None else self.problem
 
 
 def _flag(bad: pl.Expr, rule: str) -> pl.Expr:
@@ -42,25 +53,21 @@ def email(c: pl.Expr) -> Checked:
     return Checked(v, _flag(bad, "email_format"))
 
 
-def phone(c: pl.Expr, default_country_code: str = "1") -> Checked:
-    """E.164 where it can be: '+' and 8-15 digits; 00-prefixed international; national numbers of
-    10 digits (or 11 starting with the country code) get the default country code. Anything else
-    is sent as given (trimmed), since Braze accepts any phone string."""
-    raw = trimmed(c)
-    digits = raw.str.replace_all(r"[^0-9]", "")
-    cc = default_country_code
-    e164 = (
-        pl.when(raw.str.starts_with("+"))
-        .then(pl.concat_str(pl.lit("+"), digits))
-        .when(digits.str.starts_with("00"))
-        .then(pl.concat_str(pl.lit("+"), digits.str.slice(2)))
-        .when(digits.str.len_chars() == 10)
-        .then(pl.concat_str(pl.lit(f"+{cc}"), digits))
-        .when((digits.str.len_chars() == 10 + len(cc)) & digits.str.starts_with(cc))
-        .then(pl.concat_str(pl.lit("+"), digits))
-    )
-    v = pl.when(e164.str.contains(field_rules.E164_RE.pattern)).then(e164).otherwise(raw)
-    return _max_len(v)
+# The rules that set aside a value, not its row (Checked.field_only), by field.
+FIELD_ONLY_RULES = {"phone": phones.INVALID_RULE}
+
+
+def phone(c: pl.Expr, region: str = phones.DEFAULT_REGION) -> Checked:
+    """E.164 (``+442079460958``) for a number libphonenumber finds valid, read as a national
+    number of ``region`` unless it is written with ``+`` or an international prefix; extensions
+    dropped. A number that is not valid is not sent (``phone_invalid``; the rest of the row
+    goes on). Each distinct number is parsed once (see ``amp_braze.braze.phones``)."""
+    value = phones.e164_expr(c, region)  # white space is dropped with the punctuation
+
+    def problem_of(v: pl.Expr) -> pl.Expr:
+        return _flag(v.is_null() & trimmed(c).is_not_null(), phones.INVALID_RULE)
+
+    return Checked(value, problem_of(value), problem_of=problem_of, field_only=True)
 
 
 def dob(c: pl.Expr, dtype: pl.DataType) -> Checked:
@@ -154,13 +161,14 @@ def plain_text(c: pl.Expr) -> Checked:
 
 
 def standard_field(
-    name: str, c: pl.Expr, dtype: pl.DataType, phone_country_code: str = "1"
+    name: str, c: pl.Expr, dtype: pl.DataType, phone_region: str = phones.DEFAULT_REGION
 ) -> Checked:
-    """The rule for one standard Braze profile field."""
+    """The rule for one standard Braze profile field (``phone_region``: the region national
+    phone numbers are read in)."""
     if name == "email":
         return email(c)
     if name == "phone":
-        return phone(c, phone_country_code)
+        return phone(c, phone_region)
     if name == "dob":
         return dob(c, dtype)
     if name == "gender":

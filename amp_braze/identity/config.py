@@ -22,7 +22,9 @@ class IdentityConfig:
     max_records_per_value: int = 50
     junk_values: tuple[str, ...] = ()
     retrain: bool = False
-    default_country_code: str = "1"
+    # Superseded by phone_region (phones are read in each feed's region); still accepted: without
+    # a top-level phone_region it sets it (44 -> GB), with one it must agree with it.
+    default_country_code: str | None = None
     one_record_per_person: tuple[str, ...] = ()  # feeds with at most one record per person
 
     @property
@@ -66,6 +68,11 @@ def _column_lists(node: ConfigNode, name: str, fields: dict[str, str] | None) ->
     return tuple(rules)
 
 
+def _calling_code(node: ConfigNode) -> str | None:
+    value = node.get("default_country_code", (str, int), None)
+    return None if value is None else str(value).strip().lstrip("+")
+
+
 def parse_identity(node: ConfigNode) -> IdentityConfig | None:
     if not node.data:
         return None
@@ -94,7 +101,7 @@ def parse_identity(node: ConfigNode) -> IdentityConfig | None:
         max_records_per_value=node.get("max_records_per_value", int, 50),
         junk_values=tuple(str(v) for v in junk),
         retrain=node.get("retrain", bool, False),
-        default_country_code=str(node.get("default_country_code", (str, int), "1")),
+        default_country_code=_calling_code(node),
         one_record_per_person=tuple(str(v) for v in node.get("one_record_per_person", list, [])),
     )
     for key in ("max_cluster_size", "max_records_per_value"):

@@ -47,7 +47,8 @@ def _feed_records(
             missing.add(col)
             exprs.append(pl.lit(None, pl.String).alias(col))
             continue
-        value = standardize.field(col, kind, schema[col], cfg.default_country_code)
+        region_col = src.phone_region_column if src.phone_region_column in schema else None
+        value = standardize.field(col, kind, schema[col], src.phone_region, region_col)
         exprs.append(standardize.without_junk(value, cfg.junk_values).alias(col))
     return lf.select(exprs)
 

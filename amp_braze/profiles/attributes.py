@@ -2,14 +2,19 @@
 
 Output: one typed row per user (identifier columns, the internal key ``__id``, standard fields and
 custom attributes, normalised), and a rejection table (one row per broken rule: ``__id``, identifier,
-column, value, rule). A row that breaks any rule is set aside whole and retried on the next run; the
-rest go on. Columns whose name starts with ``_`` are helpers: available to segments, never sent.
+column, value, rule). A row that breaks a rule is set aside whole and retried on the next run; the
+rest go on. A rule that concerns one value only (an invalid phone number) sets aside that value, not
+the row: the row is accepted without it (null) and with the value's text in ``__held_<column>``, so
+the sync leaves what Braze holds for that attribute alone (a null would unset it) and the
+rejection table lists it (column, value, rule) like any other. Columns whose name starts with ``_`` are helpers: available to
+segments, never sent.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import polars as pl
 
@@ -36,13 +41,39 @@ class ProfileSqlError(ValueError):
 
 @dataclass
 class Attributes:
-    table: pl.DataFrame  # accepted rows
-    rejections: pl.DataFrame  # REJECTION_SCHEMA
+    table: pl.DataFrame  # accepted rows (values set aside by a field rule: null, __held_<col> set)
+    row_rejections: pl.DataFrame  # REJECTION_SCHEMA: the rules broken by rows set aside whole
     input_rows: int
     standard_fields: list[str]
     custom_attributes: list[str]
     helpers: list[str]
     warnings: list[str] = field(default_factory=list)
+    identifier_columns: list[str] = field(default_factory=list)
+
+    @cached_property
+    def rejections(self) -> pl.DataFrame:
+        """REJECTION_SCHEMA: every rule broken, by the rows set aside and by the values set aside
+        in accepted rows. The latter are read off the table's ``__held_`` columns, so a table
+        rebuilt in part (the incremental build reuses unchanged rows) still reports them all."""
+        held = [c for c in self.table.columns if field_rules.is_held_column(c)]
+        if not held:
+            return self.row_rejections
+        ident = pl.concat_str(
+            [pl.col(c).cast(pl.String) for c in self.identifier_columns], separator="/"
+        )
+        parts = [self.row_rejections]
+        for col in held:
+            attr = col[len(field_rules.HELD_PREFIX) :]
+            parts.append(
+                self.table.filter(pl.col(col).is_not_null()).select(
+                    pl.col(ID),
+                    ident.alias("identifier"),
+                    pl.lit(attr).alias("column"),
+                    pl.col(col).alias("value"),
+                    pl.lit(normalize.FIELD_ONLY_RULES[attr]).alias("rule"),
+                )
+            )
+        return pl.concat(parts).cast(dict(REJECTION_SCHEMA))
 
     @property
     def rejected_rows(self) -> int:
@@ -97,9 +128,11 @@ def _check_columns(df: pl.DataFrame, cfg: BrazeConfig) -> list[str]:
 
 
 def build_attributes(
-    raw: pl.DataFrame, cfg: BrazeConfig, phone_country_code: str = "1"
+    raw: pl.DataFrame, cfg: BrazeConfig, phone_region: str | None = None
 ) -> Attributes:
-    """Rename, check and normalise the profile SQL's result."""
+    """Rename, check and normalise the profile SQL's result. National phone numbers are read in
+    ``phone_region`` (default: the destination's, which is the top-level ``phone_region``)."""
+    region = phone_region or cfg.phone_region
     missing = [src for src in cfg.columns if src not in raw.columns]
     if missing:
         raise ProfileSqlError(
@@ -118,7 +151,7 @@ def build_attributes(
         c, dtype = pl.col(col), schema[col]
         try:
             if col in field_rules.STANDARD_FIELDS:
-                checked[col] = normalize.standard_field(col, c, dtype, phone_country_code)
+                checked[col] = normalize.standard_field(col, c, dtype, region)
             elif is_helper(col):
                 checked[col] = normalize.Checked(c, pl.lit(None, pl.String))
             else:
@@ -134,16 +167,28 @@ def build_attributes(
         .otherwise(id_problem(kind))
         .alias("__p_" + ID)
     )
+    # Values first, then the problems (some are read off the value: a phone is parsed once).
     work = with_id.with_columns(
-        [id_rule]
-        + [ch.value.alias(f"__v_{col}") for col, ch in checked.items()]
-        + [ch.problem.alias(f"__p_{col}") for col, ch in checked.items()]
+        [id_rule] + [ch.value.alias(f"__v_{col}") for col, ch in checked.items()]
+    ).with_columns(
+        ch.problem_given(pl.col(f"__v_{col}")).alias(f"__p_{col}") for col, ch in checked.items()
     )
-    problem_cols = ["__p_" + ID] + [f"__p_{col}" for col in checked]
+    field_only = [col for col, ch in checked.items() if ch.field_only]
+    problem_cols = ["__p_" + ID] + [f"__p_{col}" for col in checked if col not in field_only]
     bad = pl.any_horizontal([pl.col(p).is_not_null() for p in problem_cols])
+    # A value set aside in an accepted row: its text in __held_<col> (null: nothing set aside).
+    held = [
+        pl.when(pl.col(f"__p_{c}").is_not_null())
+        .then(_as_text(pl.col(c), schema[c]))
+        .alias(field_rules.held_column(c))
+        for c in field_only
+    ]
 
     accepted = work.filter(~bad).select(
-        [pl.col(c) for c in id_cols] + [pl.col(ID)] + [pl.col(f"__v_{c}").alias(c) for c in checked]
+        [pl.col(c) for c in id_cols]
+        + [pl.col(ID)]
+        + [pl.col(f"__v_{c}").alias(c) for c in checked]
+        + held
     )
     rejected = work.filter(bad)
     ident = pl.concat_str([pl.col(c).cast(pl.String) for c in id_cols], separator="/").alias(
@@ -165,12 +210,13 @@ def build_attributes(
     rejections = pl.concat(parts) if parts else pl.DataFrame(schema=REJECTION_SCHEMA)
     return Attributes(
         table=accepted,
-        rejections=rejections.cast(dict(REJECTION_SCHEMA)),
+        row_rejections=rejections.cast(dict(REJECTION_SCHEMA)),
         input_rows=df.height,
         standard_fields=[c for c in attrs if c in field_rules.STANDARD_FIELDS],
         custom_attributes=[c for c in attrs if c not in field_rules.STANDARD_FIELDS],
         helpers=helpers,
         warnings=warnings,
+        identifier_columns=id_cols,
     )
 
 

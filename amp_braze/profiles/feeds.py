@@ -1,4 +1,12 @@
-"""Reading one source feed (CSV, Parquet, NDJSON; local path, glob or s3://) into a typed frame."""
+"""Reading one source feed (CSV, Parquet, NDJSON; local path, glob or s3://) into a typed frame.
+
+Phone columns (``phone``, and every column typed ``phone``) are normalised as they are read, in the
+feed's ``phone_region``: a valid number becomes E.164 (``020 7946 0958`` in a GB feed ->
+``+442079460958``), so survivorship, identity and the Braze rule all see one form; a number that is
+not valid is kept as typed (trimmed), so the Braze rule sets it aside as ``phone_invalid`` and the
+rejection table shows what the feed said. With ``phone_region_column`` each row is read in the
+region that column names (blank or unknown: the feed's region).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from dataclasses import asdict
 
 import polars as pl
 
+from amp_braze.braze import normalize, phones
 from amp_braze.config import SourceConfig
 from amp_braze.storage import s3_storage_options
 
@@ -21,10 +30,11 @@ DTYPES: dict[str, pl.DataType] = {
     "date": pl.Date(),
     "datetime": pl.Datetime("us", "UTC"),
     "decimal": pl.Decimal(38, 6),
+    "phone": pl.String(),  # and normalised to E.164 (phone_column)
 }
 
 
-READER_VERSION = 1  # bump when read_feed's output for the same file and configuration changes
+READER_VERSION = 2  # bump when read_feed's output for the same file and configuration changes
 
 
 class FeedError(ValueError):
@@ -52,7 +62,10 @@ def feed_fingerprint(src: SourceConfig, files: list[str]) -> str | None:
     for f in files:
         st = os.stat(f)
         stats.append([f, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns])
-    basis = json.dumps([READER_VERSION, asdict(src), stats], sort_keys=True, default=str)
+    # libphonenumber's metadata too: a new release (numbers that became valid) reads again.
+    basis = json.dumps(
+        [READER_VERSION, phones.METADATA_VERSION, asdict(src), stats], sort_keys=True, default=str
+    )
     return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
@@ -101,6 +114,15 @@ def _cast(col: str, type_name: str, dtype: pl.DataType) -> pl.Expr:
     return c.cast(dtype, strict=False).alias(col)
 
 
+def phone_column(col: str, region: str, region_column: str | None = None) -> pl.Expr:
+    """A phone column as the feed table holds it: E.164 where the number is valid in ``region``
+    (or in the row's own region, from ``region_column``; or written internationally), else the
+    text as typed (trimmed); blank is null."""
+    c = pl.col(col).cast(pl.String)
+    by_row = pl.col(region_column) if region_column else None
+    return pl.coalesce(phones.e164_expr(c, region, by_row), normalize.trimmed(c)).alias(col)
+
+
 def read_feed(src: SourceConfig) -> pl.DataFrame:
     """Read, rename and type a feed; raises FeedError naming the key for a missing file or column."""
     files = feed_files(src)
@@ -123,6 +145,12 @@ def read_feed(src: SourceConfig) -> pl.DataFrame:
             raise FeedError(
                 f"sources.{src.name}.{key}: column {col!r} is not in the feed; it has {', '.join(names)}"
             )
+    region_col = src.phone_region_column
+    if region_col is not None and region_col not in names:
+        raise FeedError(
+            f"sources.{src.name}.phone_region_column: column {region_col!r} is not in the feed; "
+            f"it has {', '.join(names)}"
+        )
     for col in src.types:
         if col not in names:
             raise FeedError(
@@ -140,6 +168,10 @@ def read_feed(src: SourceConfig) -> pl.DataFrame:
     if casts:
         lf = lf.with_columns(casts)
     lf = lf.with_columns(pl.col(k).cast(pl.String) for k in src.key_columns)
+    # Phones (not a key column: keys stay as they are read).
+    phone_cols = [c for c in src.phone_columns if c in names and c not in src.key_columns]
+    if phone_cols:
+        lf = lf.with_columns(phone_column(c, src.phone_region, region_col) for c in phone_cols)
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as e:

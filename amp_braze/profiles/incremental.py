@@ -73,7 +73,14 @@ def attributes_from_changes(
     raw = sql()
     lap("profile sql")
     # What build_attributes reads of the destination (not its endpoint, key or rate limits).
-    fp = fingerprint(raw.schema, braze.columns, braze.identifier, braze.shadowed_fields, _RULES)
+    fp = fingerprint(
+        raw.schema,
+        braze.columns,
+        braze.identifier,
+        braze.shadowed_fields,
+        braze.phone_region,
+        _RULES,
+    )
     raw = _hashed(raw)
     if previous is None or previous.footer.get(FINGERPRINT) != fp:
         return _full(raw, braze, fp, lap)

@@ -187,7 +187,15 @@ def _delta(
     kind = braze.identifier
     id_cols = identifier_columns(kind)
     w_schema, s_schema = wanted.collect_schema(), state.collect_schema()
-    managed = [c for c in w_schema.names() if c not in id_cols and c != ID]
+    managed = [
+        c
+        for c in w_schema.names()
+        if c not in id_cols and c != ID and not field_rules.is_held_column(c)
+    ]
+    # A value set aside by a field rule (an invalid phone) is not sent: Braze keeps what it has.
+    held = {
+        a: field_rules.held_column(a) for a in managed if field_rules.held_column(a) in w_schema
+    }
     removed_attrs = [c for c in s_schema.names() if not c.startswith("__") and c not in managed]
     unset_attrs = removed_attrs if braze.unset_removed_attributes else []
     in_state = [a for a in managed + unset_attrs if a in s_schema]
@@ -210,6 +218,7 @@ def _delta(
         return w_schema.get(a) or s_schema.get(a) or pl.Null()
 
     cur_cols = [pl.col(a) for a in managed] + [pl.lit(None, dtype(a)).alias(a) for a in unset_attrs]
+    cur_cols += [pl.col(h) for h in held.values()]
     old_cols = [pl.col(a).alias(_old(a)) for a in in_state] + [
         pl.col(uncertain(a)).fill_null(False) for a in marked
     ]
@@ -259,12 +268,15 @@ def _delta(
                 _rows(s_num, S_ROW, unset, keep=True).select(
                     [no_w]
                     + [pl.lit(None, dtype(a)).alias(a) for a in managed + unset_attrs]
+                    + [pl.lit(None, pl.String).alias(h) for h in held.values()]
                     + [*old_cols, pl.col(S_ROW), not_new]
                 )
             )
 
     types = {a: (dtype(a), s_schema[a]) for a in in_state}
-    attrs, exprs = _changes(managed + unset_attrs, types, marked, segment_booleans, segment_array)
+    attrs, exprs = _changes(
+        managed + unset_attrs, types, marked, segment_booleans, segment_array, held
+    )
     flags = [flag(a.name) for a in attrs]
     any_change = pl.any_horizontal(flags) if flags else pl.lit(False)
     if ids is None:
@@ -305,11 +317,14 @@ def _changes(
     marked: list[str],
     segment_booleans: list[str],
     segment_array: str | None,
+    held: dict[str, str] | None = None,
 ) -> tuple[list[AttrSpec], list[pl.Expr]]:
     """Per attribute, whether it changed (and for the array attribute what to add and remove).
     A user new to the state has every old value null, so the same expressions serve them.
     ``types``: (wanted, state) types of the attributes the state has; ``marked``: attributes
-    with uncertain values in the state, which are sent whatever they are."""
+    with uncertain values in the state, which are sent whatever they are; ``held``: attribute ->
+    its column holding, where a field rule set the value aside this run, its text (then the
+    attribute is not sent)."""
     attrs: list[AttrSpec] = []
     exprs: list[pl.Expr] = []
     for a in attributes:
@@ -336,7 +351,10 @@ def _changes(
         else:
             changed = cur.ne_missing(prev)
             attrs.append(AttrSpec(a))
-        exprs.append((changed.fill_null(False) | unsure).alias(flag(a)))
+        send = changed.fill_null(False) | unsure
+        if held and a in held:
+            send = send & pl.col(held[a]).is_null()
+        exprs.append(send.alias(flag(a)))
     return attrs, exprs
 
 
@@ -459,6 +477,7 @@ def plan_stats(
         if c not in identifier_columns(braze.identifier)
         and c != ID
         and c not in field_rules.NON_BILLABLE_FIELDS
+        and not field_rules.is_held_column(c)
     ]
     known = wanted_non_null or {}
     missing = [c for c in billable if c not in known]

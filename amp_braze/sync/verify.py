@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
+from amp_braze.braze.field_rules import HELD_PREFIX, is_held_column
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.payload import object_json
 from amp_braze.config import Config, SyncSpec
@@ -32,7 +33,8 @@ def expected_profiles(
 ) -> tuple[dict[str, dict], set[str]]:
     """Per external_id, every non-null wanted attribute as it goes on the wire (false segment
     flags left out: false and absent mean the same), over the given syncs of one workspace (by
-    default the first sync)."""
+    default the first sync). An attribute whose value a field rule set aside (an invalid phone)
+    is whatever Braze holds: its key in the profile is ``HELD``."""
     out: dict[str, dict] = {}
     booleans: set[str] = set()
     for spec in syncs or [the_sync(config)]:
@@ -43,13 +45,19 @@ def expected_profiles(
     return out, booleans
 
 
+HELD = object()  # in an expected profile: whatever Braze holds
+
+
 def _expected(config: Config, storage: Storage, spec: SyncSpec) -> tuple[dict[str, dict], set[str]]:
     w = wanted_state(config, storage, spec)
     kind = config.destination_of(spec).identifier
-    attrs = [AttrSpec(c) for c in w.table.columns if c not in identifier_columns(kind) and c != ID]
+    skip = set(identifier_columns(kind)) | {ID}
+    attrs = [AttrSpec(c) for c in w.table.columns if c not in skip and not is_held_column(c)]
+    held = [c for c in w.table.columns if is_held_column(c)]
     table = w.table.with_columns([pl.lit(True).alias(flag(a.name)) for a in attrs])
     out = {}
-    for raw in object_json(table, attrs, kind).to_list():
+    holds = w.table.select(held).rows() if held else [()] * w.table.height
+    for raw, hold in zip(object_json(table, attrs, kind).to_list(), holds, strict=True):
         obj = orjson.loads(raw)
         key = obj.pop(kind) if kind != "user_alias" else obj.pop("user_alias")["alias_name"]
         obj.pop("_update_existing_only", None)
@@ -58,6 +66,9 @@ def _expected(config: Config, storage: Storage, spec: SyncSpec) -> tuple[dict[st
             for k, v in obj.items()
             if v is not None and not (k in w.segment_booleans and v is False)
         }
+        for col, on in zip(held, hold, strict=True):
+            if on is not None:
+                out[key][col[len(HELD_PREFIX) :]] = HELD
     return out, set(w.segment_booleans)
 
 
@@ -92,6 +103,12 @@ def compare(
         u.get("external_id") or u.get("braze_id"): flatten_braze_profile(u, booleans)
         for u in braze_users
     }
+    for k, attrs in want.items():  # a value set aside: Braze keeps what it had, if anything
+        for a in [a for a, v in attrs.items() if v is HELD]:
+            if k in have and a in have[k]:
+                attrs[a] = have[k][a]
+            else:
+                del attrs[a]
     # A profile holding nothing amp_braze manages (never sent, or every attribute unset after
     # the user left a campaign) is the same as no profile.
     want = {k: v for k, v in want.items() if v}

@@ -9,6 +9,7 @@ from functools import cached_property
 import polars as pl
 
 from amp_braze.audiences.memberships import segment_attributes
+from amp_braze.braze.field_rules import held_column
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.config import Config, SyncSpec
 from amp_braze.profiles.attributes import sent_columns
@@ -45,7 +46,8 @@ def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None)
     snap = storage.table_snapshot(paths.attributes)
     attrs, footer = snap.frame, snap.footer
     id_cols = identifier_columns(b.identifier)
-    sent = sent_columns(attrs.collect_schema(), b.identifier)
+    schema = attrs.collect_schema()
+    sent = sent_columns(schema, b.identifier)
     if spec.attributes is not None:
         missing = [a for a in spec.attributes if a not in sent]
         if missing:
@@ -55,6 +57,8 @@ def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None)
             )
         sent = [c for c in sent if c in spec.attributes]
     cols = id_cols + [ID] + sent
+    # Values a field rule set aside this run (an invalid phone): the planner leaves them alone.
+    cols += [held_column(c) for c in sent if held_column(c) in schema]
     frame = attrs.select(cols)
     digest, ids = footer.get("ids_digest"), None
     segs = list(spec.segments) if spec.segments is not None else list(config.segments)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -41,3 +42,26 @@ def test_demo_command_runs_the_loop_and_checks_braze(tmp_path):
     assert f"emulator us: {attributes.height:,} profiles" in proc.stdout
     assert proc.stdout.count("users: EQUAL") == 2
     assert pl.read_parquet(tables / "customer_profiles.parquet").height == ids
+    # European customers: their stores' tills wrote local numbers (020 7946 0958, 030 1234567,
+    # 01 23 45 67 89); what reaches Braze is E.164, the eu workspace's campaign included.
+    phones = attributes["phone"].drop_nulls()
+    assert phones.str.contains(r"^\+[1-9][0-9]{6,14}$").all()
+    for code in ("+1", "+44", "+49", "+33"):
+        assert phones.str.starts_with(code).sum() > 20, code
+    lines = proc.stdout.splitlines()
+    eu_at = next(i for i, line in enumerate(lines) if line.startswith("  emulator eu:"))
+    eu_line = lines[eu_at + 1]
+    assert eu_line.startswith("    phones: ")
+    for code, country in (("44", "GB"), ("49", "DE"), ("33", "FR")):
+        found = re.search(rf"\+{code} \({country}\) ([0-9,]+) e\.g\. \+{code}[0-9]+", eu_line)
+        assert found and int(found.group(1).replace(",", "")) > 0, (code, eu_line)
+    # A number that is not valid is not sent, and the rest of its row is: it is listed with its
+    # column in the rejection table, and its user is among those ready.
+    rejections = pl.read_parquet(tables / "braze_customer_attributes_rejections.parquet")
+    bad = rejections.filter(pl.col("rule") == "phone_invalid")
+    assert bad.height > 0 and (bad["column"] == "phone").all()
+    assert bad["__id"].is_in(attributes["__id"].implode()).all()
+    assert (
+        attributes.filter(pl.col("__id").is_in(bad["__id"].implode()))["phone"].null_count()
+        == bad.height
+    )

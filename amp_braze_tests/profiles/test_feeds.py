@@ -50,7 +50,9 @@ def test_csv_with_renames_types_and_leading_zeros(tmp_path):
     assert df.columns == ["customer_id", "email", "phone", "zip", "dob", "vip", "updated_at"]
     assert df["customer_id"].to_list() == ["007", "8"]
     assert df["zip"].to_list() == ["02134", None]
-    assert df["phone"].to_list() == ["+1 555 010 9999", "0044 20 7946 0000"]
+    # Phones are normalised as they are read (US, the default region): E.164 when valid, as
+    # typed when not (555 is no area code).
+    assert df["phone"].to_list() == ["+1 555 010 9999", "+442079460000"]
     assert df["dob"].to_list() == [dt.date(1980, 12, 21), None]
     assert df["vip"].to_list() == [True, False]
     assert df["updated_at"].to_list() == [
@@ -168,3 +170,80 @@ def test_a_feed_whose_files_did_not_change_is_not_read_again(tmp_path):
     assert retyped["read_this_run"] is True
     stored = Storage(cfg.storage).read_table("sources/pos")
     assert stored.equals(read_feed(cfg.sources["pos"]))
+
+
+UK_TILL = (
+    "customer_id,PHONE,mobile,updated_at\n"
+    "C1,020 7946 0958,07911 123456,2026-01-02\n"
+    "C2,(020) 7946-0958,+33 6 12 34 56 78,2026-01-02\n"
+    "C3,+1 (415) 555-0132,0044 7911 123456,2026-01-02\n"
+    "C4, 020 7946 095 ,,2026-01-02\n"  # a digit short: kept as typed (trimmed)
+    "C5,,   ,2026-01-02\n"
+    "020 7946 0958,020 7946 0958 ext. 12,n/a,2026-01-02\n"  # a key is never normalised
+)
+
+
+def test_a_uk_feed_reads_its_phones_as_british_numbers(tmp_path):
+    """``phone`` and every column typed ``phone`` become E.164 in the feed's region, whatever the
+    formatting; a number that is not valid keeps its text (the Braze rule sets it aside)."""
+    (tmp_path / "uk.csv").write_text(UK_TILL)
+    src = _src(
+        tmp_path / "uk.csv",
+        columns={"PHONE": "phone"},
+        types={"mobile": "phone"},
+        phone_region="GB",
+    )
+    df = read_feed(src)
+    assert df["customer_id"].to_list() == ["C1", "C2", "C3", "C4", "C5", "020 7946 0958"]
+    assert df["phone"].to_list() == [
+        "+442079460958", "+442079460958", "+14155550132", "020 7946 095", None, "+442079460958",
+    ]  # fmt: skip
+    assert df["mobile"].to_list() == [
+        "+447911123456", "+33612345678", "+447911123456", None, None, "n/a",
+    ]  # fmt: skip
+    # The same file read as a US feed: national numbers mean something else (or nothing).
+    us = read_feed(_src(tmp_path / "uk.csv", columns={"PHONE": "phone"}, types={"mobile": "phone"}))
+    assert us["phone"].to_list()[:3] == ["020 7946 0958", "(020) 7946-0958", "+14155550132"]
+
+
+def test_a_till_across_countries_reads_each_row_in_its_store_country(tmp_path):
+    (tmp_path / "pos.csv").write_text(
+        "customer_id,phone,store_country,updated_at\n"
+        "1,020 7946 0958,GB,2026-01-02\n"
+        "2,030 1234567,de,2026-01-02\n"
+        "3,01 23 45 67 89,FR,2026-01-02\n"
+        "4,(415) 555-0132,,2026-01-02\n"  # blank: the feed's own region
+        "5,(415) 555-0132,Atlantis,2026-01-02\n"  # unknown: the feed's own region
+    )
+    src = _src(tmp_path / "pos.csv", phone_region_column="store_country")
+    assert read_feed(src)["phone"].to_list() == [
+        "+442079460958", "+49301234567", "+33123456789", "+14155550132", "+14155550132",
+    ]  # fmt: skip
+    with pytest.raises(FeedError, match=r"sources\.pos\.phone_region_column: column 'country'"):
+        read_feed(_src(tmp_path / "pos.csv", phone_region_column="country"))
+
+
+def test_a_gb_feed_through_the_configuration_and_its_asset(tmp_path):
+    """sources.<name>.phone_region from the YAML file, through sources/<name> as Dagster
+    materializes it: the stored table holds E.164."""
+    import dagster as dg
+
+    from amp_braze.config import load_config
+    from amp_braze.definitions import build_defs
+    from amp_braze.storage import Storage
+    from amp_braze_tests.conftest import MINIMAL, assets_named, write_config
+
+    (tmp_path / "pos.csv").write_text(UK_TILL)
+    body = MINIMAL.replace(
+        "    updated_at: updated_at",
+        "    updated_at: updated_at\n    columns: {PHONE: phone}\n    types: {mobile: phone}\n"
+        "    phone_region: gb",
+    )
+    cfg = load_config(write_config(tmp_path, body))
+    assert cfg.sources["pos"].phone_region == "GB" and cfg.phone_region == "US"
+    defs = build_defs(cfg)
+    dg.materialize(assets_named(defs, "sources/pos"), resources=defs.resources,
+                   instance=dg.DagsterInstance.ephemeral())  # fmt: skip
+    stored = Storage(cfg.storage).read_table("sources/pos")
+    assert stored["phone"].to_list()[:3] == ["+442079460958", "+442079460958", "+14155550132"]
+    assert stored["mobile"].to_list()[0] == "+447911123456"

@@ -63,7 +63,8 @@ def make_feed(n: int) -> pl.DataFrame:
         pl.format("user-{}", i).alias("id"),
         pl.format("user{}@example.com", i).alias("email"),
         pl.when(i % 10 == 0).then(None).otherwise(pl.format("Name{}", i % 97)).alias("first_name"),
-        pl.format("555{}", (i * 7919 % 10_000_000).cast(pl.String).str.zfill(7)).alias("phone"),
+        # A number with 555 as its area code is not valid (libphonenumber); 415 555 xxxx is.
+        pl.format("415555{}", (i * 7919 % 10_000).cast(pl.String).str.zfill(4)).alias("phone"),
         (pl.date(1950, 1, 1) + pl.duration(days=(i * 37) % 18000)).alias("dob"),
         pl.when(i % 3 == 0)
         .then(pl.lit("bronze"))
