@@ -27,9 +27,21 @@ SCENARIOS = {
         "benchmarks.identity",
         "identity resolution: F1 on held-out data, 1M records end to end, 1% new records",
     ),
+    "identity-sweep": (
+        "benchmarks.identity_sweep",
+        "identity F1 at 1k..50k people, three seeds, held-out mix and the demo's brand",
+    ),
+    "demo": (
+        "benchmarks.demo_time",
+        "README's first command timed: amp-braze demo at its default size, install included",
+    ),
     "summary": (
         "benchmarks.summary",
         "engagement_summary over a year of Currents hours: roll-up against full recompute",
+    ),
+    "phones": (
+        "benchmarks.phones",
+        "the Braze phone rule, libphonenumber against the old regex rule (10M values, 1M distinct)",
     ),
 }
 

@@ -248,13 +248,14 @@ def run_demo(
         )
         day2 = _run_job(defs, instance, "braze_sync_job")
         progress.step("comparing each emulator's profiles with what its syncs want")
-        checks = {}
+        checks, phones = {}, {}
         for dest, srv in (("us", server), ("eu", server_eu)):
             users = requests.get(f"{srv.url}/_emulator/users", timeout=60).json()
             stats = requests.get(f"{srv.url}/_emulator/stats", timeout=10).json()
             syncs = [sp for sp in config.syncs.values() if sp.destination == dest]
             checks[dest] = (compare(config, Storage(config.storage), users, syncs), stats)
-        _summary(config, day1, day2, checks, loads)
+            phones[dest] = phone_summary(users)
+        _summary(config, day1, day2, checks, loads, phones)
         if keep_running:
             dagster_proc = _keep_running(
                 workdir, {"us": server.url, "eu": server_eu.url}, s3_url, tick.cursor
@@ -316,7 +317,38 @@ def _keep_running(workdir: Path, braze_urls: dict[str, str], s3_url: str, cursor
 LINEAGE_PATH = "/assets/profiles_us/braze_sync?view=lineage&lineageScope=upstream&lineageDepth=10"
 
 
-def _summary(config: Config, day1: dict, day2: dict, checks: dict, loads: dict[str, dict]) -> None:
+def phone_summary(users: list[dict]) -> str:
+    """What Braze holds in ``phone``, from the emulator's profiles: how many in E.164, by
+    calling code (and its country), and a sample of each."""
+    from amp_braze.braze.phones import regions_of
+
+    held = [u["phone"] for u in users if u.get("phone")]
+    by_code: dict[int, list[str]] = {}
+    other = 0
+    for p in held:
+        found = regions_of(p) if isinstance(p, str) else None
+        if found is None or not p[1:].isdigit():
+            other += 1
+            continue
+        by_code.setdefault(found[0], []).append(p)
+    parts = []
+    for code, numbers in sorted(by_code.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        main = regions_of(numbers[0])[1][0]  # type: ignore[index]
+        parts.append(f"+{code} ({main}) {len(numbers):,} e.g. {min(numbers)}")
+    e164 = len(held) - other
+    text = f"{e164:,} of {len(users):,} profiles hold a phone in E.164"
+    text += (": " + "; ".join(parts)) if parts else ""
+    return text + (f"; {other:,} not in E.164" if other else "")
+
+
+def _summary(
+    config: Config,
+    day1: dict,
+    day2: dict,
+    checks: dict,
+    loads: dict[str, dict],
+    phones: dict[str, str] | None = None,
+) -> None:
     print("\namp_braze demo summary")
     print("----------------------")
     for name in config.sources:
@@ -331,6 +363,10 @@ def _summary(config: Config, day1: dict, day2: dict, checks: dict, loads: dict[s
             f"people (amp_id); day two: {ic2['ids_kept']:,} ids kept, {ic2['ids_new']:,} new, "
             f"{ic2['ids_merged']:,} merged, {ic2['ids_split']:,} split"
         )
+        print(
+            f"  identity model      trained on the feeds; {ic['model_levels_neutral']} levels held "
+            f"neutral, fields untrained: {ic['model_fields_untrained']} (model_fallbacks)"
+        )
     cp = day1["customer_profiles"]
     print(f"  customer_profiles {cp['dagster/row_count']:>10,} unified customers")
     ba = day1["braze_customer_attributes"]
@@ -338,6 +374,13 @@ def _summary(config: Config, day1: dict, day2: dict, checks: dict, loads: dict[s
         f"  braze attributes  {ba['dagster/row_count']:>10,} users ready, {ba['rejected_rows']:,} rows set aside "
         f"by field rules (braze_customer_attributes_rejections)"
     )
+    rejections = Storage(config.storage).read_table("braze_customer_attributes_rejections")
+    bad = rejections.filter(pl.col("rule") == "phone_invalid")
+    if bad.height:
+        print(
+            f"  phones            {bad.height:>10,} not valid numbers: not sent, the rest of those "
+            f"rows goes on (phone_invalid, e.g. {bad['value'].sort()[0]!r})"
+        )
     sm1, sm2 = day1["segment_memberships"], day2["segment_memberships"]
     for seg in config.segments:
         print(
@@ -370,4 +413,6 @@ def _summary(config: Config, day1: dict, day2: dict, checks: dict, loads: dict[s
                 else f" ({len(check.missing)} missing, {len(check.different)} differ)"
             )
         )
+        if phones and dest in phones:
+            print(f"    phones: {phones[dest]}")
     print(f"  storage: {config.storage}")
