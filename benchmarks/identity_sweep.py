@@ -19,6 +19,7 @@ from amp_braze.config import BUNDLED_CONFIG, load_config
 from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import CONFIG, HELD_OUT, generate
 from amp_braze.profiles.feeds import read_feed
+from amp_braze.profiles.sample_data import customer_of_record
 from amp_braze.profiles.sample_data import generate as demo_brand
 from benchmarks.harness import Row, report
 from benchmarks.identity import EMPTY, _feeds, quality
@@ -32,8 +33,6 @@ def _held_out(people: int, seed: int) -> float:
 
 
 def _demo(people: int, seed: int) -> float:
-    import polars as pl
-
     with tempfile.TemporaryDirectory() as home:
         demo_brand(
             Path(home) / ".amp_braze/demo_data", customers=people, seed=seed, shared_key=False
@@ -43,13 +42,9 @@ def _demo(people: int, seed: int) -> float:
         assert cfg.identity is not None
         feeds = {n: (s, read_feed(s).lazy()) for n, s in cfg.sources.items()}
         table = resolve(feeds, cfg.identity, EMPTY, 1).table
-    number = pl.col("record_id").str.slice(1).cast(pl.Int64)
-    person = (
-        pl.when(pl.col("source") == "pos").then((number - 3) // 7)
-        .when(pl.col("source") == "ecommerce").then((number - 5) // 13)
-        .otherwise(number)
-    )  # fmt: skip
-    return quality(table, table.select("source", "record_id", person.alias("person")))["f1"]
+    return quality(
+        table, table.select("source", "record_id", customer_of_record().alias("person"))
+    )["f1"]
 
 
 def run(argv: list[str]) -> None:

@@ -405,3 +405,15 @@ def generate(
     loy_path = out / "loyalty_members.ndjson"
     loy.with_columns(pl.col("updated_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).write_ndjson(loy_path)
     return SampleFiles(pos=pos_path, ecommerce=ecom_path, loyalty=loy_path, customers=n)
+
+
+def customer_of_record() -> pl.Expr:
+    """The generator's customer number behind a separate-systems record (tests and benchmarks
+    know the truth from it): ``pos_id`` is S(7n+3), ``account_id`` W(13n+5), the loyalty number
+    L(n)."""
+    number = pl.col("record_id").str.slice(1).cast(pl.Int64)
+    return (
+        pl.when(pl.col("source") == "pos").then((number - 3) // 7)
+        .when(pl.col("source") == "ecommerce").then((number - 5) // 13)
+        .otherwise(number)
+    )  # fmt: skip

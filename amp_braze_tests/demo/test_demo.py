@@ -8,6 +8,8 @@ import sys
 
 import polars as pl
 
+from amp_braze.profiles.sample_data import customer_of_record
+
 
 def test_demo_command_runs_the_loop_and_checks_braze(tmp_path):
     proc = subprocess.run(
@@ -19,12 +21,7 @@ def test_demo_command_runs_the_loop_and_checks_braze(tmp_path):
     # record id encodes the generator's customer number, so the truth is known here.
     tables = tmp_path / "demo/.amp_braze/storage/tables"
     clusters = pl.read_parquet(tables / "identity_clusters.parquet")
-    number = pl.col("record_id").str.slice(1).cast(pl.Int64)
-    person = (
-        pl.when(pl.col("source") == "pos").then((number - 3) // 7)
-        .when(pl.col("source") == "ecommerce").then((number - 5) // 13)
-        .otherwise(number)
-    )  # fmt: skip
+    person = customer_of_record()
     clusters = clusters.with_columns(person.alias("person"))
     assert clusters["person"].n_unique() == 2000
     people_per_id = clusters.group_by("amp_id").agg(pl.col("person").n_unique())["person"]

@@ -6,6 +6,7 @@ import polars as pl
 
 from amp_braze.config import SourceConfig
 from amp_braze.identity.synthetic import RECORD_IDS
+from amp_braze.profiles.sample_data import customer_of_record
 
 EMPTY = pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "amp_id": pl.String})
 
@@ -34,11 +35,5 @@ def pairwise(table: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
 
 
 def demo_truth(table: pl.DataFrame) -> pl.DataFrame:
-    """The demo generator's customer behind each record: its record ids encode the number."""
-    number = pl.col("record_id").str.slice(1).cast(pl.Int64)
-    person = (
-        pl.when(pl.col("source") == "pos").then((number - 3) // 7)
-        .when(pl.col("source") == "ecommerce").then((number - 5) // 13)
-        .otherwise(number)
-    )  # fmt: skip
-    return table.select("source", "record_id", person.alias("person"))
+    """The demo generator's customer behind each record."""
+    return table.select("source", "record_id", customer_of_record().alias("person"))
