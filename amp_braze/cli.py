@@ -61,13 +61,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    """Materialize everything up to braze_sync_plan, then write the requests a sync would send."""
+    """Run each sync's plan job (everything up to its braze_sync_plan), then write the requests
+    the sync would send."""
     import dagster as dg
 
     from amp_braze.definitions import build_defs
     from amp_braze.storage import Storage
-    from amp_braze.sync.assets import sync_asset_key
-    from amp_braze.sync.paths import sync_paths
     from amp_braze.sync.run import load_plan, write_dry_run
 
     path, why = _which_config(args.config)
@@ -81,25 +80,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             )
         specs = [cfg.syncs[args.sync]]
     defs = build_defs(cfg)
-    plans = [sync_asset_key(spec, "braze_sync_plan") for spec in specs]
-    rejections = [
-        k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[-1].endswith("rejections")
-        and not k.path[-1].startswith("braze_sync")
-    ]  # fmt: skip
-    # The hourly Currents loads run from their sensor; the plan uses the hours already loaded.
-    selection = dg.AssetSelection.assets(*plans).upstream() | dg.AssetSelection.assets(*rejections)
-    if cfg.currents is not None:
-        selection = selection - dg.AssetSelection.assets("braze_currents_events")
+    instance = dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    dg.materialize(
-        list(defs.assets),
-        instance=dg.DagsterInstance.ephemeral(),
-        selection=selection,
-        resources=defs.resources,
-        run_config=quiet,
-    )
     for spec in specs:
-        plan = load_plan(Storage(cfg.storage), sync_paths(cfg, spec))
+        # The shared steps (feeds, profiles, ...) find their inputs unchanged after the first.
+        defs.resolve_job_def(spec.names.plan_job).execute_in_process(
+            instance=instance, run_config=quiet
+        )
+    for spec in specs:
+        plan = load_plan(Storage(cfg.storage), spec.names)
         out = Path(args.out)
         if len(specs) > 1:
             out = out.with_name(f"{out.stem}.{spec.name}{out.suffix}")

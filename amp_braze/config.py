@@ -16,6 +16,7 @@ import yaml
 
 from amp_braze.audiences.segment_rules import check_rule, exclusion_order
 from amp_braze.braze import phones
+from amp_braze.catalogue import SINGLE_SYNC
 from amp_braze.config_reader import (
     REQUIRED,
     ConfigError,
@@ -363,8 +364,9 @@ def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
                 top.child("syncs", required=True), destinations, segments, sync, base_dir
             )
         else:
-            destinations = {"braze": parse_braze(top.child("braze", required=True))}
-            syncs = {"braze": SyncSpec("braze", "braze", sync.schedule, sync.timezone, legacy=True)}
+            destinations = {SINGLE_SYNC: parse_braze(top.child("braze", required=True))}
+            single = SyncSpec(SINGLE_SYNC, SINGLE_SYNC, sync.schedule, sync.timezone)
+            syncs = {SINGLE_SYNC: single.with_names(destinations[SINGLE_SYNC], single=True)}
         # The phone rule of every destination reads national numbers in the top-level region.
         destinations = {n: replace(b, phone_region=region) for n, b in destinations.items()}
         table_syncs = [sp for sp in syncs.values() if sp.sql is None]

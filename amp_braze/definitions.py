@@ -6,19 +6,21 @@ import multiprocessing
 
 import dagster as dg
 
-from amp_braze.audiences.assets import build_audience_assets
+from amp_braze.audiences import definitions as audiences
 from amp_braze.config import Config, load_config
-from amp_braze.currents.assets import build_currents_defs
-from amp_braze.profiles.assets import build_profile_assets
-from amp_braze.resources import build_resources
-from amp_braze.sync.assets import build_sync_assets, build_sync_jobs_and_schedules
+from amp_braze.currents import definitions as currents
+from amp_braze.identity import definitions as identity
+from amp_braze.profiles import definitions as profiles
+from amp_braze.sync import definitions as sync
+
+AREAS = (profiles, identity, audiences, sync, currents)  # each area's own Definitions
 
 
 def step_executor() -> dg.ExecutorDefinition:
     """Dagster's multiprocess executor (a process per step: each step's memory goes back when it
     ends), its processes forked from a server that has imported Dagster once, where the platform
-    has one. Spawning each step afresh cost braze_sync_job for 2,000 profiles 14.5-17.6 s against
-    11.3-11.5 s forked (2.6-3.8 s with every step in one process): most of a small run."""
+    has one: spawning each step afresh is most of a small brand's run (benchmarks/RESULTS.md,
+    "Session 7")."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return dg.multiprocess_executor
     preload = {"forkserver": {"preload_modules": ["dagster"]}}
@@ -26,21 +28,11 @@ def step_executor() -> dg.ExecutorDefinition:
 
 
 def build_defs(config: Config) -> dg.Definitions:
-    """Definitions for one configuration (tests build their own from their own files): one
-    Definitions per area, merged, with the resources they share."""
-    currents_assets, sensors, currents_jobs = build_currents_defs(config)
-    jobs, schedules = build_sync_jobs_and_schedules(config)
-    resources: dict = build_resources(config)
-    if config.currents is not None:
-        from dagster_aws.s3 import S3Resource
-
-        resources["s3"] = S3Resource(region_name=config.currents.region)
+    """Definitions for one configuration (tests build their own from their own files): each
+    area's own Definitions, with its resources, merged."""
     return dg.Definitions.merge(
-        dg.Definitions(assets=build_profile_assets(config)),
-        dg.Definitions(assets=build_audience_assets(config)),
-        dg.Definitions(assets=build_sync_assets(config), jobs=jobs, schedules=schedules),
-        dg.Definitions(assets=currents_assets, sensors=sensors, jobs=currents_jobs),
-        dg.Definitions(resources=resources, executor=step_executor()),
+        *(area.defs(config) for area in AREAS),
+        dg.Definitions(executor=step_executor()),
     )
 
 

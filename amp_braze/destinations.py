@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from amp_braze.braze.instances import INSTANCES, check_endpoint
+from amp_braze.catalogue import SyncNames, destination_key, sync_names
 from amp_braze.config_reader import ConfigError, ConfigNode, kind_name, resolve_path, str_map
 
 if TYPE_CHECKING:
@@ -87,7 +88,16 @@ class SyncSpec:
     exclude: tuple[str, ...] = ()
     attributes: tuple[str, ...] | None = None  # None: every column of its table
     segments: tuple[str, ...] | None = None  # segment attributes sent; None: every segment
-    legacy: bool = False  # the single braze: + sync: shape (its names and state stay as they were)
+    names: SyncNames | None = None  # set when the configuration loads (see ``with_names``)
+
+    def with_names(self, destination: BrazeConfig, single: bool = False) -> SyncSpec:
+        """This sync with its names (``single``: the braze: + sync: shape, whose names and state
+        stay as they always were)."""
+        key = destination_key(
+            destination.instance, destination.rest_endpoint, destination.identifier
+        )
+        names = sync_names(self.name, self.destination, key, single, self.sql is not None)
+        return replace(self, names=names)
 
 
 def parse_rate_limit(node: ConfigNode) -> RateLimit:
@@ -243,7 +253,7 @@ def parse_syncs(
             exclude=_name_list(n, "exclude", segments, "segment") or (),
             attributes=_name_list(n, "attributes", None, "attribute"),
             segments=_name_list(n, "segments", segments, "segment"),
-        )
+        ).with_names(destinations[dest])
         n.done()
         check_cron(n.key("schedule"), spec.schedule)
         if spec.exclude and not spec.audience:

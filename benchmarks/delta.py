@@ -15,9 +15,9 @@ import orjson
 import polars as pl
 
 from amp_braze.braze.identifiers import ID, id_footer, ids_digest
+from amp_braze.catalogue import ATTRIBUTES, MEMBERSHIPS
 from amp_braze.config import Config, load_config
 from amp_braze.storage import COMPRESSION, SUMMARY_KEY, Storage
-from amp_braze.sync.paths import ATTRIBUTES, MEMBERSHIPS, destination
 from amp_braze.sync.run import make_plan
 from amp_braze.sync.state import SyncState
 from benchmarks.harness import Row, peak_rss_mb, report
@@ -129,7 +129,7 @@ def _write_brand(n: int, root: str) -> int:
         (NEW_USERS, state.filter(pl.int_range(pl.len()) % 200 != 7)),
     ]:
         cfg = _config(root, instance)
-        SyncState(storage, destination(cfg)).write_version(1, table, 0)
+        SyncState(storage, cfg.syncs["braze"].names.state_key).write_version(1, table, 0)
     return changed
 
 
@@ -161,7 +161,7 @@ def _write_brand_streaming(n: int, root: str) -> int:
     _sink(storage, storage.table_name(MEMBERSHIPS), wanted.select("external_id", ID, *seg))
     row = pl.col(ID).str.slice(5).cast(pl.Int64)  # ids are "user-<row>": streams, unlike int_range
     for instance, table in [(ALIGNED, state), (NEW_USERS, state.filter(row % 200 != 7))]:
-        st = SyncState(storage, destination(_config(root, instance)))
+        st = SyncState(storage, _config(root, instance).syncs["braze"].names.state_key)
         vdir = st._version_dir(1)
         rows = _sink(storage, f"{vdir}/part-00000.parquet", table)
         manifest = {"version": 1, "parts": ["part-00000.parquet"], "shards": 1, "rows": rows,
@@ -175,7 +175,7 @@ def _plan_in_fresh_process(root: str, instance: str) -> tuple[float, dict, float
     """(seconds, stats, peak RSS MB) of one make_plan in this (fresh) process."""
     cfg = _config(root, instance)
     t = time.perf_counter()
-    plan = make_plan(cfg, Storage(cfg.storage))
+    plan = make_plan(cfg, Storage(cfg.storage), cfg.syncs["braze"])
     return time.perf_counter() - t, plan.stats, peak_rss_mb()
 
 
@@ -188,7 +188,7 @@ def _naive(root: str) -> tuple[float, tuple[int, int]]:
     mem = storage.read_table(MEMBERSHIPS).select(
         [pl.col(s.removeprefix("amp_")).alias(s) for s in SEGMENTS]
     )
-    state = SyncState(storage, destination(cfg)).current().table
+    state = SyncState(storage, cfg.syncs["braze"].names.state_key).current().table
     result = naive_diff(pl.concat([attrs, mem], how="horizontal"), state)
     return time.perf_counter() - t, result
 

@@ -9,13 +9,12 @@ from amp_braze.audiences.memberships import (
     size_guard,
 )
 from amp_braze.braze.identifiers import id_footer
+from amp_braze.catalogue import ATTRIBUTES, AUDIENCES_GROUP, MEMBERSHIPS
 from amp_braze.config import Config
 from amp_braze.metadata import markdown_table, table_metadata
 from amp_braze.profiles.sql import base_tables, sql_upstream, table_assets
 from amp_braze.resources import StorageResource
 
-GROUP = "audiences"
-MEMBERSHIPS = "segment_memberships"
 BASELINE = "audiences/accepted_sizes.json"
 
 
@@ -23,7 +22,7 @@ class MembershipConfig(dg.Config):
     accept_segment_changes: bool = False  # let every segment's size move past its max_change once
 
 
-def build_audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
+def audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     guard = dg.AssetCheckSpec(
         "segment_size_guard",
         asset=MEMBERSHIPS,
@@ -33,7 +32,7 @@ def build_audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     )
 
     # Rule segments and the memberships read the attributes; SQL segments may read more tables.
-    upstream = [["braze_customer_attributes"]]
+    upstream = [[ATTRIBUTES]]
     for seg in cfg.segments.values():
         for key in sql_upstream(seg.sql or "", table_assets(cfg)) if seg.sql else []:
             if key not in upstream:
@@ -41,7 +40,7 @@ def build_audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         name=MEMBERSHIPS,
-        group_name=GROUP,
+        group_name=AUDIENCES_GROUP,
         deps=[dg.AssetKey(k) for k in upstream],
         kinds={"polars", "braze"},
         check_specs=[guard],
@@ -54,7 +53,7 @@ def build_audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         storage: StorageResource,
     ) -> dg.MaterializeResult:
         store = storage.get()
-        attributes = store.scan_table("braze_customer_attributes")
+        attributes = store.scan_table(ATTRIBUTES)
         check_rule_attributes(cfg, attributes.collect_schema())
         tables = base_tables(cfg, store, [s.sql for s in cfg.segments.values() if s.sql])
         memberships = compute_memberships(cfg, attributes, tables)

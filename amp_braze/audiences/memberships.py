@@ -10,6 +10,7 @@ import polars as pl
 
 from amp_braze.audiences.segment_rules import compile_rule, exclusion_order
 from amp_braze.braze.identifiers import ID, id_expr, identifier_columns
+from amp_braze.catalogue import ATTRIBUTES
 from amp_braze.config import BrazeConfig, Config, ConfigError
 from amp_braze.profiles.sql import run_sql
 
@@ -35,7 +36,7 @@ def compute_memberships(
     raw: dict[str, pl.Expr] = {}
     attributes = attributes.lazy()
     schema = attributes.collect_schema()
-    sql_tables = tables | {"braze_customer_attributes": attributes}
+    sql_tables = tables | {ATTRIBUTES: attributes}
     for name, seg in config.segments.items():
         if seg.rules is not None:
             raw[name] = compile_rule(seg.rules, schema, f"segments.{name}.rules", now)

@@ -5,7 +5,8 @@ import datetime as dt
 import dagster as dg
 import orjson
 
-from amp_braze.config import Config, CurrentsConfig
+from amp_braze.catalogue import CURRENTS_EVENTS, CURRENTS_GROUP, ENGAGEMENT
+from amp_braze.config import Config
 from amp_braze.currents.cursor import advance, fingerprint, retry_hours
 from amp_braze.currents.hours import (
     EVENTS_DIR,
@@ -17,12 +18,11 @@ from amp_braze.currents.hours import (
 from amp_braze.currents.listing import list_files, list_hour, lookback_start
 from amp_braze.currents.load import load_hour
 from amp_braze.currents.rollup import update_summary
-from amp_braze.currents.summary_schema import SUMMARY_DESCRIPTIONS
+from amp_braze.engagement_schema import SUMMARY_DESCRIPTIONS
 from amp_braze.metadata import markdown_table, table_metadata
-from amp_braze.resources import StorageResource
+from amp_braze.resources import StorageResource, storage_resource
 from amp_braze.storage import Storage
 
-GROUP = "braze_currents"
 HOURS = dg.DynamicPartitionsDefinition(name="braze_currents_hours")
 # A load that fails (S3 hiccup, a file replaced mid-read) is tried again by Dagster; an hour whose
 # load still failed is requested again by a later sensor tick.
@@ -36,24 +36,27 @@ class SummaryConfig(dg.Config):
 LOAD_JOB = "braze_currents_load_job"
 
 
-def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
-    """(assets, sensors, jobs) for Braze Currents; none when the config has no ``currents``."""
-    cur: CurrentsConfig | None = cfg.currents
+def currents_defs(cfg: Config) -> dg.Definitions:
+    """Braze Currents: the hourly loads, engagement_summary, the sensor and the load job, with
+    the Currents bucket as a resource; nothing when the config has no ``currents``."""
+    cur = cfg.currents
     if cur is None:
-        return [], [], []
-    # Imported here: dagster_aws adds ~0.24 s to a step process's imports, and every step imports
-    # this code location, Currents or not.
-    from dagster_aws.s3 import S3Resource
+        return dg.Definitions()
+    # Imported here: dagster_aws is a heavy import, and every step process imports this code
+    # location, Currents or not.
+    from amp_braze.currents.resources import CurrentsBucket
+
+    bucket = CurrentsBucket.of(cur)
 
     quarantine_check = dg.AssetCheckSpec(
         "no_quarantined_files",
-        asset="braze_currents_events",
+        asset=CURRENTS_EVENTS,
         description="Warns when files of the hour could not be read (corrupt, truncated, not Avro).",
     )
 
     @dg.asset(
-        name="braze_currents_events",
-        group_name=GROUP,
+        name=CURRENTS_EVENTS,
+        group_name=CURRENTS_GROUP,
         partitions_def=HOURS,
         retry_policy=LOAD_RETRIES,
         kinds={"s3", "avro", "polars"},
@@ -64,15 +67,15 @@ def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
     )
     def braze_currents_events(
         context: dg.AssetExecutionContext,
-        s3: S3Resource,
+        currents: CurrentsBucket,
         storage: StorageResource,
     ) -> dg.MaterializeResult:
         store = storage.get()
         hour = context.partition_key
-        client = s3.get_client()
-        files = list_hour(client, cur.bucket, cur.prefix, hour)
+        client = currents.get_client()
+        files = list_hour(client, currents.bucket, currents.prefix, hour)
         load = load_hour(
-            files, lambda key: client.get_object(Bucket=cur.bucket, Key=key)["Body"].read()
+            files, lambda key: client.get_object(Bucket=currents.bucket, Key=key)["Body"].read()
         )
         written = write_load(
             store,
@@ -118,8 +121,8 @@ def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
         )
 
     @dg.asset(
-        name="engagement_summary",
-        group_name=GROUP,
+        name=ENGAGEMENT,
+        group_name=CURRENTS_GROUP,
         deps=[braze_currents_events],
         kinds={"polars"},
         description="Per user (external_user_id, else Braze user_id): email sends, deliveries, opens, "
@@ -137,7 +140,7 @@ def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
             as_of = as_of.replace(tzinfo=dt.UTC)
         run = update_summary(store, EVENTS_DIR, as_of)
         summary = run.table
-        uri = store.write_table("engagement_summary", summary)
+        uri = store.write_table(ENGAGEMENT, summary)
         meta = table_metadata(summary, uri, SUMMARY_DESCRIPTIONS) | {
             "hours_loaded": dg.MetadataValue.int(run.hours_loaded),
             "hours_read_for_windows": dg.MetadataValue.int(run.hours_read_for_windows),
@@ -167,13 +170,13 @@ def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
     )
     def braze_currents_sensor(
         context: dg.SensorEvaluationContext,
-        s3: S3Resource,
+        currents: CurrentsBucket,
         storage: StorageResource,
     ) -> dg.SensorResult:
         store = storage.get()
         now = dt.datetime.now(dt.UTC)
-        since = lookback_start(now, cur.lookback_hours)
-        files = list_files(s3.get_client(), cur.bucket, cur.prefix, since)
+        since = lookback_start(now, currents.lookback_hours)
+        files = list_files(currents.get_client(), currents.bucket, currents.prefix, since)
         changes, cursor = advance(files, context.cursor, since)
         known = set(context.instance.get_dynamic_partitions(HOURS.name))
         new_hours = sorted({c.hour for c in changes} - known)
@@ -217,7 +220,12 @@ def build_currents_defs(cfg: Config) -> tuple[list, list, list]:
             dynamic_partitions_requests=[HOURS.build_add_request(new_hours)] if new_hours else [],
         )
 
-    return [braze_currents_events, engagement_summary], [braze_currents_sensor], [load_job]
+    return dg.Definitions(
+        assets=[braze_currents_events, engagement_summary],
+        sensors=[braze_currents_sensor],
+        jobs=[load_job],
+        resources={"currents": bucket, "storage": storage_resource(cfg.storage)},
+    )
 
 
 def _newest_load_failed(instance: dg.DagsterInstance, hour: str) -> bool:

@@ -28,7 +28,7 @@ from amp_braze.currents.summary import (
     window_start_hour,
     windowed,
 )
-from amp_braze.currents.summary_schema import empty_engagement_summary
+from amp_braze.engagement_schema import empty_engagement_summary
 from amp_braze.storage import Storage
 
 ROLLUP_DIR = "currents/rollup"

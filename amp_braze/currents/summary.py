@@ -17,7 +17,7 @@ import datetime as dt
 
 import polars as pl
 
-from amp_braze.currents.summary_schema import ENGAGEMENT_SUMMARY_SCHEMA
+from amp_braze.engagement_schema import ENGAGEMENT_SUMMARY_SCHEMA
 
 EMAIL = "users.messages.email."
 COUNTS = {

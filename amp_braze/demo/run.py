@@ -21,6 +21,7 @@ import polars as pl
 import requests
 
 from amp_braze.braze.emulator import EmulatorServer, Settings
+from amp_braze.catalogue import ALL_SYNCS_JOB, SYNC, SYNC_PLAN
 from amp_braze.config import BUNDLED_CONFIG, Config, load_config
 from amp_braze.profiles.sample_data import generate
 from amp_braze.storage import Storage
@@ -222,7 +223,7 @@ def run_demo(
             instance = dg.DagsterInstance.ephemeral()
 
         progress.step("day one: feeds -> profiles -> attributes -> segments -> plan -> sync")
-        day1 = _run_job(defs, instance, "braze_sync_job")
+        day1 = _run_job(defs, instance, ALL_SYNCS_JOB)
 
         now = dt.datetime.now(dt.UTC)
         users = (
@@ -246,7 +247,7 @@ def run_demo(
         progress.step(
             f"day two: {changed:,} customers spent more; engagement flows back; syncing again"
         )
-        day2 = _run_job(defs, instance, "braze_sync_job")
+        day2 = _run_job(defs, instance, ALL_SYNCS_JOB)
         progress.step("comparing each emulator's profiles with what its syncs want")
         checks, phones = {}, {}
         for dest, srv in (("us", server), ("eu", server_eu)):
@@ -399,8 +400,8 @@ def _summary(
         kind = "campaign" if spec.audience else "orchestration"
         print(f"  sync {spec.name} ({kind} to {spec.destination}):")
         for label, day in (("day one", day1), ("day two", day2)):
-            prefix = "" if spec.legacy else f"{spec.name}/"
-            _print_sync(label, day[f"{prefix}braze_sync_plan"], day[f"{prefix}braze_sync"])
+            plan, sync = ("/".join(spec.names.key(n)) for n in (SYNC_PLAN, SYNC))
+            _print_sync(label, day[plan], day[sync])
     for dest, (check, stats) in checks.items():
         verdict = "EQUAL" if check.equal else "DIFFERENT"
         print(

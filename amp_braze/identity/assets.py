@@ -3,13 +3,13 @@
 import dagster as dg
 import polars as pl
 
+from amp_braze.catalogue import CLUSTERS, PROFILES_GROUP, SOURCES, source_table
 from amp_braze.config import Config
 from amp_braze.identity.linkage import model_parameters
-from amp_braze.identity.resolve import CLUSTERS_TABLE, MODEL, MODEL_RULE, Resolution, run
+from amp_braze.identity.resolve import MODEL, MODEL_RULE, Resolution, run
 from amp_braze.metadata import markdown_table, stage_seconds, table_metadata
 from amp_braze.resources import StorageResource
 
-GROUP = "customer_360"
 _BANDS = ((0.999, "0.999+"), (0.99, "0.99-0.999"), (0.95, "0.95-0.99"), (0.0, "threshold-0.95"))
 DESCRIPTIONS = {
     "source": "The feed the record comes from.",
@@ -64,8 +64,8 @@ def _records_by_link(result: Resolution) -> list[dict]:
 def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     ident = cfg.identity
     assert ident is not None
-    deps = [dg.AssetKey(["sources", name]) for name in cfg.sources]
-    key = dg.AssetKey(CLUSTERS_TABLE)
+    deps = [dg.AssetKey([SOURCES, name]) for name in cfg.sources]
+    key = dg.AssetKey(CLUSTERS)
     checks = [
         dg.AssetCheckSpec(
             "cluster_size",
@@ -84,7 +84,7 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=key,
-        group_name=GROUP,
+        group_name=PROFILES_GROUP,
         deps=deps,
         kinds={"splink", "duckdb", "polars"},
         check_specs=checks,
@@ -93,7 +93,6 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
         f"or above {ident.threshold}), clustered; ids survive growth, merges keep the older id.",
     )
     def identity_clusters(context: dg.AssetExecutionContext, storage: StorageResource):
-        from amp_braze.profiles.assets import source_table
 
         store = storage.get()
         feeds = {

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from amp_braze.catalogue import CLUSTERS
 from amp_braze.config import Config, SourceConfig
 from amp_braze.identity import linkage, training
 from amp_braze.identity.clusters import CLUSTER, Clustered, cluster
@@ -22,7 +23,6 @@ from amp_braze.identity.records import FINGERPRINT, RECORD, SOURCE, Records, pre
 from amp_braze.metadata import Laps
 from amp_braze.storage import Storage
 
-CLUSTERS_TABLE = "identity_clusters"
 MODEL = "identity/model.json"
 MODEL_RULE = "model"  # linked_by for a link the model scored
 
@@ -197,5 +197,5 @@ def run(config: Config, storage: Storage, feeds: dict[str, tuple[SourceConfig, p
             f"another identity run stored version {version + 1} of the amp_id mapping under "
             f"{storage.uri('identity')} while this one ran; run identity_clusters again"
         )
-    uri = storage.write_table(CLUSTERS_TABLE, result.table)
+    uri = storage.write_table(CLUSTERS, result.table)
     return result, version + 1, uri

@@ -6,9 +6,16 @@ import dagster as dg
 import polars as pl
 
 from amp_braze.braze.identifiers import id_footer
+from amp_braze.catalogue import (
+    ATTRIBUTES,
+    CLUSTERS,
+    FIELD_REJECTIONS,
+    PROFILES,
+    PROFILES_GROUP,
+    SOURCES,
+    source_table,
+)
 from amp_braze.config import BrazeConfig, Config, SourceConfig
-from amp_braze.identity.assets import identity_assets
-from amp_braze.identity.resolve import CLUSTERS_TABLE
 from amp_braze.metadata import (
     Laps,
     markdown_table,
@@ -27,17 +34,11 @@ from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_ass
 from amp_braze.profiles.unify import with_amp_ids
 from amp_braze.resources import StorageResource
 
-GROUP = "customer_360"
-
-
-def source_table(name: str) -> str:
-    return f"sources/{name}"
-
 
 def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
     @dg.asset(
-        key=dg.AssetKey(["sources", src.name]),
-        group_name=GROUP,
+        key=dg.AssetKey([SOURCES, src.name]),
+        group_name=PROFILES_GROUP,
         kinds={"polars", "parquet", "s3" if src.is_s3 else "file"},
         description=f"The {src.name} feed ({src.format}) read from {src.path}, renamed and typed.",
     )
@@ -89,13 +90,13 @@ def _feed_metadata(summary: dict[str, int], read: bool) -> dict:
 
 
 def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
-    deps = [dg.AssetKey(["sources", name]) for name in cfg.sources]
+    deps = [dg.AssetKey([SOURCES, name]) for name in cfg.sources]
     if cfg.identity is not None:
-        deps.append(dg.AssetKey(CLUSTERS_TABLE))
+        deps.append(dg.AssetKey(CLUSTERS))
 
     @dg.asset(
-        name="customer_profiles",
-        group_name=GROUP,
+        name=PROFILES,
+        group_name=PROFILES_GROUP,
         deps=deps,
         kinds={"polars", "parquet"},
         description=(
@@ -112,8 +113,8 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
         snaps = {name: store.table_snapshot(source_table(name)) for name in cfg.sources}
         feeds = {name: (src, snaps[name].frame) for name, src in cfg.sources.items()}
         if cfg.identity is not None:
-            snaps[CLUSTERS_TABLE] = store.table_snapshot(CLUSTERS_TABLE)
-            feeds = with_amp_ids(feeds, snaps[CLUSTERS_TABLE].frame)
+            snaps[CLUSTERS] = store.table_snapshot(CLUSTERS)
+            feeds = with_amp_ids(feeds, snaps[CLUSTERS].frame)
         versions = {name: snap.footer.get("write_id", "") for name, snap in snaps.items()}
         lap = Laps()
         built = profiles_from_changes(store, feeds, versions)
@@ -121,8 +122,8 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
         result = built.unified
         if built.unchanged:
             context.log.info("customer_profiles: no feed changed since the last build")
-            uri = store.uri(store.table_name("customer_profiles"))
-            schema = store.scan_table("customer_profiles").collect_schema()
+            uri = store.uri(store.table_name(PROFILES))
+            schema = store.scan_table(PROFILES).collect_schema()
             meta = stored_table_metadata(schema, built.footer["rows"], uri)
         else:
             uri = write_profiles(store, built)
@@ -154,20 +155,13 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
     return customer_profiles
 
 
-def build_profile_assets(cfg: Config) -> list[dg.AssetsDefinition]:
-    identity = identity_assets(cfg) if cfg.identity is not None else []
-    return (
-        [_source_asset(src) for src in cfg.sources.values()]
-        + identity
-        + [
-            _customer_profiles(cfg),
-            attributes_assets(cfg),
-        ]
-    )
-
-
-ATTRIBUTES = "braze_customer_attributes"
-REJECTIONS = "braze_customer_attributes_rejections"
+def profile_assets(cfg: Config) -> list[dg.AssetsDefinition]:
+    """The feeds, customer_profiles and braze_customer_attributes (with its rejections)."""
+    return [
+        *(_source_asset(src) for src in cfg.sources.values()),
+        _customer_profiles(cfg),
+        attributes_assets(cfg),
+    ]
 
 
 def attributes_assets(
@@ -175,8 +169,8 @@ def attributes_assets(
     sql_key: str = "profile_sql",
     sql: Path | None = None,
     braze: BrazeConfig | None = None,
-    keys: tuple[list[str], list[str]] = ([ATTRIBUTES], [REJECTIONS]),
-    group: str = GROUP,
+    keys: tuple[list[str], list[str]] = ([ATTRIBUTES], [FIELD_REJECTIONS]),
+    group: str = PROFILES_GROUP,
 ) -> dg.AssetsDefinition:
     """A query's result checked by Braze's field rules, and the rows it set aside: the profile SQL
     (braze_customer_attributes), or a sync's own ``sql`` (``<sync>/attributes``)."""

@@ -20,6 +20,7 @@ import polars as pl
 
 from amp_braze.braze import field_rules, normalize
 from amp_braze.braze.identifiers import ID, id_expr
+from amp_braze.catalogue import PROFILES
 from amp_braze.config import BrazeConfig, SourceConfig
 from amp_braze.metadata import Laps
 from amp_braze.profiles import attributes
@@ -140,9 +141,8 @@ def _full(raw: pl.DataFrame, braze: BrazeConfig, fp: str, lap: Laps) -> Rebuilt:
 # -- customer_profiles --------------------------------------------------------------------------
 # Beside the profiles table the build keeps, per feed, each row's key and hash (to find the keys
 # whose rows changed) and, per customer, the feed each field came from (for the metadata).
-PROFILES = "customer_profiles"
-ROWS = "_rebuild/customer_profiles/rows"
-WON = "_rebuild/customer_profiles/won"
+ROWS = f"_rebuild/{PROFILES}/rows"
+WON = f"_rebuild/{PROFILES}/won"
 _LAYOUT = 2  # of the tables above: a build that stored another layout is not reused
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from amp_braze.catalogue import ENGAGEMENT, PROFILES, source_table
 from amp_braze.config import Config
-from amp_braze.currents.summary_schema import empty_engagement_summary
+from amp_braze.engagement_schema import empty_engagement_summary
 from amp_braze.sql_reads import tables_read
 from amp_braze.storage import Storage
-
-ENGAGEMENT_TABLE = "engagement_summary"
 
 
 class SqlError(ValueError):
@@ -34,23 +33,23 @@ def base_tables(
     def table(name: str, stored: str) -> pl.LazyFrame:
         return storage.scan_table(stored) if wanted is None or name in wanted else pl.LazyFrame()
 
-    tables = {"customer_profiles": table("customer_profiles", "customer_profiles")}
-    if storage.table_exists(ENGAGEMENT_TABLE):
-        tables[ENGAGEMENT_TABLE] = table(ENGAGEMENT_TABLE, ENGAGEMENT_TABLE)
+    tables = {PROFILES: table(PROFILES, PROFILES)}
+    if storage.table_exists(ENGAGEMENT):
+        tables[ENGAGEMENT] = table(ENGAGEMENT, ENGAGEMENT)
     else:
-        tables[ENGAGEMENT_TABLE] = empty_engagement_summary().lazy()
+        tables[ENGAGEMENT] = empty_engagement_summary().lazy()
     for name in config.sources:
-        tables[source_sql_name(name)] = table(source_sql_name(name), f"sources/{name}")
+        tables[source_sql_name(name)] = table(source_sql_name(name), source_table(name))
     return tables
 
 
 def table_assets(config: Config) -> dict[str, list[str]]:
     """Per table name user SQL may use, the asset key (path) that writes it."""
-    out = {"customer_profiles": ["customer_profiles"]}
+    out = {PROFILES: [PROFILES]}
     if config.currents is not None:
-        out[ENGAGEMENT_TABLE] = [ENGAGEMENT_TABLE]
+        out[ENGAGEMENT] = [ENGAGEMENT]
     for name in config.sources:
-        out[source_sql_name(name)] = ["sources", name]
+        out[source_sql_name(name)] = source_table(name).split("/")
     return out
 
 

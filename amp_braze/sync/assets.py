@@ -1,5 +1,5 @@
-"""Per sync: braze_sync_plan (the delta), braze_sync (sends it) and its rejections, its own query's
-result when it has one, its group, job and schedule; and braze_sync_job, which runs them all."""
+"""Per sync: braze_sync_plan (the delta), braze_sync (sends it) and its rejections, and its own
+query's result when it has one, all in the sync's group under the sync's names."""
 
 import tempfile
 from pathlib import Path
@@ -8,16 +8,14 @@ import dagster as dg
 
 from amp_braze.braze.client import AuthError, BrazeError
 from amp_braze.braze.identifiers import ID
+from amp_braze.catalogue import MEMBERSHIPS, SYNC, SYNC_PLAN, SYNC_REJECTIONS
 from amp_braze.config import Config, SyncSpec
 from amp_braze.metadata import markdown_table, stage_seconds, table_metadata
 from amp_braze.profiles.assets import attributes_assets
-from amp_braze.resources import StorageResource, workspace_key
+from amp_braze.resources import StorageResource
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
-from amp_braze.sync.paths import SYNC_REJECTIONS, destination, sync_paths, the_sync
 from amp_braze.sync.run import load_plan, make_plan, run_sync, save_plan, write_dry_run
 from amp_braze.sync.state import StateMovedError
-
-GROUP = "braze_sync"
 
 
 class SyncRunConfig(dg.Config):
@@ -53,39 +51,20 @@ def _plan_metadata(stats: dict) -> dict:
     return meta
 
 
-def pool_name(cfg: Config, spec: SyncSpec | None = None) -> str:
-    """The Dagster pool of everything that plans or sends to one Braze destination."""
-    spec = the_sync(cfg, spec)
-    if spec.legacy:
-        return f"braze/{destination(cfg)}"
-    return f"braze/{spec.destination}"
-
-
 def sync_asset_key(spec: SyncSpec, name: str) -> dg.AssetKey:
-    """The single-destination shape keeps its names; every other sync's assets sit under it."""
-    return dg.AssetKey([name] if spec.legacy else [spec.name, name])
+    """The key of one of a sync's assets (its names say where they sit)."""
+    return dg.AssetKey(spec.names.key(name))
 
 
-def _group(spec: SyncSpec) -> str:
-    return GROUP if spec.legacy else spec.name
-
-
-def build_sync_assets(cfg: Config) -> list:
-    out: list = []
-    for spec in cfg.syncs.values():
-        out += _sync_assets(cfg, spec)
-    return out
-
-
-def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
-    pool = pool_name(cfg, spec)
-    paths = sync_paths(cfg, spec)
-    workspace = workspace_key(cfg.destination_of(spec), spec.legacy)
+def sync_assets(cfg: Config, spec: SyncSpec) -> list:
+    """One sync's assets: its plan, its send and rejections, and its own query's result."""
+    names = paths = spec.names
+    pool, workspace, group = names.pool, names.workspace, names.group
     b = cfg.destination_of(spec)
     kind = "a campaign" if spec.audience else "an orchestration"
     what = f"sync {spec.name!r} ({kind}) to destination {spec.destination!r}"
     own: list = []
-    plan_deps = [dg.AssetKey("segment_memberships")]  # which reads braze_customer_attributes
+    plan_deps = [dg.AssetKey(MEMBERSHIPS)]  # which reads braze_customer_attributes
     if spec.sql is not None:
         own = [
             attributes_assets(
@@ -93,15 +72,15 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 sql_key=f"syncs.{spec.name}.sql",
                 sql=spec.sql,
                 braze=b,
-                keys=([spec.name, "attributes"], [spec.name, "attributes_rejections"]),
-                group=_group(spec),
+                keys=(names.attributes.split("/"), names.field_rejections.split("/")),
+                group=group,
             )
         ]
-        plan_deps.append(dg.AssetKey([spec.name, "attributes"]))
+        plan_deps.append(dg.AssetKey(names.attributes.split("/")))
 
     @dg.asset(
-        key=sync_asset_key(spec, "braze_sync_plan"),
-        group_name=_group(spec),
+        key=sync_asset_key(spec, SYNC_PLAN),
+        group_name=group,
         pool=pool,
         deps=plan_deps,
         kinds={"polars", "braze"},
@@ -113,7 +92,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
         context: dg.AssetExecutionContext, storage: StorageResource
     ) -> dg.MaterializeResult:
         store = storage.get()
-        plan = make_plan(cfg, store, spec=spec)
+        plan = make_plan(cfg, store, spec)
         uri = save_plan(store, plan, paths)
         s = plan.stats
         context.log.info(
@@ -125,8 +104,8 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                sync_asset_key(spec, "braze_sync"),
-                group_name=_group(spec),
+                sync_asset_key(spec, SYNC),
+                group_name=group,
                 deps=[braze_sync_plan],
                 kinds={"braze"},
                 description=f"Sends the plan of {what} to Braze's /users/track and commits its "
@@ -135,7 +114,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
             ),
             dg.AssetSpec(
                 sync_asset_key(spec, SYNC_REJECTIONS),
-                group_name=_group(spec),
+                group_name=group,
                 deps=[braze_sync_plan],
                 kinds={"polars"},
                 skippable=True,  # a dry run sends nothing, so it rejects nothing either
@@ -143,7 +122,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 "the sync state, so the next sync sends them again.",
             ),
         ],
-        name="braze_sync" if spec.legacy else f"{spec.name}_braze_sync",
+        name=names.sync_step,
         pool=pool,
         required_resource_keys={"storage", workspace},
     )
@@ -161,7 +140,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 f"dry run: {n_req:,} requests with {n_obj:,} objects written to {store.uri(name)}"
             )
             yield dg.MaterializeResult(
-                asset_key=sync_asset_key(spec, "braze_sync"),
+                asset_key=sync_asset_key(spec, SYNC),
                 metadata={
                     "dry_run": True,
                     "requests": dg.MetadataValue.int(n_req),
@@ -173,9 +152,7 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
             return
         try:
             braze = getattr(context.resources, workspace)
-            report = run_sync(
-                cfg, store, plan, context.run.run_id, api_key=braze.api_key(), spec=spec
-            )
+            report = run_sync(cfg, store, plan, context.run.run_id, spec, braze)
         except AuthError as e:
             raise dg.Failure(description=str(e), allow_retries=False) from None
         except (BrazeError, LeaseTimeout, LeaseLost, StateMovedError) as e:
@@ -226,61 +203,6 @@ def _sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 "(Braze kept failing); everything Braze accepted is recorded, and the next sync sends the rest.",
                 metadata=meta,
             )
-        yield dg.MaterializeResult(asset_key=sync_asset_key(spec, "braze_sync"), metadata=meta)
+        yield dg.MaterializeResult(asset_key=sync_asset_key(spec, SYNC), metadata=meta)
 
     return [*own, braze_sync_plan, braze_sync]
-
-
-def _selection(cfg: Config, spec: SyncSpec) -> dg.AssetSelection:
-    """Everything a sync needs, from the feeds to its braze_sync, with the rejection tables that
-    come with the assets that write them."""
-    keys = [sync_asset_key(spec, "braze_sync"), sync_asset_key(spec, SYNC_REJECTIONS)]
-    side = [dg.AssetKey("braze_customer_attributes_rejections")]
-    if spec.sql is not None:
-        side.append(dg.AssetKey([spec.name, "attributes_rejections"]))
-    selection = dg.AssetSelection.assets(*keys).upstream() | dg.AssetSelection.assets(*side)
-    if cfg.currents is not None:
-        # The hourly Currents loads run from their sensor; a sync refreshes engagement_summary
-        # from whatever hours are loaded.
-        selection = selection - dg.AssetSelection.assets("braze_currents_events")
-    return selection
-
-
-def build_sync_jobs_and_schedules(cfg: Config) -> tuple[list, list]:
-    """Per sync a job ``<sync>_job`` and a schedule ``<sync>_schedule``; ``braze_sync_job`` runs
-    every sync (the single-destination shape has only braze_sync_job and braze_sync_schedule)."""
-    jobs, schedules = [], []
-    everything = None
-    for spec in cfg.syncs.values():
-        selection = _selection(cfg, spec)
-        everything = selection if everything is None else everything | selection
-        if spec.legacy:
-            continue
-        job = dg.define_asset_job(
-            f"{spec.name}_job",
-            selection=selection,
-            description=f"Everything sync {spec.name!r} needs, from the feeds to its braze_sync.",
-        )
-        jobs.append(job)
-        schedules.append(_schedule(f"{spec.name}_schedule", job, spec))
-    all_job = dg.define_asset_job(
-        "braze_sync_job",
-        selection=everything,
-        description="Every sync, and everything they need, from the feeds to braze_sync.",
-    )
-    jobs.insert(0, all_job)
-    legacy = [sp for sp in cfg.syncs.values() if sp.legacy]
-    if legacy:
-        schedules.insert(0, _schedule("braze_sync_schedule", all_job, legacy[0]))
-    return jobs, schedules
-
-
-def _schedule(name: str, job, spec: SyncSpec) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name=name,
-        job=job,
-        cron_schedule=spec.schedule,
-        execution_timezone=spec.timezone,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Runs {job.name} on '{spec.schedule}' ({spec.timezone}).",
-    )

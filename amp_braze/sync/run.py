@@ -8,16 +8,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import polars as pl
 
 from amp_braze.braze.client import BatchResult, BrazeClient, SendStats
 from amp_braze.braze.field_rules import MAX_IDENTITY_UPDATES
 from amp_braze.braze.identifiers import ID
-from amp_braze.braze.instances import endpoint_for
 from amp_braze.braze.payload import Request, data_points, object_json, requests
-from amp_braze.braze.retry import RetryPolicy
-from amp_braze.config import Config, SyncSpec
+from amp_braze.catalogue import SyncNames
+from amp_braze.config import BrazeConfig, Config, SyncSpec
 from amp_braze.failpoints import failpoint
 from amp_braze.identity.ids import IdMap
 from amp_braze.metadata import Laps
@@ -25,21 +25,25 @@ from amp_braze.plan_format import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 from amp_braze.storage import Storage
 from amp_braze.sync import merges
 from amp_braze.sync.lease import Lease, LeaseLost
-from amp_braze.sync.paths import (
-    SyncPaths,
-    sync_paths,
-    the_sync,
-)
 from amp_braze.sync.plan import Plan, plan_delta
 from amp_braze.sync.state import StateMovedError, StateView, SyncState
 from amp_braze.sync.wanted import wanted_state
 
 log = logging.getLogger(__name__)
+
+
+class Workspace(Protocol):
+    """What sending needs of a Braze workspace (amp_braze.resources.BrazeWorkspace is one): a
+    client, its first request held back to ``start_at``."""
+
+    def client(self, start_at: float = 0.0) -> BrazeClient: ...
+
+
 ENCODE_CHUNK_ROWS = 30_000
 KEEP_PLANS = 3
 
 
-def save_plan(storage: Storage, plan: Plan, paths: SyncPaths) -> str:
+def save_plan(storage: Storage, plan: Plan, paths: SyncNames) -> str:
     """Write the plan's rows under a name of their own, then the pointer that names them: a
     reader sees one plan whole, never one plan's rows with another's description."""
     pointer, plans = paths.plan_pointer, paths.plans
@@ -61,7 +65,7 @@ def save_plan(storage: Storage, plan: Plan, paths: SyncPaths) -> str:
     return uri
 
 
-def load_plan(storage: Storage, paths: SyncPaths) -> Plan:
+def load_plan(storage: Storage, paths: SyncNames) -> Plan:
     man = storage.read_json(paths.plan_pointer)
     if man is None or "table" not in man:
         raise FileNotFoundError("no braze_sync_plan yet: materialize braze_sync_plan first")
@@ -77,11 +81,10 @@ def load_plan(storage: Storage, paths: SyncPaths) -> Plan:
 def make_plan(
     config: Config,
     storage: Storage,
+    spec: SyncSpec,
     view: StateView | None = None,
-    spec: SyncSpec | None = None,
 ) -> Plan:
-    spec = the_sync(config, spec)
-    view = view or SyncState(storage, sync_paths(config, spec).state_key).current()
+    view = view or SyncState(storage, spec.names.state_key).current()
     w = wanted_state(config, storage, spec)
     plan = plan_delta(
         w.side,
@@ -97,10 +100,11 @@ def make_plan(
     return plan
 
 
-def window_rows(config: Config) -> int:
+def window_rows(config: Config, destination: BrazeConfig) -> int:
     """Plan rows encoded (and, when sending, recorded as going out) at a time: at most half a
-    checkpoint, so what a crash leaves uncertain stays within about one checkpoint."""
-    per = config.braze.objects_per_request
+    checkpoint, so what a crash leaves uncertain stays within about one checkpoint; whole
+    requests of the destination's own size."""
+    per = destination.objects_per_request
     rows = min(ENCODE_CHUNK_ROWS, config.sync.checkpoint_rows // 2)
     return max(per, rows // per * per)  # whole requests: no half-empty batch at a boundary
 
@@ -108,13 +112,13 @@ def window_rows(config: Config) -> int:
 def iter_requests(
     plan: Plan,
     config: Config,
+    spec: SyncSpec,
     before_window: Callable[[pl.DataFrame], None] | None = None,
-    spec: SyncSpec | None = None,
 ) -> Iterator[Request]:
     """The plan's requests, encoded a window at a time so payloads are never all in memory;
     ``before_window`` runs before each window's first request is handed out."""
-    b = config.destination_of(the_sync(config, spec))
-    for chunk in plan.table.iter_slices(window_rows(config)):
+    b = config.destination_of(spec)
+    for chunk in plan.table.iter_slices(window_rows(config, b)):
         if before_window is not None:
             before_window(chunk)
         objs = object_json(chunk, plan.attrs, b.identifier, b.update_existing_only)
@@ -122,12 +126,12 @@ def iter_requests(
 
 
 def write_dry_run(
-    plan: Plan, config: Config, path: str | os.PathLike, spec: SyncSpec | None = None
+    plan: Plan, config: Config, path: str | os.PathLike, spec: SyncSpec
 ) -> tuple[int, int]:
     """Write the planned request bodies as JSON lines; returns (requests, objects)."""
     n_req = n_obj = 0
     with open(path, "wb") as f:
-        for req in iter_requests(plan, config, spec=spec):
+        for req in iter_requests(plan, config, spec):
             f.write(req.body + b"\n")
             n_req += 1
             n_obj += len(req.ids)
@@ -164,9 +168,9 @@ def run_sync(
     storage: Storage,
     plan: Plan,
     run_id: str,
-    api_key: str | None = None,
+    spec: SyncSpec,
+    workspace: Workspace,
     on_progress: Callable[[SendStats], None] | None = None,
-    spec: SyncSpec | None = None,
 ) -> SyncReport:
     """Send a plan, holding the destination's lease (one sync at a time per Braze workspace,
     whatever the Dagster instance allows). Before each window of rows goes out an intent is
@@ -175,15 +179,12 @@ def run_sync(
     reason and, not being in the state, sent again by the next sync. A plan computed against
     another state than the one the lease shows is recomputed."""
     start = time.perf_counter()
-    spec = the_sync(config, spec)
-    paths = sync_paths(config, spec)
+    paths = spec.names
     state = SyncState(storage, paths.state_key)
     lease = Lease(storage, paths.lease, run_id, ttl=config.sync.lease_seconds)
     waited = lease.acquire(config.sync.lease_wait_seconds)
     try:
-        report = _send(
-            config, storage, state, lease, plan, run_id, api_key, on_progress, spec, paths
-        )
+        report = _send(config, storage, state, lease, plan, run_id, workspace, on_progress, spec)
     finally:
         lease.release()
     report.lease_wait_seconds = waited
@@ -198,28 +199,15 @@ def _send(
     lease: Lease,
     plan: Plan,
     run_id: str,
-    api_key: str | None,
+    workspace: Workspace,
     on_progress: Callable[[SendStats], None] | None,
     spec: SyncSpec,
-    paths: SyncPaths,
 ) -> SyncReport:
     failpoint("sync.lease_taken")
     lap = Laps()
     b = config.destination_of(spec)
-    client = BrazeClient(
-        endpoint_for(b.instance, b.rest_endpoint),
-        api_key if api_key is not None else os.environ.get(b.api_key_env, ""),
-        key_env=b.api_key_env,
-        start_at=lease.next_request_at,
-        rate_per_second=b.rate_limit.per_second,
-        concurrency=b.concurrency,
-        timeout=b.timeout_seconds,
-        retry=RetryPolicy(
-            max_retries=b.max_retries,
-            max_wait_seconds=b.max_wait_seconds,
-            max_consecutive_failures=b.max_consecutive_failures,
-        ),
-    )
+    paths = spec.names
+    client = workspace.client(start_at=lease.next_request_at)
     view = state.current()
     lap("read state")
     merged = (0, 0)
@@ -235,7 +223,7 @@ def _send(
             plan.state_fingerprint,
             view.fingerprint,
         )
-        plan = make_plan(config, storage, view, spec)
+        plan = make_plan(config, storage, spec, view)
         replanned = True
         lap("plan again")
 
@@ -287,7 +275,7 @@ def _send(
 
     try:
         try:
-            client.send(iter_requests(plan, config, going_out, spec), on_result)
+            client.send(iter_requests(plan, config, spec, going_out), on_result)
         finally:
             flush()  # whatever Braze accepted is recorded, even when the run stops early
             lease.next_request_at = client.next_request_at()
@@ -314,7 +302,7 @@ def _send_merges(
     state: SyncState,
     view: StateView,
     client: BrazeClient,
-    paths: SyncPaths,
+    paths: SyncNames,
 ) -> tuple[int, int]:
     """Send the identity merges this sync's Braze profiles need, then record them in the state
     (see amp_braze.sync.merges); returns (merged, renamed)."""

@@ -14,7 +14,6 @@ from amp_braze.braze.payload import object_json
 from amp_braze.config import Config, SyncSpec
 from amp_braze.plan_format import AttrSpec, flag
 from amp_braze.storage import Storage
-from amp_braze.sync.paths import the_sync
 from amp_braze.sync.wanted import wanted_state
 
 _PROFILE_KEYS = (
@@ -29,15 +28,15 @@ _PROFILE_KEYS = (
 
 
 def expected_profiles(
-    config: Config, storage: Storage, syncs: list[SyncSpec] | None = None
+    config: Config, storage: Storage, syncs: list[SyncSpec]
 ) -> tuple[dict[str, dict], set[str]]:
     """Per external_id, every non-null wanted attribute as it goes on the wire (false segment
-    flags left out: false and absent mean the same), over the given syncs of one workspace (by
-    default the first sync). An attribute whose value a field rule set aside (an invalid phone)
+    flags left out: false and absent mean the same), over the given syncs of one workspace. An
+    attribute whose value a field rule set aside (an invalid phone)
     is whatever Braze holds: its key in the profile is ``HELD``."""
     out: dict[str, dict] = {}
     booleans: set[str] = set()
-    for spec in syncs or [the_sync(config)]:
+    for spec in syncs:
         want, bools = _expected(config, storage, spec)
         booleans |= bools
         for key, attrs in want.items():
@@ -95,9 +94,9 @@ def compare(
     config: Config,
     storage: Storage,
     braze_users: list[dict],
-    syncs: list[SyncSpec] | None = None,
+    syncs: list[SyncSpec],
 ) -> Comparison:
-    """What a workspace holds against what the given syncs to it want (default: the first sync)."""
+    """What a workspace holds against what the given syncs to it want."""
     want, booleans = expected_profiles(config, storage, syncs)
     have = {
         u.get("external_id") or u.get("braze_id"): flatten_braze_profile(u, booleans)

@@ -11,10 +11,10 @@ import polars as pl
 from amp_braze.audiences.memberships import segment_attributes
 from amp_braze.braze.field_rules import held_column
 from amp_braze.braze.identifiers import ID, identifier_columns
+from amp_braze.catalogue import MEMBERSHIPS
 from amp_braze.config import Config, SyncSpec
 from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
-from amp_braze.sync.paths import MEMBERSHIPS, sync_paths, the_sync
 from amp_braze.sync.plan import Side, zip_or_join
 
 
@@ -33,14 +33,13 @@ class Wanted:
 AUDIENCE, EXCLUDED = "__audience", "__excluded"
 
 
-def wanted_state(config: Config, storage: Storage, spec: SyncSpec | None = None) -> Wanted:
+def wanted_state(config: Config, storage: Storage, spec: SyncSpec) -> Wanted:
     """Attributes + segment attributes, one row per user: what Braze should hold for this sync.
     Lazy: the planner streams it. The Parquet footers say whether memberships list the same users
     in the same rows as the attributes (then they are put side by side without reading ids). A
     campaign keeps only its audience's members (minus exclusions) and the attributes it names."""
-    spec = the_sync(config, spec)
     b = config.destination_of(spec)
-    paths = sync_paths(config, spec)
+    paths = spec.names
     # Rows and footer from one version of each table: the footers' ids digests decide whether
     # the two tables are put side by side, so they must describe the rows read.
     snap = storage.table_snapshot(paths.attributes)

@@ -89,7 +89,9 @@ def test_merge_reaches_braze_and_the_state_follows(tmp_path, emulator, monkeypat
     assert emulator.stats()["users_merged"] == 1
     merged = users[kept]
     assert merged["email"] == "zz.carla@example.org"  # filled from the absorbed profile or sent
-    result = compare(brand.config, brand.storage, list(users.values()))
+    result = compare(
+        brand.config, brand.storage, list(users.values()), list(brand.config.syncs.values())
+    )
     assert result.equal, (result.missing[:3], result.different[:3], result.unexpected[:3])
     # customer_profiles was rebuilt for the changed customers only, and equals a full unify.
     assert day2["customer_profiles"]["rebuild"] == "changed customers only"

@@ -135,7 +135,7 @@ def braze_profiles(emulator) -> dict[str, dict]:
 
 def assert_braze_matches(brand: Brand, emulator) -> None:
     users = list(emulator.users().values())
-    result = compare(brand.config, brand.storage, users)
+    result = compare(brand.config, brand.storage, users, list(brand.config.syncs.values()))
     assert not result.missing and not result.unexpected, (result.missing[:3], result.unexpected[:3])
     assert not result.different, (
         f"{len(result.different)} profiles differ, e.g. {result.different[:2]}"

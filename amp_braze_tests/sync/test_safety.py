@@ -21,7 +21,6 @@ from amp_braze.braze.retry import RetryPolicy
 from amp_braze.plan_format import flag
 from amp_braze.storage import Storage
 from amp_braze.sync.lease import Lease, LeaseTimeout
-from amp_braze.sync.paths import destination
 from amp_braze.sync.plan import uncertain
 from amp_braze.sync.state import CHECKPOINT, INTENT, Entry, SyncState, fold_journal
 from amp_braze_tests.conftest import free_port
@@ -80,7 +79,7 @@ def test_manifest_does_not_grow_with_history(tmp_path, emulator, monkeypatch):
     """Before: every manifest listed every checkpoint ever folded."""
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
     brand = make_brand(tmp_path, emulator.url, n=600, checkpoint_rows=100)
-    state = SyncState(brand.storage, destination(brand.config))
+    state = SyncState(brand.storage, brand.config.syncs["braze"].names.state_key)
     sizes = []
     for k in range(4):
         brand.write_feed(make_feed(600).with_columns(pl.col("ltv") + k))
@@ -110,7 +109,7 @@ def test_a_killed_runs_unconfirmed_value_is_resent_when_the_data_goes_back(
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
     brand = make_brand(tmp_path, emulator.url, n=300, checkpoint_rows=300)
     brand.sync()
-    state = SyncState(brand.storage, destination(brand.config))
+    state = SyncState(brand.storage, brand.config.syncs["braze"].names.state_key)
     # What a run that died mid-send leaves: its intent, no checkpoint; Braze applied the value.
     rows = pl.DataFrame({"__id": ["user-5"], flag("ltv"): [True]})
     state.write_intent(rows)
@@ -129,7 +128,7 @@ def test_leftover_temporary_files_are_cleaned_up(tmp_path, emulator, monkeypatch
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
     brand = make_brand(tmp_path, emulator.url, n=150)
     brand.sync()
-    base = Path(brand.storage.uri(f"sync/{destination(brand.config)}"))
+    base = Path(brand.storage.uri(f"sync/{brand.config.syncs['braze'].names.state_key}"))
     stale = base / "state" / ".part-00000.parquet.tmp-deadbeef"
     fresh = base / "journal" / ".e000000000099.parquet.tmp-cafe"
     for p in (stale, fresh):
@@ -156,7 +155,7 @@ def test_an_attribute_that_changes_type_is_resent_and_recorded(tmp_path, emulato
     _, meta = brand.sync()
     assert meta["braze_sync_plan"]["attributes_changed"] == 300  # visits, for everyone
     assert emulator.users()["user-7"]["custom_attributes"]["visits"] == "7"
-    state = SyncState(brand.storage, destination(brand.config)).current().table
+    state = SyncState(brand.storage, brand.config.syncs["braze"].names.state_key).current().table
     assert state.schema["visits"] == pl.String and state["visits"].null_count() == 0
     assert_braze_matches(brand, emulator)
     _, meta = brand.sync()

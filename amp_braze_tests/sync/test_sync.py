@@ -12,7 +12,6 @@ import pytest
 from amp_braze.braze.identifiers import ID
 from amp_braze.config import load_config
 from amp_braze.plan_format import flag
-from amp_braze.sync.paths import destination
 from amp_braze.sync.state import CHECKPOINT, SyncState
 from amp_braze_tests.sync.helpers import (
     Brand,
@@ -199,7 +198,7 @@ def state_values(state: SyncState, version: int) -> pl.DataFrame:
 
 def test_wrong_api_key_stops_with_a_clear_error_and_no_state_change(brand, emulator, monkeypatch):
     brand.sync()
-    state = SyncState(brand.storage, destination(brand.config))
+    state = SyncState(brand.storage, brand.config.syncs["braze"].names.state_key)
     version = state.current().version
     brand.write_feed(make_feed(1500).with_columns(pl.col("ltv") + 1))
     monkeypatch.setenv("BRAZE_API_KEY", "not-the-key")
@@ -243,7 +242,7 @@ def test_sync_killed_mid_run_resends_at_most_one_checkpoint(tmp_path, emulator, 
         tmp_path, emulator.url, n=n, checkpoint_rows=checkpoint_rows, concurrency=concurrency
     )
     emulator.faults(latency_ms=120)  # 40 requests, 2 at a time: about 2.5 s of sending
-    state = SyncState(brand.storage, destination(brand.config))
+    state = SyncState(brand.storage, brand.config.syncs["braze"].names.state_key)
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASHING_SYNC, str(tmp_path / "amp_braze.yaml")],
         env=os.environ.copy(),
@@ -292,7 +291,9 @@ def test_dry_run_flag_and_plan_command_send_nothing(brand, emulator, tmp_path):
     assert len(lines) == 20
     first = orjson.loads(lines[0])["attributes"]
     assert len(first) == 75 and first[0]["external_id"] == "user-0" and first[0]["tier"] == "bronze"
-    assert SyncState(brand.storage, destination(brand.config)).current().version == 0
+    assert (
+        SyncState(brand.storage, brand.config.syncs["braze"].names.state_key).current().version == 0
+    )
 
     out = tmp_path / "requests.jsonl"
     proc = subprocess.run(
@@ -377,14 +378,19 @@ def test_sync_with_storage_on_s3(tmp_path, emulator, monkeypatch, s3_bucket):
     assert (
         meta["braze_sync"]["users_sent"] == 300 and meta["braze_sync"]["checkpoints"] == 2
     )  # 150 + 150
-    state = SyncState(brand.storage, destination(cfg))
+    state = SyncState(brand.storage, cfg.syncs["braze"].names.state_key)
     view = state.current()
     assert (
         view.version == 1 and view.table.height == 300 and view.folded_through == 6
     )  # 4 intents (75 rows each), 2 checkpoints
-    listed = brand.storage.list(f"sync/{destination(cfg)}/state")
-    assert len(listed) == 2 and listed[0] == f"sync/{destination(cfg)}/state/v000001/manifest.json"
-    assert listed[1].startswith(f"sync/{destination(cfg)}/state/v000001/part-00000-")
+    listed = brand.storage.list(f"sync/{cfg.syncs['braze'].names.state_key}/state")
+    assert (
+        len(listed) == 2
+        and listed[0] == f"sync/{cfg.syncs['braze'].names.state_key}/state/v000001/manifest.json"
+    )
+    assert listed[1].startswith(
+        f"sync/{cfg.syncs['braze'].names.state_key}/state/v000001/part-00000-"
+    )
     _, meta = brand.sync()
     assert meta["braze_sync"]["users_sent"] == 0
     assert_braze_matches(brand, emulator)
@@ -393,7 +399,7 @@ def test_sync_with_storage_on_s3(tmp_path, emulator, monkeypatch, s3_bucket):
 def test_old_state_versions_and_folded_checkpoints_are_deleted(brand, emulator):
     """Each sync writes a full snapshot; only the newest sync.keep_state_versions (3) stay, the
     checkpoint files folded into the newest are deleted, a crashed run's checkpoints are not."""
-    state = SyncState(brand.storage, destination(brand.config))
+    state = SyncState(brand.storage, brand.config.syncs["braze"].names.state_key)
     feed = make_feed(1500)
     metas = []
     for k in range(4):  # a first sync, then three with one more ltv change each

@@ -1,5 +1,6 @@
-"""The columns of engagement_summary, known before any Currents data exists (the profile SQL and
-segments can refer to them from day one; the table is empty until Currents files arrive)."""
+"""The columns of engagement_summary, known before any Currents data exists: the contract between
+the Currents area, which writes the table, and the profile SQL and segments, which can refer to
+them from day one (the table is empty until Currents files arrive)."""
 
 from __future__ import annotations
 
