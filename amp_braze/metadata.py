@@ -83,15 +83,27 @@ def stored_table_metadata(
     return meta
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
-    """A small Markdown table for the UI (a few rows, never a whole dataset)."""
+_TYPES = {bool: "bool", int: "int", float: "float"}
+
+
+def rows_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
+    """A few rows (never a whole dataset) as Dagster's table metadata, which the asset page shows
+    as a table with its schema. Columns in the order they first appear; a column is a number or
+    a boolean when all its values are, text otherwise."""
     if not rows:
         return dg.MetadataValue.md("_none_")
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |")
-    return dg.MetadataValue.md("\n".join(lines))
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    types = {}
+    for c in columns:
+        kinds = {type(r[c]) for r in rows if r.get(c) is not None}
+        types[c] = _TYPES.get(next(iter(kinds)), "string") if len(kinds) == 1 else "string"
+
+    def cell(c: str, v: Any) -> str | int | float | bool | None:
+        return v if v is None or types[c] != "string" else str(v)
+
+    records = [dg.TableRecord({c: cell(c, r.get(c)) for c in columns}) for r in rows]
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, types[c]) for c in columns])
+    return dg.MetadataValue.table(records, schema=schema)
 
 
 def stage_seconds(seconds: dict[str, float]) -> dg.MetadataValue:
@@ -99,10 +111,10 @@ def stage_seconds(seconds: dict[str, float]) -> dg.MetadataValue:
     keys sorted, which loses that order), each with its share of the step and a total."""
     total = sum(seconds.values())
     rows = [
-        {"stage": k, "seconds": f"{v:.3f}", "share": f"{v / total:.0%}" if total else ""}
+        {"stage": k, "seconds": round(v, 3), "share": f"{v / total:.0%}" if total else ""}
         for k, v in seconds.items()
     ]
-    return markdown_table([*rows, {"stage": "**total**", "seconds": f"{total:.3f}", "share": ""}])
+    return rows_table([*rows, {"stage": "total", "seconds": round(total, 3), "share": ""}])
 
 
 class Laps:

@@ -47,12 +47,12 @@ def test_seconds_per_stage_show_in_the_order_the_stages_ran(tmp_path, emulator, 
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
     brand = make_brand(tmp_path, emulator.url, n=300)
     _, meta = brand.sync()
-    shown = meta["braze_sync"]["seconds"]  # the helper hands metadata values over unwrapped
-    assert shown.startswith("| stage | seconds | share |")
-    rows = [line.split("|")[1:-1] for line in shown.splitlines()[2:]]
-    stages = [r[0].strip() for r in rows]
-    assert stages == ["read state", "send", "commit state", "rejections", "**total**"]
-    seconds = [float(r[1]) for r in rows]
+    shown = meta["braze_sync"]["seconds"]  # Dagster's table metadata: rows in this order
+    assert [c.name for c in shown.schema.columns] == ["stage", "seconds", "share"]
+    rows = [r.data for r in shown.records]
+    stages = [r["stage"] for r in rows]
+    assert stages == ["read state", "send", "commit state", "rejections", "total"]
+    seconds = [r["seconds"] for r in rows]
     assert abs(sum(seconds[:-1]) - seconds[-1]) < 0.002 and seconds[-1] > 0
-    profiles = meta["braze_customer_attributes"]["seconds"]
+    profiles = [r.data["stage"] for r in meta["braze_customer_attributes"]["seconds"].records]
     assert profiles.index("profile sql") < profiles.index("write")

@@ -11,7 +11,7 @@ from amp_braze.audiences.memberships import (
 from amp_braze.braze.identifiers import id_footer
 from amp_braze.catalogue import ATTRIBUTES, AUDIENCES_GROUP, MEMBERSHIPS
 from amp_braze.config import Config
-from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.metadata import rows_table, table_metadata
 from amp_braze.profiles.sql import base_tables, sql_upstream, table_assets
 from amp_braze.resources import StorageResource
 
@@ -75,7 +75,7 @@ def audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             meta[f"size_{s}"] = dg.MetadataValue.int(changes.sizes[s])
             meta[f"joiners_{s}"] = dg.MetadataValue.int(changes.joiners[s])
             meta[f"leavers_{s}"] = dg.MetadataValue.int(changes.leavers[s])
-        meta["segments"] = markdown_table(
+        meta["segments"] = rows_table(
             [
                 {
                     "segment": s,

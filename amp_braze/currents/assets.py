@@ -19,7 +19,7 @@ from amp_braze.currents.listing import list_files, list_hour, lookback_start
 from amp_braze.currents.load import load_hour
 from amp_braze.currents.rollup import update_summary
 from amp_braze.engagement_schema import SUMMARY_DESCRIPTIONS
-from amp_braze.metadata import markdown_table, table_metadata
+from amp_braze.metadata import rows_table, table_metadata
 from amp_braze.resources import StorageResource, storage_resource
 from amp_braze.storage import Storage
 
@@ -95,12 +95,12 @@ def currents_defs(cfg: Config) -> dg.Definitions:
             "event_types": dg.MetadataValue.int(len(per_type)),
             "files_read_by_polars": dg.MetadataValue.int(load.reader.get("polars", 0)),
             "files_read_by_fastavro": dg.MetadataValue.int(load.reader.get("fastavro", 0)),
-            "events_by_type": markdown_table(
+            "events_by_type": rows_table(
                 [{"event_type": t, "events": n} for t, n in sorted(per_type.items())]
             ),
         }
         if load.quarantined:
-            meta["quarantine"] = markdown_table(load.quarantined[:20])
+            meta["quarantine"] = rows_table(load.quarantined[:20])
             context.log.warning(
                 f"{len(load.quarantined)} file(s) of hour {hour} set aside: {load.quarantined[:3]}"
             )

@@ -7,7 +7,7 @@ from amp_braze.catalogue import CLUSTERS, PROFILES_GROUP, SOURCES, source_table
 from amp_braze.config import Config
 from amp_braze.identity.linkage import model_parameters
 from amp_braze.identity.resolve import MODEL, MODEL_RULE, Resolution, run
-from amp_braze.metadata import markdown_table, stage_seconds, table_metadata
+from amp_braze.metadata import rows_table, stage_seconds, table_metadata
 from amp_braze.resources import StorageResource
 
 _BANDS = ((0.999, "0.999+"), (0.99, "0.99-0.999"), (0.95, "0.95-0.99"), (0.0, "threshold-0.95"))
@@ -108,20 +108,20 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
             "largest_cluster": dg.MetadataValue.int(int(sizes.max() or 0)),
             "mapping_version": dg.MetadataValue.int(version),
             **{k: dg.MetadataValue.int(v) for k, v in a.stats.items()},
-            "cluster_sizes": markdown(_histogram(sizes)),
-            "records_by_link": markdown(_records_by_link(result)),
+            "cluster_sizes": rows_table(_histogram(sizes)),
+            "records_by_link": rows_table(_records_by_link(result)),
             "deterministic_links": dg.MetadataValue.int(result.deterministic_links),
             "model_links": dg.MetadataValue.int(result.model_links),
             "records_without_id": dg.MetadataValue.int(sum(result.records.without_id.values())),
             "repeated_record_ids": dg.MetadataValue.int(sum(result.records.repeated_ids.values())),
             "model": dg.MetadataValue.path(store.uri(MODEL)),
             "model_trained_this_run": dg.MetadataValue.bool(result.trained),
-            "model_parameters": markdown(model_parameters(result.model, result.training)),
+            "model_parameters": rows_table(model_parameters(result.model, result.training)),
             "model_levels_neutral": dg.MetadataValue.int(len(_neutral_levels(result))),
             "model_fields_untrained": dg.MetadataValue.text(
                 ", ".join(result.training.get("untrained", [])) or "none"
             ),
-            "model_fallbacks": markdown(_fallback_rows(result)),
+            "model_fallbacks": rows_table(_fallback_rows(result)),
             "seconds": stage_seconds(result.seconds),
         }
         for w in (
@@ -162,7 +162,7 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                     severity=dg.AssetCheckSeverity.WARN,
                     metadata={
                         "junk_values": dg.MetadataValue.int(junk.height),
-                        "values": markdown(junk.head(20).to_dicts()),
+                        "values": rows_table(junk.head(20).to_dicts()),
                     },
                     description=None
                     if junk.height == 0
@@ -187,7 +187,3 @@ def _fallback_rows(result: Resolution) -> list[dict]:
          "reason": f["reason"]}
         for f in result.training.get("fallbacks", [])
     ]  # fmt: skip
-
-
-def markdown(rows: list[dict]) -> dg.MetadataValue:
-    return markdown_table(rows) if rows else dg.MetadataValue.md("(none)")

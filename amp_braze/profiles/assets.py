@@ -18,7 +18,7 @@ from amp_braze.catalogue import (
 from amp_braze.config import BrazeConfig, Config, SourceConfig
 from amp_braze.metadata import (
     Laps,
-    markdown_table,
+    rows_table,
     stage_seconds,
     stored_table_metadata,
     table_metadata,
@@ -141,7 +141,7 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
         meta["rows_without_key"] = dg.MetadataValue.int(
             sum(c["rows_without_key"] for c in result.contribution.values())
         )
-        meta["per_source"] = markdown_table(
+        meta["per_source"] = rows_table(
             [{"source": name, **c} for name, c in result.contribution.items()]
         )
         meta["customer_key"] = dg.MetadataValue.text(result.key)
@@ -237,10 +237,10 @@ def attributes_assets(
             "custom_attributes": dg.MetadataValue.int(len(result.custom_attributes)),
             "rows_checked_this_run": dg.MetadataValue.int(rebuilt.rows_built),
             "seconds": stage_seconds(rebuilt.seconds | lap.seconds),
-            "rejections_by_rule": markdown_table(
+            "rejections_by_rule": rows_table(
                 [{"rule": r, "rows": n} for r, n in by_rule.iter_rows()]
             ),
-            "rejection_sample": markdown_table(result.rejections.drop("__id").head(20).to_dicts()),
+            "rejection_sample": rows_table(result.rejections.drop("__id").head(20).to_dicts()),
         }
         limit = braze.max_rejected_share
         passed = result.rejected_share <= limit

@@ -10,7 +10,7 @@ from amp_braze.braze.client import AuthError, BrazeError
 from amp_braze.braze.identifiers import ID
 from amp_braze.catalogue import MEMBERSHIPS, SYNC, SYNC_PLAN, SYNC_REJECTIONS
 from amp_braze.config import Config, SyncSpec
-from amp_braze.metadata import markdown_table, stage_seconds, table_metadata
+from amp_braze.metadata import rows_table, stage_seconds, table_metadata
 from amp_braze.profiles.assets import attributes_assets
 from amp_braze.resources import StorageResource
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
@@ -39,7 +39,7 @@ def _plan_metadata(stats: dict) -> dict:
         # Users Braze has from us who are no longer wanted: unset or left as they are, per
         # braze.on_removed_user.
         "users_no_longer_wanted": dg.MetadataValue.int(stats.get("users_no_longer_wanted", 0)),
-        "attributes_changed_by_column": markdown_table(
+        "attributes_changed_by_column": rows_table(
             [
                 {"attribute": k, "users": v}
                 for k, v in sorted(
@@ -182,7 +182,7 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
             "duration_seconds": dg.MetadataValue.float(round(report.duration, 3)),
             "seconds": stage_seconds(report.seconds),
             "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),
-            "rejected_sample": markdown_table(rej.rename({ID: "identifier"}).head(20).to_dicts()),
+            "rejected_sample": rows_table(rej.rename({ID: "identifier"}).head(20).to_dicts()),
             "rejections_table": dg.MetadataValue.path(
                 store.uri(store.table_name(paths.rejections))
             ),
