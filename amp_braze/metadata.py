@@ -10,8 +10,9 @@ import polars as pl
 
 # The columns amp_braze adds to the tables it writes, described once for every table's schema.
 COLUMN_DESCRIPTIONS = {
-    "__id": "The user's key: the Braze identifier (trimmed, as text; alias_label:alias_name for "
-    "user aliases). Joins attributes, memberships, the plan and the sync state.",
+    "__id": "The user's key: the Braze identifier as text (an external_id or braze_id without "
+    "surrounding spaces; for user aliases, alias_label and alias_name joined by the unit "
+    "separator U+001F). Joins attributes, memberships, the plan and the sync state.",
     "profile_updated_at": "The newest updated_at among the feed rows unified into this customer.",
     "source_feeds": "The feeds with a row for this customer.",
     "__row_hash": "A hash of the profile SQL row this row was built from: the next run checks "

@@ -28,7 +28,6 @@ EVENTS_DIR = "currents/events"
 DONE = "_SUCCESS.json"
 EVENTS = "_events.parquet"
 QUARANTINE = "_quarantine.json"
-LEGACY = ""  # files written straight under hour=<h>/ (before loads had folders)
 STALE_SECONDS = 3600  # an incomplete load older than this was killed: its files are removed
 
 
@@ -61,7 +60,7 @@ def hour_dir(hour: str) -> str:
 
 
 def load_dir(hour: str, load: str) -> str:
-    return hour_dir(hour) if load == LEGACY else f"{hour_dir(hour)}/load={load}"
+    return f"{hour_dir(hour)}/load={load}"
 
 
 def new_load_id() -> str:
@@ -78,8 +77,6 @@ def _parse(name: str) -> tuple[str, str] | None:
     if not parts[0].startswith("hour="):
         return None
     hour = parts[0][len("hour=") :]
-    if len(parts) == 2:
-        return hour, LEGACY
     if len(parts) == 3 and parts[1].startswith("load="):
         return hour, parts[1][len("load=") :]
     return None
@@ -94,9 +91,7 @@ def _loads(names: list[str]) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def _complete(load: str, names: list[str]) -> bool:
-    if load == LEGACY:
-        return any(n.endswith("/" + EVENTS) for n in names)
+def _complete(names: list[str]) -> bool:
     return any(n.endswith("/" + DONE) for n in names)
 
 
@@ -104,7 +99,7 @@ def current_hours(storage: Storage, prefix: str = EVENTS_DIR) -> dict[str, HourF
     """Per loaded hour, its newest complete load (one listing of the events folder)."""
     out = {}
     for hour, loads in _loads(storage.list(prefix)).items():
-        done = sorted(ld for ld, names in loads.items() if _complete(ld, names))
+        done = sorted(ld for ld, names in loads.items() if _complete(names))
         if done:
             out[hour] = HourFiles(hour, done[-1], tuple(sorted(loads[done[-1]])))
     return out
@@ -117,7 +112,7 @@ def current_hour(storage: Storage, hour: str) -> HourFiles | None:
 def loaded_fingerprint(storage: Storage, hour: str) -> str | None:
     """The fingerprint of the Currents files the hour's current load read, if it recorded one."""
     cur = current_hour(storage, hour)
-    if cur is None or cur.load == LEGACY:
+    if cur is None:
         return None
     done = storage.read_json(f"{cur.folder}/{DONE}", {})
     return done.get("fingerprint")
@@ -128,7 +123,7 @@ def publish(storage: Storage, hour: str, load: str, summary: dict) -> None:
     every complete one but the newest before this, and incomplete ones left by killed loads."""
     storage.write_bytes(f"{load_dir(hour, load)}/{DONE}", orjson.dumps(summary))
     loads = _loads(storage.list(hour_dir(hour))).get(hour, {})
-    done = sorted(ld for ld, names in loads.items() if _complete(ld, names))
+    done = sorted(ld for ld, names in loads.items() if _complete(names))
     keep = set(done[-2:]) | {load}
     cutoff = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() - STALE_SECONDS))
     # A load's id starts with when it started, so "older than the cut-off" is a string compare.

@@ -1,7 +1,7 @@
 """Loading one queue hour of Currents Avro files, losslessly, with bad files set aside.
 
-Each file is read with polars' native Avro reader (about 4-5x faster here); a file polars cannot read
-goes through fastavro; a file neither can read (corrupt, truncated, not Avro) is quarantined with its
+Each file is read with polars' native Avro reader (the faster one; see benchmarks/RESULTS.md); a file
+polars cannot read goes through fastavro; a file neither can read (corrupt, truncated, not Avro) is quarantined with its
 key and the reason, and the rest of the hour loads. Every field of every event type is kept (one
 table per event type, whatever fields it carries, so new optional fields need no code change), plus
 a long table of the fields common to all events, deduplicated on ``id``.

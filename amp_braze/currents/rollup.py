@@ -32,7 +32,6 @@ from amp_braze.engagement_schema import empty_engagement_summary
 from amp_braze.storage import Storage
 
 ROLLUP_DIR = "currents/rollup"
-LEGACY_ROLLUP = f"{ROLLUP_DIR}/alltime.parquet"
 MANIFEST = f"{ROLLUP_DIR}/manifest.json"
 FILE = "__file"
 
@@ -88,7 +87,7 @@ def _update_rollup(
     """``files``: each loaded hour's events table and the load it came from."""
     by_hour = {_hour(n): (n, load) for n, load in files.items()}
     folded: dict[str, str] = man["hours"] if man else {}
-    current = man.get("file", LEGACY_ROLLUP) if man else None
+    current = man.get("file") if man else None
     if current is None or any(h not in by_hour for h in folded) or not storage.exists(current):
         base, todo, run.rollup = None, sorted(files), "rebuilt"
         folded = {}

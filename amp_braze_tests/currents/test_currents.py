@@ -66,8 +66,10 @@ class Currents:
 
     def tick(self) -> dg.SensorResult:
         sensor = self.defs.resolve_sensor_def("braze_currents_sensor")
+        # As Dagster's daemon does: only the resources the sensor names are built.
+        resources = {k: self.defs.resources[k] for k in sensor.required_resource_keys}
         ctx = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.defs.resources
+            instance=self.instance, cursor=self.cursor, resources=resources
         )
         result = sensor(ctx)
         self.cursor = result.cursor
