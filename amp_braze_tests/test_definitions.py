@@ -1,0 +1,44 @@
+"""The code location (amp_braze.definitions): each area's own Definitions, with its resources,
+merged at the root."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from amp_braze.config import load_config
+from amp_braze.definitions import AREAS, build_defs
+
+EXPECTED = {
+    "profiles": {"sources/pos", "customer_profiles", "braze_customer_attributes"},
+    "identity": {"identity_clusters"},
+    "audiences": {"segment_memberships"},
+    "sync": {"profiles_us/braze_sync_plan", "profiles_us/braze_sync"},
+    "currents": {"braze_currents_events", "engagement_summary"},
+}
+
+
+def _keys(defs: dg.Definitions) -> set[str]:
+    return {k.to_user_string() for a in defs.assets or [] for k in a.keys}
+
+
+def test_each_area_loads_alone_with_the_resources_it_needs():
+    cfg = load_config()  # the bundled demo: every area configured
+    for area in AREAS:
+        name = area.__name__.split(".")[1]
+        defs = area.defs(cfg)
+        # Every resource its assets and sensors name is among its own (its jobs may select
+        # upstream assets of other areas: a sync's job runs from the feeds).
+        alone = dg.Definitions(assets=defs.assets, sensors=defs.sensors, resources=defs.resources)
+        dg.Definitions.validate_loadable(alone)
+        assert EXPECTED[name] <= _keys(defs), name
+    root = build_defs(cfg)
+    assert _keys(root) == set().union(*(_keys(area.defs(cfg)) for area in AREAS))
+    assert set(root.resources) == {"storage", "braze_us", "braze_eu", "currents"}
+    # The sensor takes the Currents bucket as a typed resource; it hands out the settings.
+    bucket = root.resources["currents"]
+    assert (bucket.bucket, bucket.lookback_hours) == (
+        cfg.currents.bucket,
+        cfg.currents.lookback_hours,
+    )
+    sensor = root.resolve_sensor_def("braze_currents_sensor")
+    assert sensor.required_resource_keys == {"currents", "storage"}
