@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amp_braze_tests.conftest import MINIMAL, write_config
+from amp_braze_tests.support.configs import MINIMAL, write_config
 
 
 def test_dagster_cli_lists_the_assets(tmp_path):
@@ -29,7 +29,7 @@ def test_dg_project_tooling_loads_the_code_location(tmp_path):
     the dependency edges they report are the ones the SQL reads."""
     import json
 
-    from amp_braze_tests.conftest import REPO
+    from amp_braze_tests.support.paths import REPO
 
     env = {k: v for k, v in os.environ.items() if k != "AMP_BRAZE_CONFIG"}
     env["AMP_BRAZE_HOME"] = str(tmp_path)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from amp_braze_tests.sync.helpers import make_brand
+from amp_braze_tests.support.brand import make_brand
+from amp_braze_tests.support.metadata import table_rows
 
 
 def test_every_column_amp_braze_adds_is_described(tmp_path, emulator, monkeypatch):
@@ -49,8 +50,8 @@ def test_seconds_per_stage_show_in_the_order_the_stages_ran(tmp_path, emulator, 
     _, meta = brand.sync()
     shown = meta["braze_sync"]["seconds"]  # the helper hands metadata values over unwrapped
     assert shown.startswith("| stage | seconds | share |")
-    rows = [line.split("|")[1:-1] for line in shown.splitlines()[2:]]
-    stages = [r[0].strip() for r in rows]
+    rows = table_rows(shown)
+    stages = [r[0] for r in rows]
     assert stages == ["read state", "send", "commit state", "rejections", "**total**"]
     seconds = [float(r[1]) for r in rows]
     assert abs(sum(seconds[:-1]) - seconds[-1]) < 0.002 and seconds[-1] > 0

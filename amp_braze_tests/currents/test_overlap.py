@@ -11,15 +11,14 @@ from pathlib import Path
 import dagster as dg
 import fastavro
 import polars as pl
-import pytest
 
 from amp_braze.currents.hours import DONE, current_hour, current_hours, hour_dir, load_dir
 from amp_braze.currents.keys import CurrentsFile
 from amp_braze.currents.load import load_hour
 from amp_braze.currents.summary import summarize
 from amp_braze.demo.run import QUIET
-from amp_braze_tests.conftest import assets_named
-from amp_braze_tests.currents.test_currents import NOW, Currents, H
+from amp_braze_tests.support.assets import assets_named
+from amp_braze_tests.support.currents import NOW, Currents, H
 
 TYPES = [
     "users.messages.email.Send",
@@ -28,11 +27,6 @@ TYPES = [
     "users.messages.email.Click",
     "users.behaviors.Purchase",
 ]
-
-
-@pytest.fixture
-def currents(tmp_path, s3_bucket) -> Currents:
-    return Currents(tmp_path, s3_bucket)
 
 
 def _consistent(currents: Currents, hour: str) -> tuple[int, set[str]]:

@@ -11,7 +11,7 @@ from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.records import prepare
 from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import generate
-from amp_braze_tests.identity.quality import EMPTY, feeds_of, pairwise, source
+from amp_braze_tests.support.link_quality import EMPTY, feeds_of, pairwise, source
 
 EVERY_KIND = {"given_name": "name", "surname": "name", "date_of_birth": "date", "email": "email",
               "phone": "phone", "postcode": "postcode", "address_1": "address",

@@ -14,7 +14,7 @@ from amp_braze.config import load_config
 from amp_braze.plan_format import flag
 from amp_braze.sync.paths import destination
 from amp_braze.sync.state import CHECKPOINT, SyncState
-from amp_braze_tests.sync.helpers import (
+from amp_braze_tests.support.brand import (
     Brand,
     assert_braze_matches,
     braze_profiles,
