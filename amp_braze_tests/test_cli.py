@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from amp_braze_tests.support.configs import MINIMAL, write_config
 
 
@@ -24,6 +26,7 @@ def test_dagster_cli_lists_the_assets(tmp_path):
     assert {"sources/pos", "sources/ecommerce", "sources/loyalty", "customer_profiles"} <= listed
 
 
+@pytest.mark.slow
 def test_dg_project_tooling_loads_the_code_location(tmp_path):
     """`dg check defs` and `dg list defs` (Dagster's current project tooling) load the project;
     the dependency edges they report are the ones the SQL reads."""

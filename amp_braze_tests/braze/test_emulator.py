@@ -407,6 +407,7 @@ def test_emulator_merge_keeps_the_kept_users_values_and_fills_the_rest():
     assert [u["external_id"] for u in e.users()] == ["amp_9"]
 
 
+@pytest.mark.slow
 def test_rate_limit_headers_and_429(emulator):
     emulator.configure(rate_limit=5, rate_window=2.0)
     # Start at the beginning of a window so all six requests fall into one.

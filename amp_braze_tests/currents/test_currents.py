@@ -36,6 +36,7 @@ def test_key_layouts_are_recognised():
     assert parse_key("p/event_type=x/date=2025-13-01-17/f.avro") is None
 
 
+@pytest.mark.slow
 def test_sensor_finds_all_layouts_loads_and_dedupes(currents):
     send = currents.events("users.messages.email.Send", 3)
     currents.put("users.messages.email.Send", H[1], send, "new")
@@ -94,6 +95,7 @@ def test_late_and_out_of_order_files_are_found_and_hours_reload_whole(currents):
     assert long.height == 7 and long["id"].n_unique() == 7
 
 
+@pytest.mark.slow
 def test_2500_new_files_in_one_tick(currents):
     body = fixtures.avro_bytes(
         "users.messages.email.Send", currents.events("users.messages.email.Send", 1)
@@ -242,6 +244,7 @@ def test_engagement_summary_exact_counts(currents):
     assert anon_row["external_user_id"] is None and anon_row["email_opens_30d"] == 1
 
 
+@pytest.mark.slow
 def test_engagement_summary_updates_a_rollup_and_equals_a_full_recompute(currents):
     """History is not reread: the all-time fields live in a roll-up that new and reloaded hours are
     folded into, and the windowed counts read only recent hours. Each summary must equal the one

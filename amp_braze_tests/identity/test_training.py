@@ -54,6 +54,7 @@ def test_a_level_only_non_matches_show_keeps_a_positive_m_however_long_em_runs(m
     assert mle.m[1][1] < 1e-30
 
 
+@pytest.mark.slow
 def test_every_kind_of_comparison_trains_and_every_level_is_accounted_for():
     syn = generate(1500, seed=11)
     frames = {
@@ -99,6 +100,7 @@ def test_every_kind_of_comparison_trains_and_every_level_is_accounted_for():
     assert all(s.converged and s.skipped is None for s in fitted.sessions)
 
 
+@pytest.mark.slow
 def test_a_field_that_only_different_people_share_is_left_neutral_and_reported():
     # "club" is known to the CRM only, which has one record per person: two club values only
     # ever meet in pairs of different people, so matching pairs never show that comparison.

@@ -172,6 +172,7 @@ def test_two_syncs_that_would_manage_one_attribute_are_refused(tmp_path, workspa
         load_config(path)
 
 
+@pytest.mark.slow
 def test_two_syncs_of_one_workspace_stay_under_its_limit_together(tmp_path, monkeypatch):
     """Each sync alone would use the whole limit; at once they must still not exceed it."""
     limit = 4  # requests per second, the emulator's Braze-style window of one second

@@ -1,6 +1,7 @@
 """A merge of two people's amp_ids reaches Braze: one profile left, and the sync state follows."""
 
 import polars as pl
+import pytest
 
 from amp_braze.config import load_config
 from amp_braze.identity.synthetic import generate
@@ -55,6 +56,7 @@ def ids_for(storage: Storage, records: list[str]) -> dict[str, str]:
     return dict(zip(t["record_id"], t["amp_id"], strict=True))
 
 
+@pytest.mark.slow
 def test_merge_reaches_braze_and_the_state_follows(tmp_path, emulator, monkeypatch):
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
     path = write_config(tmp_path, CONFIG.format(url=emulator.url), SQL)

@@ -73,6 +73,7 @@ def test_journal_numbers_follow_the_order_written_and_skip_taken_ones(tmp_path):
 
 
 # -- 3. the manifest stays small ------------------------------------------------------------------
+@pytest.mark.slow
 def test_manifest_does_not_grow_with_history(tmp_path, emulator, monkeypatch):
     """Before: every manifest listed every checkpoint ever folded."""
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
@@ -140,6 +141,7 @@ def test_leftover_temporary_files_are_cleaned_up(tmp_path, emulator, monkeypatch
 
 
 # -- 6. an attribute that changes type -----------------------------------------------------------
+@pytest.mark.slow
 def test_an_attribute_that_changes_type_is_resent_and_recorded(tmp_path, emulator, monkeypatch):
     """Before: the plan raised 'cannot compare string with numeric type' on every later sync."""
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
@@ -170,6 +172,7 @@ def test_a_type_change_cut_short_marks_the_rest_uncertain():
 
 
 # -- 5. Braze unreachable, or rate limiting without end ------------------------------------------
+@pytest.mark.slow
 def test_an_unreachable_braze_stops_the_sync_with_one_clear_message(
     tmp_path, emulator, monkeypatch
 ):
@@ -258,6 +261,7 @@ def test_the_lease_admits_one_holder_and_frees_when_the_holder_dies(tmp_path):
     c.release()
 
 
+@pytest.mark.slow
 def test_two_syncs_of_one_destination_at_once_send_the_change_once(tmp_path, emulator, monkeypatch):
     """Before: two overlapping syncs each sent the whole change (2.00x the data points)."""
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
