@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amp_braze_tests.conftest import MINIMAL, write_config
+import pytest
+
+from amp_braze_tests.support.configs import MINIMAL, write_config
 
 
 def test_dagster_cli_lists_the_assets(tmp_path):
@@ -24,12 +26,13 @@ def test_dagster_cli_lists_the_assets(tmp_path):
     assert {"sources/pos", "sources/ecommerce", "sources/loyalty", "customer_profiles"} <= listed
 
 
+@pytest.mark.slow
 def test_dg_project_tooling_loads_the_code_location(tmp_path):
     """`dg check defs` and `dg list defs` (Dagster's current project tooling) load the project;
     the dependency edges they report are the ones the SQL reads."""
     import json
 
-    from amp_braze_tests.conftest import REPO
+    from amp_braze_tests.support.paths import REPO
 
     env = {k: v for k, v in os.environ.items() if k != "AMP_BRAZE_CONFIG"}
     env["AMP_BRAZE_HOME"] = str(tmp_path)

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from amp_braze.config import BUNDLED_CONFIG, ConfigError, load_config
-from amp_braze_tests.conftest import MINIMAL, write_config
+from amp_braze_tests.support.configs import MINIMAL, write_config
 
 
 def _bad(tmp_path: Path, body: str) -> ConfigError:

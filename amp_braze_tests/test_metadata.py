@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from amp_braze_tests.sync.helpers import make_brand
+from amp_braze_tests.support.brand import make_brand
 
 
 def test_every_column_amp_braze_adds_is_described(tmp_path, emulator, monkeypatch):
@@ -35,7 +35,7 @@ def test_every_column_amp_braze_adds_is_described(tmp_path, emulator, monkeypatc
 
 
 def test_engagement_summary_columns_are_all_described():
-    from amp_braze.engagement_schema import ENGAGEMENT_SUMMARY_SCHEMA, SUMMARY_DESCRIPTIONS
+    from amp_braze.currents.summary_schema import ENGAGEMENT_SUMMARY_SCHEMA, SUMMARY_DESCRIPTIONS
 
     assert set(SUMMARY_DESCRIPTIONS) == set(ENGAGEMENT_SUMMARY_SCHEMA.names())
     assert SUMMARY_DESCRIPTIONS["email_opens_30d"].startswith("Email opens in the 30 days")
@@ -47,12 +47,11 @@ def test_seconds_per_stage_show_in_the_order_the_stages_ran(tmp_path, emulator, 
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
     brand = make_brand(tmp_path, emulator.url, n=300)
     _, meta = brand.sync()
-    shown = meta["braze_sync"]["seconds"]  # Dagster's table metadata: rows in this order
-    assert [c.name for c in shown.schema.columns] == ["stage", "seconds", "share"]
-    rows = [r.data for r in shown.records]
+    rows = meta["braze_sync"]["seconds"]  # Dagster's table metadata: its rows, in order
+    assert [list(r) for r in rows] == [["stage", "seconds", "share"]] * len(rows)
     stages = [r["stage"] for r in rows]
     assert stages == ["read state", "send", "commit state", "rejections", "total"]
     seconds = [r["seconds"] for r in rows]
     assert abs(sum(seconds[:-1]) - seconds[-1]) < 0.002 and seconds[-1] > 0
-    profiles = [r.data["stage"] for r in meta["braze_customer_attributes"]["seconds"].records]
+    profiles = [r["stage"] for r in meta["braze_customer_attributes"]["seconds"]]
     assert profiles.index("profile sql") < profiles.index("write")

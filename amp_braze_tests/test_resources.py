@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from amp_braze.resources import braze_workspace
-from amp_braze_tests.sync.helpers import make_brand
+from amp_braze_tests.support.brand import make_brand
 
 KEY_ENV = "BRAZE_API_KEY"
 

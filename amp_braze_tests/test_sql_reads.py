@@ -8,7 +8,7 @@ import pytest
 from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
 from amp_braze.sql_reads import output_columns, tables_read
-from amp_braze_tests.conftest import MINIMAL, write_config
+from amp_braze_tests.support.configs import MINIMAL, write_config
 
 
 def test_tables_read_sees_joins_subqueries_and_leaves_out_ctes():

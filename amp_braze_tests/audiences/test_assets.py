@@ -11,7 +11,8 @@ import polars as pl
 from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
 from amp_braze.storage import Storage
-from amp_braze_tests.conftest import write_config
+from amp_braze_tests.support.configs import write_config
+from amp_braze_tests.support.metadata import materialized
 
 CONFIG = """
 storage: ./store
@@ -56,10 +57,7 @@ def _run(folder: Path, run_config: dict | None = None, extra: list | None = None
         raise_on_error=False,
         run_config=run_config,
     )
-    done = {
-        e.asset_key.to_user_string(): e.materialization.metadata
-        for e in result.get_asset_materialization_events()
-    }
+    done = materialized(result)
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     return result, done, checks, Storage(cfg.storage)
 
@@ -83,18 +81,16 @@ def test_attributes_and_memberships_materialize_with_metadata(tmp_path):
     result, done, checks, storage = _run(tmp_path, extra=[downstream_of_segments])
     assert result.success
     attrs = done["braze_customer_attributes"]
-    assert attrs["dagster/row_count"].value == 18
-    assert (attrs["rejected_rows"].value, attrs["rejected_share"].value) == (2, 0.1)
-    assert {"rule": "email_format", "rows": 2} in [
-        r.data for r in attrs["rejections_by_rule"].records
-    ]
+    assert attrs["dagster/row_count"] == 18
+    assert (attrs["rejected_rows"], attrs["rejected_share"]) == (2, 0.1)
+    assert {"rule": "email_format", "rows": 2} in attrs["rejections_by_rule"]
     assert checks["rejected_share"].passed
     rej = storage.read_table("braze_customer_attributes_rejections")
     assert sorted(rej["identifier"].to_list()) == ["u0", "u10"]
     mem = done["segment_memberships"]
     # big: ltv > 100 -> u11..u19 (u10 rejected) = 9; gold: odd ids not big -> u1,u3,u5,u7,u9 = 5
-    assert (mem["size_big"].value, mem["size_gold"].value) == (9, 5)
-    assert (mem["joiners_big"].value, mem["leavers_big"].value) == (9, 0)
+    assert (mem["size_big"], mem["size_gold"]) == (9, 5)
+    assert (mem["joiners_big"], mem["leavers_big"]) == (9, 0)
     assert "downstream_of_segments" in done
     stored = storage.read_table("segment_memberships")
     assert stored.columns == ["external_id", "__id", "big", "gold"]
@@ -108,8 +104,8 @@ def test_attributes_and_memberships_materialize_with_metadata(tmp_path):
     _write_feed(tmp_path, rows)
     result, done, checks, _ = _run(tmp_path)
     mem = done["segment_memberships"]
-    assert (mem["size_big"].value, mem["joiners_big"].value, mem["leavers_big"].value) == (8, 0, 1)
-    assert (mem["size_gold"].value, mem["joiners_gold"].value, mem["leavers_gold"].value) == (
+    assert (mem["size_big"], mem["joiners_big"], mem["leavers_big"]) == (8, 0, 1)
+    assert (mem["size_gold"], mem["joiners_gold"], mem["leavers_gold"]) == (
         7,
         2,
         0,
@@ -132,7 +128,7 @@ def test_segment_size_guard_blocks_until_accepted(tmp_path):
     _write_feed(tmp_path, _users(40))
     result, done, checks, storage = _run(tmp_path, extra=[downstream_of_segments])
     assert result.success and checks["segment_size_guard"].passed
-    assert done["segment_memberships"]["size_big"].value == 29  # u11..u39
+    assert done["segment_memberships"]["size_big"] == 29  # u11..u39
     # Everyone's ltv collapses: big goes from 29 to 0 members.
     _write_feed(tmp_path, [(i, e, t, 0.0, "2026-02-01") for i, e, t, _, _ in _users(40)])
     result, done, checks, storage = _run(tmp_path, extra=[downstream_of_segments])

@@ -26,7 +26,7 @@ import pytest
 
 from amp_braze.failpoints import DIR_ENV, ENV
 from amp_braze.sync.run import window_rows
-from amp_braze_tests.sync.helpers import Brand, assert_braze_matches, make_brand, make_feed
+from amp_braze_tests.support.brand import Brand, assert_braze_matches, make_brand, make_feed
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from amp_braze.currents.keys import CurrentsFile
 from amp_braze.currents.load import load_hour
 from amp_braze.currents.summary import summarize
 from amp_braze.demo.run import QUIET
-from amp_braze_tests.conftest import assets_named
-from amp_braze_tests.currents.test_currents import NOW, Currents, H
+from amp_braze_tests.support.assets import assets_named
+from amp_braze_tests.support.currents import NOW, Currents, H
 
 TYPES = [
     "users.messages.email.Send",
@@ -28,11 +28,6 @@ TYPES = [
     "users.messages.email.Click",
     "users.behaviors.Purchase",
 ]
-
-
-@pytest.fixture
-def currents(tmp_path, s3_bucket) -> Currents:
-    return Currents(tmp_path, s3_bucket)
 
 
 def _consistent(currents: Currents, hour: str) -> tuple[int, set[str]]:
@@ -49,6 +44,7 @@ def _consistent(currents: Currents, hour: str) -> tuple[int, set[str]]:
     return long.height, set(by_type)
 
 
+@pytest.mark.slow
 def test_two_loads_of_one_hour_at_once_leave_one_loads_files(currents):
     """Each round: a load starts, files of other event types arrive, a second load starts."""
     for round_ in range(4):
@@ -109,6 +105,7 @@ def test_two_summaries_at_once_leave_a_rollup_that_matches_its_manifest(currents
     assert got.equals(summarize(every, later))
 
 
+@pytest.mark.slow
 def test_a_failed_load_is_retried_by_dagster(currents, tmp_path):
     currents.put(TYPES[0], H[1], currents.events(TYPES[0], 3))
     currents.tick()
@@ -129,6 +126,7 @@ def test_a_failed_load_is_retried_by_dagster(currents, tmp_path):
     assert _consistent(currents, H[1])[0] == 3
 
 
+@pytest.mark.slow
 def test_an_hour_whose_load_failed_is_requested_again(currents):
     currents.put(TYPES[0], H[1], currents.events(TYPES[0], 3))
     first = currents.tick()

@@ -11,9 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from amp_braze_tests.identity.quality import demo_truth
-
-REPO = Path(__file__).resolve().parents[2]
+from amp_braze_tests.support.link_quality import demo_truth
+from amp_braze_tests.support.paths import REPO
 
 
 def readme_demo_command() -> str:

@@ -3,29 +3,24 @@
 import polars as pl
 import pytest
 
-from amp_braze.config import SourceConfig
 from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.records import FINGERPRINT
 from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import RECORD_IDS, generate
+from amp_braze_tests.support.link_quality import EMPTY, feeds_of
+
+pytestmark = pytest.mark.slow  # each test links a generated brand of 1,500 people
 
 FIELDS = {"given_name": "name", "surname": "name", "date_of_birth": "date", "email": "email",
           "phone": "phone", "postcode": "postcode", "address_1": "address"}  # fmt: skip
 BLOCKING = (("surname", "given_name"), ("date_of_birth", "surname"), ("email",), ("phone",),
             ("postcode", "given_name"))  # fmt: skip
-EMPTY = pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "amp_id": pl.String})
-
-
-def source(name: str) -> SourceConfig:
-    return SourceConfig(name=name, path="", format="parquet", customer_key=None,
-                        updated_at="updated_at", priority=0, columns={}, types={},
-                        key_normalize="trim", separator=",", record_id=RECORD_IDS[name])  # fmt: skip
 
 
 def run(feeds: dict[str, pl.DataFrame], **cfg):
     config = IdentityConfig(fields=FIELDS, blocking=BLOCKING,
                             deterministic=cfg.pop("deterministic", (("loyalty_id",),)), **cfg)  # fmt: skip
-    return resolve({n: (source(n), df.lazy()) for n, df in feeds.items()}, config, EMPTY, 1)
+    return resolve(feeds_of(feeds), config, EMPTY, 1)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +141,7 @@ def test_a_rerun_scores_only_new_and_changed_records_and_agrees_with_a_full_reli
     the two disagree on sits at the threshold (frequencies moved a little with the new records)."""
     config = IdentityConfig(fields=FIELDS, blocking=BLOCKING, deterministic=(("loyalty_id",),),
                             one_record_per_person=("pos", "crm"))  # fmt: skip
-    feeds = {n: (source(n), df.lazy()) for n, df in background.feeds.items()}
+    feeds = feeds_of(background.feeds)
     first = resolve(feeds, config, EMPTY, 1)
     prints = first.records.table.select("source", "record_id", FINGERPRINT)
     previous = first.assignment.mapping.drop("cluster_id").join(prints, on=["source", "record_id"])
@@ -163,7 +158,7 @@ def test_a_rerun_scores_only_new_and_changed_records_and_agrees_with_a_full_reli
     )
     deleted = grown["pos"]["pos_id"].gather_every(250).to_list()
     grown["pos"] = grown["pos"].filter(~pl.col("pos_id").is_in(deleted))
-    feeds = {n: (source(n), df.lazy()) for n, df in grown.items()}
+    feeds = feeds_of(grown)
 
     again = resolve(feeds, config, previous, first.assignment.next_id, first.model, first.links)
     relink = resolve(

@@ -18,7 +18,7 @@ from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import CONFIG, HELD_OUT, generate
 from amp_braze.profiles.feeds import read_feed
 from amp_braze.profiles.sample_data import generate as demo_brand
-from amp_braze_tests.identity.quality import EMPTY, demo_truth, feeds_of, pairwise
+from amp_braze_tests.support.link_quality import EMPTY, demo_truth, feeds_of, pairwise
 
 SIZES = (1_000, 3_000, 5_000, 10_000, 20_000, 50_000)
 SEEDS = (1, 2, 3)

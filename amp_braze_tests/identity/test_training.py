@@ -11,7 +11,7 @@ from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.records import prepare
 from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import generate
-from amp_braze_tests.identity.quality import EMPTY, feeds_of, pairwise, source
+from amp_braze_tests.support.link_quality import EMPTY, feeds_of, pairwise, source
 
 EVERY_KIND = {"given_name": "name", "surname": "name", "date_of_birth": "date", "email": "email",
               "phone": "phone", "postcode": "postcode", "address_1": "address",
@@ -54,6 +54,7 @@ def test_a_level_only_non_matches_show_keeps_a_positive_m_however_long_em_runs(m
     assert mle.m[1][1] < 1e-30
 
 
+@pytest.mark.slow
 def test_every_kind_of_comparison_trains_and_every_level_is_accounted_for():
     syn = generate(1500, seed=11)
     frames = {
@@ -99,6 +100,7 @@ def test_every_kind_of_comparison_trains_and_every_level_is_accounted_for():
     assert all(s.converged and s.skipped is None for s in fitted.sessions)
 
 
+@pytest.mark.slow
 def test_a_field_that_only_different_people_share_is_left_neutral_and_reported():
     # "club" is known to the CRM only, which has one record per person: two club values only
     # ever meet in pairs of different people, so matching pairs never show that comparison.

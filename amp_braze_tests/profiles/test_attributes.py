@@ -299,7 +299,7 @@ def test_the_planner_never_unsets_a_phone_set_aside():
 def test_a_bad_phone_end_to_end_through_the_sync(tmp_path, emulator, monkeypatch):
     """Materialized with Dagster against the emulator: a user whose phone is not valid gets the
     rest of the profile; a phone that stops being valid is left as Braze had it; a fixed one goes."""
-    from amp_braze_tests.sync.helpers import assert_braze_matches, make_brand, make_feed
+    from amp_braze_tests.support.brand import assert_braze_matches, make_brand, make_feed
 
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
     brand = make_brand(tmp_path, emulator.url, n=40)

@@ -134,7 +134,9 @@ def test_a_feed_whose_files_did_not_change_is_not_read_again(tmp_path):
     from amp_braze.definitions import build_defs
     from amp_braze.profiles.feeds import read_feed
     from amp_braze.storage import Storage
-    from amp_braze_tests.conftest import MINIMAL, assets_named, write_config
+    from amp_braze_tests.support.assets import assets_named
+    from amp_braze_tests.support.configs import MINIMAL, write_config
+    from amp_braze_tests.support.metadata import plain
 
     (tmp_path / "pos.csv").write_text(
         "customer_id,updated_at,city\n1,2026-01-01,Oslo\n2,2026-01-02,Rome\n"
@@ -146,7 +148,7 @@ def test_a_feed_whose_files_did_not_change_is_not_read_again(tmp_path):
         result = dg.materialize(assets_named(defs, "sources/pos"), resources=defs.resources,
                                 instance=dg.DagsterInstance.ephemeral())  # fmt: skip
         (event,) = result.get_asset_materialization_events()
-        meta = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+        meta = plain(event.materialization.metadata)
         return meta, cfg
 
     first, cfg = materialize(MINIMAL)
@@ -231,7 +233,8 @@ def test_a_gb_feed_through_the_configuration_and_its_asset(tmp_path):
     from amp_braze.config import load_config
     from amp_braze.definitions import build_defs
     from amp_braze.storage import Storage
-    from amp_braze_tests.conftest import MINIMAL, assets_named, write_config
+    from amp_braze_tests.support.assets import assets_named
+    from amp_braze_tests.support.configs import MINIMAL, write_config
 
     (tmp_path / "pos.csv").write_text(UK_TILL)
     body = MINIMAL.replace(

@@ -145,7 +145,9 @@ def _materialize(folder, pos: pl.DataFrame, web: pl.DataFrame) -> dict:
 
     from amp_braze.config import load_config
     from amp_braze.definitions import build_defs
-    from amp_braze_tests.conftest import assets_named, write_config
+    from amp_braze_tests.support.assets import assets_named
+    from amp_braze_tests.support.configs import write_config
+    from amp_braze_tests.support.metadata import materialized
 
     folder.mkdir(parents=True, exist_ok=True)
     pos.write_csv(folder / "pos.csv")
@@ -154,12 +156,7 @@ def _materialize(folder, pos: pl.DataFrame, web: pl.DataFrame) -> dict:
     defs = build_defs(cfg)
     names = ("sources/pos", "sources/web", "customer_profiles", "braze_customer_attributes")
     result = dg.materialize(assets_named(defs, *names), resources=defs.resources)
-    return {
-        e.asset_key.to_user_string(): {
-            k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
-        }
-        for e in result.get_asset_materialization_events()
-    }
+    return materialized(result)
 
 
 def _tables(folder) -> dict[str, pl.DataFrame]:

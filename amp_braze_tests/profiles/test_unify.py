@@ -13,7 +13,8 @@ from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
 from amp_braze.profiles.sample_data import generate
 from amp_braze.storage import Storage
-from amp_braze_tests.conftest import write_config
+from amp_braze_tests.support.configs import write_config
+from amp_braze_tests.support.metadata import materialized
 
 
 def _materialize(config_path: Path) -> tuple[dg.ExecuteInJobResult, Storage]:
@@ -27,13 +28,6 @@ def _materialize(config_path: Path) -> tuple[dg.ExecuteInJobResult, Storage]:
     )
     assert result.success
     return result, Storage(cfg.storage)
-
-
-def _meta(result: dg.ExecuteInJobResult, key: str) -> dict:
-    for ev in result.get_asset_materialization_events():
-        if ev.asset_key.to_user_string() == key:
-            return {k: getattr(v, "value", v) for k, v in ev.materialization.metadata.items()}
-    raise KeyError(key)
 
 
 CONFLICTS = """
@@ -121,7 +115,7 @@ def test_survivorship_newest_non_null_then_priority(tmp_path):
     assert rows["c1"]["source_feeds"] == ["ecommerce", "loyalty", "pos"]
     assert rows["c1"]["profile_updated_at"] == dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 
-    meta = _meta(result, "customer_profiles")
+    meta = materialized(result)["customer_profiles"]
     assert meta["dagster/row_count"] == 4
     assert meta["customers_from_pos"] == 4 and meta["customers_from_loyalty"] == 2
     assert meta["rows_without_key"] == 1
@@ -142,7 +136,7 @@ def test_survivorship_newest_non_null_then_priority(tmp_path):
         "profile_updated_at",
         "source_feeds",
     ]
-    pos = _meta(result, "sources/pos")
+    pos = materialized(result)["sources/pos"]
     assert (pos["dagster/row_count"], pos["distinct_customers"], pos["duplicate_key_rows"]) == (
         6,
         4,

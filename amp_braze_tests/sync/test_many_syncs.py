@@ -9,13 +9,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from amp_braze.braze.emulator import EmulatorServer, Settings
 from amp_braze.config import ConfigError, load_config
 from amp_braze.definitions import build_defs
 from amp_braze.demo.run import QUIET
 from amp_braze.storage import Storage
-from amp_braze_tests.conftest import EmulatorHandle, write_config
-from amp_braze_tests.sync.helpers import FEED_SECTION, SEGMENTS_SECTION, make_feed
+from amp_braze.sync.lease import Lease
+from amp_braze_tests.support.brand import FEED_SECTION, SEGMENTS_SECTION, make_feed
+from amp_braze_tests.support.configs import write_config
+from amp_braze_tests.support.metadata import materialized
+from amp_braze_tests.support.servers import EmulatorHandle, start_emulator
 
 N = 600
 CONFIG = (
@@ -55,13 +57,9 @@ SQL = "SELECT id AS external_id, email, first_name, tier, ltv FROM customer_prof
 LOYALTY = "SELECT id AS external_id, visits AS loyalty_visits FROM customer_profiles"
 
 
-def _emulator(key: str, **settings) -> EmulatorHandle:
-    return EmulatorHandle(EmulatorServer(settings=Settings(api_key=key, **settings)).start())
-
-
 @pytest.fixture
 def workspaces() -> Iterator[tuple[EmulatorHandle, EmulatorHandle]]:
-    us, eu = _emulator("key-us"), _emulator("key-eu")
+    us, eu = start_emulator("key-us"), start_emulator("key-eu")
     try:
         yield us, eu
     finally:
@@ -87,12 +85,7 @@ class Brand:
         result = defs.resolve_job_def(job).execute_in_process(
             instance=dg.DagsterInstance.ephemeral(), run_config=QUIET
         )
-        return {
-            e.asset_key.to_user_string(): {
-                k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
-            }
-            for e in result.get_asset_materialization_events()
-        }
+        return materialized(result)
 
 
 @pytest.fixture
@@ -179,16 +172,31 @@ def test_two_syncs_that_would_manage_one_attribute_are_refused(tmp_path, workspa
         load_config(path)
 
 
+@pytest.mark.slow
 def test_two_syncs_of_one_workspace_stay_under_its_limit_together(tmp_path, monkeypatch):
     """Each sync alone would use the whole limit; at once they must still not exceed it."""
     limit = 4  # requests per second, the emulator's Braze-style window of one second
-    us = _emulator("key-us", rate_limit=limit, rate_window=1.0)
-    eu = _emulator("key-eu")
+    us = start_emulator("key-us", rate_limit=limit, rate_window=1.0)
+    eu = start_emulator("key-eu")
     try:
         monkeypatch.setenv("BRAZE_API_KEY_US", us.key)
         monkeypatch.setenv("BRAZE_API_KEY_EU", eu.key)
         brand = Brand(tmp_path, us, eu, rate=limit)
         brand.run("winback_eu_job")  # the shared tables, and eu's sync, first
+        # Both us syncs reach the lease before either takes it, so one surely waits for the
+        # other's whole send, however the machine schedules their planning.
+        at_lease: set[str] = set()
+        arrived = threading.Condition()
+        take = Lease.acquire
+
+        def acquire_once_both_are_there(lease: Lease, wait_seconds: float, poll: float = 0.2):
+            with arrived:
+                at_lease.add(lease.owner)
+                arrived.notify_all()
+                assert arrived.wait_for(lambda: len(at_lease) == 2, timeout=240)
+            return take(lease, wait_seconds, poll)
+
+        monkeypatch.setattr(Lease, "acquire", acquire_once_both_are_there)
         metas: list[dict] = []
         threads = [
             threading.Thread(target=lambda job=f"{s}_job": metas.append(brand.run(job)))

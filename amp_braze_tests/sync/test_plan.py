@@ -136,6 +136,7 @@ def _result(plan) -> dict:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("new_share", "gone_share", "on_removed"),
     [(0, 0, "ignore"), (0.05, 0, "ignore"), (0, 0.05, "unset"), (0.05, 0.05, "unset"),
@@ -167,6 +168,7 @@ def test_plan_matches_a_row_by_row_oracle(tmp_path, new_share, gone_share, on_re
     assert plan.wanted_users == wanted.height
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("new_share", "gone_share", "on_removed"),
     [(0, 0, "ignore"), (0.05, 0.05, "unset"), (0.05, 0, "ignore"), (0, 0.05, "unset"),

@@ -11,7 +11,7 @@ from amp_braze.config import load_config
 from amp_braze.plan_format import AttrSpec, flag
 from amp_braze.sync.plan import Plan
 from amp_braze.sync.run import iter_requests, window_rows
-from amp_braze_tests.conftest import write_config
+from amp_braze_tests.support.configs import write_config
 
 TWO_SIZES = """
 storage: ./store

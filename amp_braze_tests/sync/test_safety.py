@@ -1,10 +1,10 @@
 """What keeps the sync state whole when runs race, die or meet a misbehaving Braze: the journal,
 versions, the per-destination lease, and the client's bounds. Each test here failed on the code
-before these fixes (see the notes in the tests)."""
+before these fixes (see the notes in the tests). The client's own edge cases are in
+braze/test_client.py."""
 
 from __future__ import annotations
 
-import http.server
 import os
 import socket
 import threading
@@ -15,16 +15,13 @@ import orjson
 import polars as pl
 import pytest
 
-from amp_braze.braze.client import AuthError, BrazeClient, BrazeUnavailable
-from amp_braze.braze.payload import Request
-from amp_braze.braze.retry import RetryPolicy
 from amp_braze.plan_format import flag
 from amp_braze.storage import Storage
 from amp_braze.sync.lease import Lease, LeaseTimeout
 from amp_braze.sync.plan import uncertain
 from amp_braze.sync.state import CHECKPOINT, INTENT, Entry, SyncState, fold_journal
-from amp_braze_tests.conftest import free_port
-from amp_braze_tests.sync.helpers import assert_braze_matches, make_brand, make_feed
+from amp_braze_tests.support.brand import assert_braze_matches, make_brand, make_feed
+from amp_braze_tests.support.servers import free_port
 
 
 def ck(ids: list[str], **values: list) -> pl.DataFrame:
@@ -75,6 +72,7 @@ def test_journal_numbers_follow_the_order_written_and_skip_taken_ones(tmp_path):
 
 
 # -- 3. the manifest stays small ------------------------------------------------------------------
+@pytest.mark.slow
 def test_manifest_does_not_grow_with_history(tmp_path, emulator, monkeypatch):
     """Before: every manifest listed every checkpoint ever folded."""
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
@@ -142,6 +140,7 @@ def test_leftover_temporary_files_are_cleaned_up(tmp_path, emulator, monkeypatch
 
 
 # -- 6. an attribute that changes type -----------------------------------------------------------
+@pytest.mark.slow
 def test_an_attribute_that_changes_type_is_resent_and_recorded(tmp_path, emulator, monkeypatch):
     """Before: the plan raised 'cannot compare string with numeric type' on every later sync."""
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
@@ -171,80 +170,30 @@ def test_a_type_change_cut_short_marks_the_rest_uncertain():
     assert out.rows() == [("a", "1", False), ("b", None, True)]
 
 
-# -- 7. results are not lost when a worker raises ------------------------------------------------
-class _Braze(http.server.BaseHTTPRequestHandler):
-    """A tiny server for the client's edge cases: answers by the first object's external_id."""
-
-    def do_POST(self):  # noqa: N802
-        body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        first = body["attributes"][0]["external_id"]
-        if first == "u0":
-            status, data = 401, b'{"message":"Invalid API key"}'
-        elif first == "garbled":
-            status, data = 201, b'{"message":"success","errors":[{"type":'
-        elif first == "unplaced":
-            status, data = 201, b'{"message":"success","errors":[{"type":"x"}]}'
-        else:
-            time.sleep(0.3)
-            status, data = 201, b'{"message":"success"}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def tiny_braze():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Braze)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _requests(ids: list[str]) -> list[Request]:
-    return [Request([orjson.dumps({"external_id": i}).decode()], [i]) for i in ids]
-
-
-def test_batches_finished_before_a_worker_raises_are_still_recorded(tiny_braze):
-    """u1..u3 are in flight when u0's 401 stops the sync; Braze applies them, so they must be
-    handed over (before: the 401 was raised at once and their results dropped)."""
-    client = BrazeClient(tiny_braze, "k", rate_per_second=1000, concurrency=4)
-    seen: list[str] = []
-    with pytest.raises(AuthError):
-        client.send(_requests(["u0", "u1", "u2", "u3"]), lambda r: seen.extend(r.accepted))
-    assert sorted(seen) == ["u1", "u2", "u3"]
-
-
-def test_an_error_body_that_cannot_be_read_accepts_nothing(tiny_braze):
-    client = BrazeClient(tiny_braze, "k", rate_per_second=1000, concurrency=1)
-    for first in ("garbled", "unplaced"):
-        results = []
-        client.send(_requests([first, "x1"])[:1], results.append)
-        assert results[0].accepted == [] and results[0].failed == [first]
-
-
 # -- 5. Braze unreachable, or rate limiting without end ------------------------------------------
-def test_an_unreachable_braze_stops_the_sync_with_one_clear_message(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_an_unreachable_braze_stops_the_sync_with_one_clear_message(
+    tmp_path, emulator, monkeypatch
+):
     """Before: every batch retried 6 times with backoff; a large sync would take days to fail."""
     port = free_port()  # nothing listens there: connections are refused
     monkeypatch.setenv("BRAZE_API_KEY", "k")
     brand = make_brand(tmp_path, f"http://127.0.0.1:{port}", n=3000)
-    start = time.monotonic()
     result, _ = brand.sync(raise_on_error=False)
-    took = time.monotonic() - start
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0].step_failure_data.error
     assert f"127.0.0.1:{port}/users/track failed 20 requests in a row" in failure.message
     assert "ConnectionRefusedError" in failure.message
-    assert took < 60, took
+    # How soon it stopped, counted by a server that drops every connection unanswered: the 20
+    # failures in a row and the few already under way (concurrency 4), not 40 batches' retries.
+    monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
+    emulator.faults(drop_rate=1.0)
+    dropping = make_brand(tmp_path / "dropping", emulator.url, n=3000)
+    result, _ = dropping.sync(raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.is_step_failure][0].step_failure_data.error
+    assert "/users/track failed 20 requests in a row" in failure.message
+    assert 20 <= emulator.stats()["dropped"] <= 20 + 4
 
 
 def test_rate_limiting_without_end_fails_after_max_wait_seconds(tmp_path, emulator, monkeypatch):
@@ -256,30 +205,23 @@ def test_rate_limiting_without_end_fails_after_max_wait_seconds(tmp_path, emulat
         text.replace("  max_retries: 8", "  max_retries: 8\n  max_wait_seconds: 2")
     )
     from amp_braze.config import load_config
-    from amp_braze_tests.sync.helpers import Brand
+    from amp_braze_tests.support.brand import Brand
 
     brand = Brand(tmp_path, load_config(tmp_path / "amp_braze.yaml"), brand.storage)
     emulator.faults(force_429_seconds=3600)
-    start = time.monotonic()
     result, _ = brand.sync(raise_on_error=False)
-    assert not result.success and time.monotonic() - start < 30
+    assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0].step_failure_data.error
     assert "kept answering 429" in failure.message and "braze.max_wait_seconds" in failure.message
+    # Braze asked for an hour; 2 s is all the sync waits, so no worker (concurrency 4) sent
+    # again after its first 429, as the emulator counted them.
+    assert 1 <= emulator.stats()["rate_limited"] <= 4
+    asked = emulator.track({"attributes": [{"external_id": "probe"}]})
+    assert int(asked.headers["X-Ratelimit-Retry-After"]) > 2
     emulator.faults(clear=True)
     _, meta = brand.sync()  # the next run sends everything
     assert meta["braze_sync"]["users_sent"] == 300
     assert_braze_matches(brand, emulator)
-
-
-def test_the_client_gives_up_after_consecutive_failures_not_per_batch(tiny_braze):
-    closed = free_port()
-    client = BrazeClient(
-        f"http://127.0.0.1:{closed}", "k", concurrency=2,
-        retry=RetryPolicy(max_consecutive_failures=5),
-    )  # fmt: skip
-    with pytest.raises(BrazeUnavailable, match="failed 5 requests in a row"):
-        client.send(_requests([f"u{i}" for i in range(1, 50)]), lambda r: None)
-    assert client.stats.requests <= 5 + 2  # the ones already under way when it stopped
 
 
 # -- 4. one sync at a time per destination --------------------------------------------------------
@@ -291,7 +233,8 @@ def test_the_lease_admits_one_holder_and_frees_when_the_holder_dies(tmp_path):
     with pytest.raises(LeaseTimeout, match="run run-a"):
         b.acquire(0.3)
     a.release()
-    assert b.acquire(1) < 1
+    b.acquire(0)  # free at the first look: with no wait, a held lease raises LeaseTimeout
+    assert b.holder()[1]["owner"] == "run-b"
     b.release()
     # A holder process that no longer exists (SIGKILLed) holds nothing.
     import subprocess
@@ -312,10 +255,12 @@ def test_the_lease_admits_one_holder_and_frees_when_the_holder_dies(tmp_path):
         ),  # fmt: skip
     )
     c = Lease(storage, "sync/d/lease", "run-c", ttl=30)
-    assert c.acquire(0) < 1
+    c.acquire(0)
+    assert c.holder()[1]["owner"] == "run-c"
     c.release()
 
 
+@pytest.mark.slow
 def test_two_syncs_of_one_destination_at_once_send_the_change_once(tmp_path, emulator, monkeypatch):
     """Before: two overlapping syncs each sent the whole change (2.00x the data points)."""
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)

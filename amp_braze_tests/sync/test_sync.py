@@ -13,7 +13,7 @@ from amp_braze.braze.identifiers import ID
 from amp_braze.config import load_config
 from amp_braze.plan_format import flag
 from amp_braze.sync.state import CHECKPOINT, SyncState
-from amp_braze_tests.sync.helpers import (
+from amp_braze_tests.support.brand import (
     Brand,
     assert_braze_matches,
     braze_profiles,
@@ -122,13 +122,16 @@ def test_rejected_rows_are_kept_and_retried_next_run(brand, emulator):
 @pytest.mark.parametrize(
     "faults",
     [
-        {"force_429_seconds": 2},
-        {"error_rate": 0.3, "seed": 3},
-        {"drop_rate": 0.2, "seed": 4},
-        {"drop_after_apply_rate": 0.2, "seed": 5},
-        {"latency_ms": 150},
+        pytest.param({"force_429_seconds": 2}, id="429-storm", marks=pytest.mark.slow),
+        pytest.param({"error_rate": 0.3, "seed": 3}, id="5xx-burst"),
+        pytest.param({"drop_rate": 0.2, "seed": 4}, id="dropped-connections"),
+        pytest.param(
+            {"drop_after_apply_rate": 0.2, "seed": 5},
+            id="dropped-after-apply",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param({"latency_ms": 150}, id="slow"),
     ],
-    ids=["429-storm", "5xx-burst", "dropped-connections", "dropped-after-apply", "slow"],
 )
 def test_faults_end_with_braze_equal_to_wanted(brand, emulator, faults):
     emulator.faults(**faults)
@@ -229,6 +232,7 @@ def checkpoints_written(state: SyncState) -> int:
     return sum(state.read_entry(n).kind == CHECKPOINT for n in state.journal())
 
 
+@pytest.mark.slow
 def test_sync_killed_mid_run_resends_at_most_one_checkpoint(tmp_path, emulator, monkeypatch):
     import os
     import signal
@@ -396,6 +400,7 @@ def test_sync_with_storage_on_s3(tmp_path, emulator, monkeypatch, s3_bucket):
     assert_braze_matches(brand, emulator)
 
 
+@pytest.mark.slow
 def test_old_state_versions_and_folded_checkpoints_are_deleted(brand, emulator):
     """Each sync writes a full snapshot; only the newest sync.keep_state_versions (3) stay, the
     checkpoint files folded into the newest are deleted, a crashed run's checkpoints are not."""

@@ -15,7 +15,10 @@ import requests
 
 from amp_braze.config import BUNDLED_CONFIG
 from amp_braze.profiles.sample_data import generate
-from amp_braze_tests.conftest import free_port
+from amp_braze_tests.support.metadata import from_graphql
+from amp_braze_tests.support.servers import free_port, start_emulator
+
+pytestmark = pytest.mark.slow  # the real webserver and daemon, and a sync through them
 
 # The asset graph (the README's "The asset graph") for the demo's two syncs, as (upstream,
 # downstream) edges. Every table a SQL file reads is an upstream edge, and no other: the demo's
@@ -83,14 +86,11 @@ def _gql(port: int, query: str, variables: dict | None = None) -> dict:
 
 @pytest.fixture
 def emulator_eu():
-    from amp_braze.braze.emulator import EmulatorServer, Settings
-    from amp_braze_tests.conftest import EmulatorHandle
-
-    server = EmulatorServer(settings=Settings(api_key="eu-key")).start()
+    handle = start_emulator("eu-key")
     try:
-        yield EmulatorHandle(server)
+        yield handle
     finally:
-        server.stop()
+        handle.server.stop()
 
 
 @pytest.fixture
@@ -210,7 +210,7 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(
 
     data = _gql(port, METADATA, {"key": {"path": ["profiles_us", "braze_sync"]}})
     entries = data["assetOrError"]["assetMaterializations"][0]["metadataEntries"]
-    meta = {e["label"]: e.get("intValue", e.get("floatValue")) for e in entries}
+    meta = from_graphql(entries)
     stats = emulator.stats()
     assert meta["users_sent"] == stats["objects"] == stats["users"] > 1400
     assert meta["data_points"] == stats["data_points"]
@@ -219,7 +219,7 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(
     # The campaign went to the other workspace, and only there.
     data = _gql(port, METADATA, {"key": {"path": ["winback_eu", "braze_sync"]}})
     entries = data["assetOrError"]["assetMaterializations"][0]["metadataEntries"]
-    campaign = {e["label"]: e.get("intValue", e.get("floatValue")) for e in entries}
+    campaign = from_graphql(entries)
     assert 0 < campaign["users_sent"] == emulator_eu.stats()["users"] < meta["users_sent"]
 
 

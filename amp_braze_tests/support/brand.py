@@ -14,7 +14,8 @@ from amp_braze.definitions import build_defs
 from amp_braze.demo.run import QUIET
 from amp_braze.storage import Storage
 from amp_braze.sync.verify import compare, flatten_braze_profile
-from amp_braze_tests.conftest import write_config
+from amp_braze_tests.support.configs import write_config
+from amp_braze_tests.support.metadata import materialized
 
 # The brand's one feed and profile SQL (a template: braces doubled for str.format).
 FEED_SECTION = """
@@ -100,13 +101,7 @@ class Brand:
             raise_on_error=raise_on_error,
             run_config={**QUIET, **(run_config or {})},
         )
-        meta = {
-            e.asset_key.to_user_string(): {
-                k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
-            }
-            for e in result.get_asset_materialization_events()
-        }
-        return result, meta
+        return result, materialized(result)
 
 
 def make_brand(folder: Path, url: str, n: int = 1500, rate: int = 5000, concurrency: int = 4,

@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import polars as pl
+import pytest
 
 from amp_braze.profiles.sample_data import customer_of_record
 
 
+@pytest.mark.slow
 def test_demo_command_runs_the_loop_and_checks_braze(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "amp_braze.cli", "demo", "--profiles", "2000", "--workdir", str(tmp_path / "demo")],

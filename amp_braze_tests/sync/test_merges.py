@@ -1,16 +1,15 @@
 """A merge of two people's amp_ids reaches Braze: one profile left, and the sync state follows."""
 
-import orjson
 import polars as pl
+import pytest
 
-from amp_braze.braze.emulator import Emulator, Settings
 from amp_braze.config import load_config
 from amp_braze.identity.synthetic import generate
 from amp_braze.profiles.unify import unify, with_amp_ids
 from amp_braze.storage import Storage
 from amp_braze.sync.verify import compare
-from amp_braze_tests.conftest import write_config
-from amp_braze_tests.sync.helpers import Brand
+from amp_braze_tests.support.brand import Brand
+from amp_braze_tests.support.configs import write_config
 
 CONFIG = """
 storage: ./store
@@ -57,6 +56,7 @@ def ids_for(storage: Storage, records: list[str]) -> dict[str, str]:
     return dict(zip(t["record_id"], t["amp_id"], strict=True))
 
 
+@pytest.mark.slow
 def test_merge_reaches_braze_and_the_state_follows(tmp_path, emulator, monkeypatch):
     monkeypatch.setenv("BRAZE_API_KEY", emulator.key)
     path = write_config(tmp_path, CONFIG.format(url=emulator.url), SQL)
@@ -104,32 +104,3 @@ def test_merge_reaches_braze_and_the_state_follows(tmp_path, emulator, monkeypat
     _, day3 = brand.sync()
     assert day3["braze_sync"]["data_points"] == 0 and day3["braze_sync"]["users_merged"] == 0
     assert absorbed not in emulator.users()
-
-
-def test_emulator_merge_keeps_the_kept_users_values_and_fills_the_rest():
-    e = Emulator(Settings(api_key="k"))
-    h = {"authorization": "Bearer k", "content-type": "application/json"}
-    body = {"attributes": [
-        {"external_id": "old", "first_name": "Ann", "tier": "gold", "visits": 3},
-        {"external_id": "new", "first_name": "Anne", "email": "a@x.org", "city_code": 7},
-    ], "events": [{"external_id": "old", "name": "open", "time": "2026-11-01T00:00:00Z"},
-                  {"external_id": "new", "name": "open", "time": "2026-11-02T00:00:00Z"}]}  # fmt: skip
-    assert e.handle("POST", "/users/track", h, orjson.dumps(body))[0] == 201
-    merge = {"merge_updates": [{"identifier_to_merge": {"external_id": "new"},
-                                "identifier_to_keep": {"external_id": "old"}}]}  # fmt: skip
-    status, _, out = e.handle("POST", "/users/merge", h, orjson.dumps(merge))
-    assert (status, out) == (202, {"message": "success"})
-    (user,) = e.users()
-    assert user["external_id"] == "old" and user["first_name"] == "Ann"  # kept values stay
-    assert user["email"] == "a@x.org"  # what the kept user lacked comes from the merged one
-    assert user["custom_attributes"] == {"tier": "gold", "visits": 3, "city_code": 7}
-    assert user["custom_events"] == {"open": 2}
-    # Sent again (a retry after a crash): the merged user is gone, nothing changes.
-    assert e.handle("POST", "/users/merge", h, orjson.dumps(merge))[0] == 202
-    assert e.users() == [user] and e.stats.users_merged == 1
-    too_many = {"merge_updates": merge["merge_updates"] * 51}
-    assert e.handle("POST", "/users/merge", h, orjson.dumps(too_many))[0] == 400
-    rename = {"external_id_renames": [{"current_external_id": "old", "new_external_id": "amp_9"}]}
-    status, _, out = e.handle("POST", "/users/external_ids/rename", h, orjson.dumps(rename))
-    assert status == 202 and out["external_ids"] == ["amp_9"]
-    assert [u["external_id"] for u in e.users()] == ["amp_9"]
