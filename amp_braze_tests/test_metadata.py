@@ -35,7 +35,7 @@ def test_every_column_amp_braze_adds_is_described(tmp_path, emulator, monkeypatc
 
 
 def test_engagement_summary_columns_are_all_described():
-    from amp_braze.currents.summary_schema import ENGAGEMENT_SUMMARY_SCHEMA, SUMMARY_DESCRIPTIONS
+    from amp_braze.engagement_schema import ENGAGEMENT_SUMMARY_SCHEMA, SUMMARY_DESCRIPTIONS
 
     assert set(SUMMARY_DESCRIPTIONS) == set(ENGAGEMENT_SUMMARY_SCHEMA.names())
     assert SUMMARY_DESCRIPTIONS["email_opens_30d"].startswith("Email opens in the 30 days")
