@@ -3,7 +3,7 @@
 A new file (even one sorting before keys already seen, or arriving late for an hour already loaded)
 changes its hour's fingerprint, so the hour is requested again; the run reloads the whole hour, so a
 reload never double-counts. Hours older than the window leave the cursor: its size is bounded by the
-window (about 40 bytes an hour), not by the history.
+window (one short entry an hour), not by the history.
 """
 
 from __future__ import annotations

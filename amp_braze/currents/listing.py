@@ -3,8 +3,8 @@
 Keys sort by ``event_type=`` folder first, then by ``date=``; inside one event type the hours sort in
 time order. So a listing finds the folders that hold ``date=`` folders (a short walk with a
 delimiter, through any extra folders Braze may add), then lists each one starting after the oldest
-hour it needs (``StartAfter``), page by page. A tick costs about two requests per event type, however
-long the history is.
+hour it needs (``StartAfter``), page by page. What a tick costs grows with the number of event types
+and the window, not with how long the history is.
 """
 
 from __future__ import annotations

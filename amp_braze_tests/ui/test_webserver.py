@@ -20,7 +20,7 @@ from amp_braze_tests.support.servers import free_port, start_emulator
 
 pytestmark = pytest.mark.slow  # the real webserver and daemon, and a sync through them
 
-# The asset graph (the README's "The asset graph") for the demo's two syncs, as (upstream,
+# The asset graph (docs/index.md's asset graph) for the demo's two syncs, as (upstream,
 # downstream) edges. Every table a SQL file reads is an upstream edge, and no other: the demo's
 # profile SQL reads customer_profiles and engagement_summary, its SQL segment
 # braze_customer_attributes.
