@@ -8,7 +8,7 @@ import orjson
 import polars as pl
 
 from amp_braze.braze.payload import data_points, object_json, requests
-from amp_braze.plan_format import ADD, NEW, REMOVE, AttrSpec, flag
+from amp_braze.braze.plan_columns import ADD, NEW, REMOVE, AttrSpec, flag
 
 
 def test_object_json_sends_only_flagged_attributes_in_braze_formats():

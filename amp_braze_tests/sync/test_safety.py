@@ -17,13 +17,14 @@ import pytest
 
 from amp_braze.braze.client import AuthError, BrazeClient, BrazeUnavailable
 from amp_braze.braze.payload import Request
+from amp_braze.braze.plan_columns import flag
 from amp_braze.braze.retry import RetryPolicy
-from amp_braze.plan_format import flag
 from amp_braze.storage import Storage
+from amp_braze.sync.journal_fold import CHECKPOINT, INTENT, Entry, fold_journal
 from amp_braze.sync.lease import Lease, LeaseTimeout
 from amp_braze.sync.paths import destination
 from amp_braze.sync.plan import uncertain
-from amp_braze.sync.state import CHECKPOINT, INTENT, Entry, SyncState, fold_journal
+from amp_braze.sync.state import SyncState
 from amp_braze_tests.conftest import free_port
 from amp_braze_tests.sync.helpers import assert_braze_matches, make_brand, make_feed
 

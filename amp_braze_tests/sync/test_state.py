@@ -6,9 +6,11 @@ import random
 
 import polars as pl
 
-from amp_braze.plan_format import flag
+from amp_braze.braze.plan_columns import flag
 from amp_braze.storage import Storage
-from amp_braze.sync.state import CHECKPOINT, INTENT, Entry, SyncState, fold_journal, uncertain
+from amp_braze.sync.journal_fold import CHECKPOINT, INTENT, Entry, fold_journal
+from amp_braze.sync.plan import uncertain
+from amp_braze.sync.state import SyncState
 
 
 def test_fold_takes_the_latest_flagged_value():
