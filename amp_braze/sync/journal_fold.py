@@ -53,10 +53,15 @@ def _target_dtypes(base: pl.DataFrame, entries: list[Entry]) -> dict[str, pl.Dat
             elif old is None or old == pl.Null or not comparable_types(old, new):
                 out[a] = new
             elif old != new:
-                out[a] = pl.concat(
-                    [pl.Series([], dtype=old), pl.Series([], dtype=new)], how="vertical_relaxed"
-                ).dtype
+                out[a] = _supertype(old, new)
     return out
+
+
+def _supertype(a: pl.DataType, b: pl.DataType) -> pl.DataType:
+    """The type both widen to (Int32 and Float64: Float64). Series cannot be concatenated
+    relaxed, frames can."""
+    frames = [pl.DataFrame(schema={"v": t}) for t in (a, b)]
+    return pl.concat(frames, how="vertical_relaxed").schema["v"]
 
 
 def _entry_rows(e: Entry, attrs: list[str], target: dict[str, pl.DataType]) -> pl.DataFrame:
