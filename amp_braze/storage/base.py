@@ -3,8 +3,8 @@
 A back-end (``LocalStorage``, ``S3Storage``) supplies the few operations that differ between a
 local folder and an object store: bytes in and out (plain and create-only), listing, deleting,
 tidying what killed writes left, writing a Parquet file atomically and pinning one version of a
-file for a later read. ``Storage(root)`` picks the back-end from the root, as ``pathlib.Path``
-picks its flavour, so callers name one class whatever the root is.
+file for a later read. ``Storage(root)`` picks the back-end whose ``scheme`` the root starts
+with, as ``pathlib.Path`` picks its flavour, so callers name one class whatever the root is.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import orjson
 import polars as pl
@@ -52,14 +52,18 @@ class Storage(ABC):
     relative paths such as ``sources/pos`` or ``sync/state/v000003/part-0000``; tables get the
     ``.parquet`` suffix."""
 
-    is_s3: bool = False
+    is_s3: ClassVar[bool] = False
+    scheme: ClassVar[str] = ""  # the roots a back-end serves start with this ("": local paths)
+    _backends: ClassVar[list[type[Storage]]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Storage._backends.append(cls)  # the package imports every back-end with this module
 
     def __new__(cls, root: str | Path) -> Storage:
         if cls is Storage:
-            from amp_braze.storage.local import LocalStorage
-            from amp_braze.storage.s3 import S3Storage
-
-            cls = S3Storage if str(root).startswith("s3://") else LocalStorage
+            served = [b for b in Storage._backends if str(root).startswith(b.scheme)]
+            cls = max(served, key=lambda b: len(b.scheme))
         return super().__new__(cls)
 
     def __init__(self, root: str | Path):

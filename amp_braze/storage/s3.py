@@ -70,6 +70,7 @@ class S3Storage(Storage):
     """A storage root that is a bucket and a key prefix. The S3 client is made on first use."""
 
     is_s3 = True
+    scheme = "s3://"
 
     def __init__(self, root: str | Path):
         super().__init__(root)
