@@ -18,7 +18,7 @@ import time
 import numpy as np
 import polars as pl
 
-from amp_braze.braze import field_rules, normalize, phones
+from amp_braze.braze import field_rules, normalize, phone_expressions, phones
 from benchmarks.harness import Row, peak_rss_mb, report
 
 
@@ -128,9 +128,11 @@ def run(argv: list[str]) -> None:
     distinct = values.n_unique()
     keys = values.unique().to_frame().select(phones.canonical(pl.col("phone"))).to_series()
     keys = keys.filter(keys != "").unique()
-    digits = keys.filter(keys.str.contains(phones._SIMPLE_KEY))
+    digits = keys.filter(keys.str.contains(phone_expressions.SIMPLE_KEY))
     by_expressions = int(
-        phones._vectorised(digits, a.region, phones._VECTORISED_FROM)["handled"].sum()
+        phone_expressions.parse_digit_keys(digits, a.region, phones._VECTORISED_FROM)[
+            "handled"
+        ].sum()
     )
 
     old_runs, new_runs = [], []

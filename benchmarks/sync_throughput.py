@@ -20,7 +20,7 @@ from amp_braze.braze.client import BrazeClient
 from amp_braze.braze.identifiers import ID
 from amp_braze.braze.payload import object_json
 from amp_braze.braze.payload import requests as make_requests
-from amp_braze.plan_format import NEW, AttrSpec, flag
+from amp_braze.braze.plan_columns import NEW, AttrSpec, flag
 from benchmarks.harness import Row, report
 
 

@@ -15,7 +15,7 @@ import polars as pl
 
 from amp_braze.braze import field_rules
 from amp_braze.braze.identifiers import ID
-from amp_braze.plan_format import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
+from amp_braze.braze.plan_columns import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 
 
 @dataclass
@@ -41,6 +41,20 @@ def _wire(col: str, dtype: pl.DataType) -> pl.Expr:
         )
         return utc.dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
     return c
+
+
+def comparable_types(a: pl.DataType, b: pl.DataType) -> bool:
+    """Whether a value of type ``a`` and one of type ``b`` can be compared as Braze sees them:
+    numbers of any width can; dates and times can when they are written alike on the wire
+    (``_wire``: a Date as YYYY-MM-DD, a Datetime of any unit or zone as ISO 8601 UTC); a Date
+    against a Datetime, or text against numbers, cannot: every value of the new type is a new
+    one to Braze. Null goes with anything. The planner (what to send) and the sync state (what
+    old values to keep when a type changes) both decide by this one rule."""
+    if a == pl.Null or b == pl.Null or a == b:
+        return True
+    if a.is_numeric() and b.is_numeric():
+        return True
+    return a.is_temporal() and b.is_temporal() and a.base_type() == b.base_type()
 
 
 def _fragment(name: str, value: pl.Expr) -> pl.Expr:

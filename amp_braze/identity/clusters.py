@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from amp_braze.identity.linkage import ID, database_api
+from amp_braze.identity.linkage import SPLINK_ROW_ID, database_api
 
 CLUSTER = "cluster_id"
-_LEFT, _RIGHT = f"{ID}_l", f"{ID}_r"
+_LEFT, _RIGHT = f"{SPLINK_ROW_ID}_l", f"{SPLINK_ROW_ID}_r"
 _STRICTER = (0.99, 0.999, 0.9999, 0.99999)
 
 
@@ -35,9 +35,9 @@ def components(
 ) -> pl.DataFrame:
     """unique_id -> cluster_id (the smallest unique_id in its cluster). ``sources``: unique_id,
     source, needed when ``one_per_person`` names feeds."""
-    nodes = pl.DataFrame({ID: ids.cast(pl.Int64)})
+    nodes = pl.DataFrame({SPLINK_ROW_ID: ids.cast(pl.Int64)})
     if edges.height == 0:
-        return nodes.with_columns(pl.col(ID).alias(CLUSTER))
+        return nodes.with_columns(pl.col(SPLINK_ROW_ID).alias(CLUSTER))
     pairs = edges.select(
         pl.col(_LEFT).cast(pl.Int64), pl.col(_RIGHT).cast(pl.Int64), "match_probability"
     )
@@ -45,17 +45,19 @@ def components(
     if one_per_person and sources is not None:
         from splink.internals.one_to_one_clustering import one_to_one_clustering
 
-        src = sources.select(pl.col(ID).cast(pl.Int64), pl.col("source"))
-        nodes = nodes.join(src, on=ID).rename({"source": "source_dataset"})
+        src = sources.select(pl.col(SPLINK_ROW_ID).cast(pl.Int64), pl.col("source"))
+        nodes = nodes.join(src, on=SPLINK_ROW_ID).rename({"source": "source_dataset"})
         for side in ("l", "r"):
             pairs = pairs.join(
-                src.rename({ID: f"{ID}_{side}", "source": f"source_dataset_{side}"}),
-                on=f"{ID}_{side}",
+                src.rename(
+                    {SPLINK_ROW_ID: f"{SPLINK_ROW_ID}_{side}", "source": f"source_dataset_{side}"}
+                ),
+                on=f"{SPLINK_ROW_ID}_{side}",
             )
         result = one_to_one_clustering(
             nodes_table=db.register(nodes.to_arrow()),
             edges_table=db.register(pairs.to_arrow()),
-            node_id_column_name=ID,
+            node_id_column_name=SPLINK_ROW_ID,
             source_dataset_column_name="source_dataset",
             edge_id_column_name_left=_LEFT,
             edge_id_column_name_right=_RIGHT,
@@ -71,12 +73,13 @@ def components(
             nodes.to_arrow(),
             pairs.select(_LEFT, _RIGHT).to_arrow(),
             db_api=db,
-            node_id_column_name=ID,
+            node_id_column_name=SPLINK_ROW_ID,
         )
     table = pl.from_arrow(result.as_duckdbpyrelation().to_arrow_table())
     assert isinstance(table, pl.DataFrame)
     return table.select(
-        pl.col(ID).cast(pl.Int64), pl.col(ID).min().over("cluster_id").cast(pl.Int64).alias(CLUSTER)
+        pl.col(SPLINK_ROW_ID).cast(pl.Int64),
+        pl.col(SPLINK_ROW_ID).min().over("cluster_id").cast(pl.Int64).alias(CLUSTER),
     )
 
 
@@ -102,7 +105,7 @@ def _split(
 ) -> pl.DataFrame:
     inside = labels.filter(pl.col(CLUSTER).is_in(big.implode()))
     rest = labels.filter(~pl.col(CLUSTER).is_in(big.implode()))
-    members = inside.get_column(ID)
+    members = inside.get_column(SPLINK_ROW_ID)
     sub = edges.filter(
         pl.col(_LEFT).is_in(members.implode()) & pl.col(_RIGHT).is_in(members.implode())
     )
@@ -116,7 +119,7 @@ def _split(
     # Still too large on its strongest links: no link in it is trusted.
     singles = relabelled.with_columns(
         pl.when(pl.col(CLUSTER).is_in(still.implode()))
-        .then(pl.col(ID))
+        .then(pl.col(SPLINK_ROW_ID))
         .otherwise(pl.col(CLUSTER))
         .alias(CLUSTER)
     )
@@ -128,21 +131,27 @@ def _linked_by(labels: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
     both = pl.concat(
         [
             edges.select(
-                pl.col(_LEFT).alias(ID), pl.col(_RIGHT).alias("other"), "match_probability", "rule"
+                pl.col(_LEFT).alias(SPLINK_ROW_ID),
+                pl.col(_RIGHT).alias("other"),
+                "match_probability",
+                "rule",
             ),
             edges.select(
-                pl.col(_RIGHT).alias(ID), pl.col(_LEFT).alias("other"), "match_probability", "rule"
+                pl.col(_RIGHT).alias(SPLINK_ROW_ID),
+                pl.col(_LEFT).alias("other"),
+                "match_probability",
+                "rule",
             ),
         ]
     )
     same = (
-        both.join(labels, on=ID)
-        .join(labels.rename({ID: "other", CLUSTER: "other_cluster"}), on="other")
+        both.join(labels, on=SPLINK_ROW_ID)
+        .join(labels.rename({SPLINK_ROW_ID: "other", CLUSTER: "other_cluster"}), on="other")
         .filter(pl.col(CLUSTER) == pl.col("other_cluster"))
     )
     best = (
         same.sort(["match_probability", "rule"], descending=[True, False], nulls_last=True)
-        .group_by(ID)
+        .group_by(SPLINK_ROW_ID)
         .agg(pl.col("rule").first().alias("linked_by"), pl.col("match_probability").first())
     )
-    return labels.join(best, on=ID, how="left").sort(ID)
+    return labels.join(best, on=SPLINK_ROW_ID, how="left").sort(SPLINK_ROW_ID)

@@ -10,7 +10,7 @@ mapping:
   they were made, so the smallest) and the others are *merged* into it;
 - a cluster that is home to none gets a new id.
 
-Storage, beside the sync state and with the same create-only discipline::
+Storage, beside the sync state and published the same way (``amp_braze.storage.manifest``)::
 
     identity/ids/v000007/part-<token>.parquet   source, record_id, amp_id
     identity/ids/v000007/manifest.json          create-only: the version exists once this does
@@ -24,10 +24,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import orjson
 import polars as pl
 
-from amp_braze.storage import Storage
+from amp_braze.storage import Storage, VersionedManifests
 
 AMP_ID = "amp_id"
 PREFIX = "amp_"
@@ -102,32 +101,27 @@ class IdMap:
     def __init__(self, storage: Storage):
         self.storage = storage
         self.base = "identity"
+        self.manifests = VersionedManifests(storage, f"{self.base}/ids")
 
     def _dir(self, version: int) -> str:
-        return f"{self.base}/ids/v{version:06d}"
+        return self.manifests.folder_of(version)
 
     def versions(self) -> list[int]:
-        out = []
-        for name in self.storage.list(f"{self.base}/ids"):
-            parts = name.split("/")
-            if parts[-1] == "manifest.json":
-                out.append(int(parts[-2][1:]))
-        return sorted(out)
+        return self.manifests.versions()
 
     def manifest(self, version: int) -> dict:
-        return orjson.loads(self.storage.read_bytes(f"{self._dir(version)}/manifest.json"))
+        return self.manifests.read(version)
 
     def current(self) -> tuple[int, pl.DataFrame, int]:
         """(version, mapping, next id number); version 0 and an empty mapping before the first.
         The mapping carries each record's fingerprint when the version stored them."""
-        versions = self.versions()
-        if not versions:
+        version, man = self.manifests.newest()
+        if not version:
             return 0, pl.DataFrame(schema=_MAP_SCHEMA), 1
-        man = self.manifest(versions[-1])
-        df = self.storage.read_parquet(f"{self._dir(versions[-1])}/{man['part']}")
+        df = self.storage.read_parquet(f"{self._dir(version)}/{man['part']}")
         if man.get("polars") != pl.__version__ and "fingerprint" in df.columns:
             df = df.drop("fingerprint")  # hashes are stable within one polars version only
-        return versions[-1], df, int(man["next_id"])
+        return version, df, int(man["next_id"])
 
     def links(self, version: int) -> pl.DataFrame | None:
         """The model's links a version stored, or None (a version written before links were)."""
@@ -174,20 +168,11 @@ class IdMap:
             **a.stats,
             **(extra or {}),
         }
-        if self.storage.create_bytes(f"{vdir}/manifest.json", orjson.dumps(manifest)):
-            self._prune()
-            return True
-        self.storage.delete(f"{vdir}/{part}")
-        if edges:
-            self.storage.delete(f"{vdir}/{edges}")
-        return False
-
-    def _prune(self) -> None:
-        for v in self.versions()[:-KEEP_VERSIONS]:
-            names = self.storage.list(self._dir(v))
-            for name in sorted(names, key=lambda n: n.endswith("manifest.json")):
-                self.storage.delete(name)
-        self.storage.remove_empty_folders(f"{self.base}/ids")
+        if not self.manifests.create(version, manifest, [part, *([edges] if edges else [])]):
+            return False
+        self.manifests.prune(KEEP_VERSIONS)
+        self.storage.remove_empty_folders(self.manifests.folder)
+        return True
 
     def merges(self) -> pl.DataFrame:
         """Every merge ever made, each absorbed id pointing at the id that survives today (a chain

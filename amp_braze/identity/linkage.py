@@ -19,7 +19,7 @@ import polars as pl
 from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.standardize import CANONICAL_SUFFIX
 
-ID = "unique_id"  # Splink's record id column: an integer row number of the records table
+SPLINK_ROW_ID = "unique_id"  # Splink's record id column: an integer row number of the records table
 FREQUENCY_KINDS = ("name", "email")  # exact matches weighted by how common the value is
 MODEL_VERSION = 1
 
@@ -106,7 +106,7 @@ def settings(
     rules = cfg.blocking if blocking is None else blocking
     return SettingsCreator(
         link_type="dedupe_only",
-        unique_id_column_name=ID,
+        unique_id_column_name=SPLINK_ROW_ID,
         comparisons=[
             _comparison(col, kind, other_name(cfg, col)) for col, kind in cfg.fields.items()
         ],
@@ -130,7 +130,7 @@ def model_fingerprint(cfg: IdentityConfig) -> str:
 
 def _links(predictions: Any) -> pl.DataFrame:
     """Splink's scored pairs as unique_id_l, unique_id_r, match_probability."""
-    cols = f"{ID}_l, {ID}_r, match_probability"
+    cols = f"{SPLINK_ROW_ID}_l, {SPLINK_ROW_ID}_r, match_probability"
     edges = pl.from_arrow(predictions.as_duckdbpyrelation().select(cols).to_arrow_table())
     assert isinstance(edges, pl.DataFrame)
     return edges
@@ -189,13 +189,13 @@ def deterministic_edges(records: pl.DataFrame, cfg: IdentityConfig) -> pl.DataFr
         label = "+".join(cols)
         linked = (
             records.lazy()
-            .select(ID, *cols)
+            .select(SPLINK_ROW_ID, *cols)
             .drop_nulls(cols)
-            .with_columns(pl.col(ID).min().over(cols).alias(f"{ID}_l"))
-            .filter(pl.col(ID) != pl.col(f"{ID}_l"))
+            .with_columns(pl.col(SPLINK_ROW_ID).min().over(cols).alias(f"{SPLINK_ROW_ID}_l"))
+            .filter(pl.col(SPLINK_ROW_ID) != pl.col(f"{SPLINK_ROW_ID}_l"))
             .select(
-                f"{ID}_l",
-                pl.col(ID).alias(f"{ID}_r"),
+                f"{SPLINK_ROW_ID}_l",
+                pl.col(SPLINK_ROW_ID).alias(f"{SPLINK_ROW_ID}_r"),
                 pl.lit(1.0).alias("match_probability"),
                 pl.lit(label).alias("rule"),
             )
@@ -204,8 +204,8 @@ def deterministic_edges(records: pl.DataFrame, cfg: IdentityConfig) -> pl.DataFr
     if not parts:
         return pl.DataFrame(
             schema={
-                f"{ID}_l": pl.Int64,
-                f"{ID}_r": pl.Int64,
+                f"{SPLINK_ROW_ID}_l": pl.Int64,
+                f"{SPLINK_ROW_ID}_r": pl.Int64,
                 "match_probability": pl.Float64,
                 "rule": pl.String,
             }

@@ -15,7 +15,7 @@ import polars as pl
 from amp_braze.config import SourceConfig
 from amp_braze.identity import standardize
 from amp_braze.identity.config import IDENTIFYING_KINDS, IdentityConfig
-from amp_braze.identity.linkage import ID
+from amp_braze.identity.linkage import SPLINK_ROW_ID
 
 SOURCE, RECORD = "source", "record_id"
 FINGERPRINT = "fingerprint"  # a hash of a record's identity values: unchanged records keep links
@@ -109,8 +109,8 @@ def prepare(
     table = (
         table.with_columns(canonical)
         .with_columns(pl.struct(cfg.columns).hash(seed=7).alias(FINGERPRINT))
-        .with_row_index(ID)
-        .with_columns(pl.col(ID).cast(pl.Int64))
+        .with_row_index(SPLINK_ROW_ID)
+        .with_columns(pl.col(SPLINK_ROW_ID).cast(pl.Int64))
     )
     junk = (
         pl.concat(junk_parts).sort("records", descending=True)

@@ -18,7 +18,7 @@ from amp_braze.identity import linkage, training
 from amp_braze.identity.clusters import CLUSTER, Clustered, cluster
 from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.ids import AMP_ID, Assignment, IdMap, assign
-from amp_braze.identity.linkage import ID
+from amp_braze.identity.linkage import SPLINK_ROW_ID
 from amp_braze.identity.records import FINGERPRINT, RECORD, SOURCE, Records, prepare
 from amp_braze.metadata import Laps
 from amp_braze.storage import Storage
@@ -86,17 +86,19 @@ def resolve(
     rescored = recs.height if changed is None else int(changed.sum())
     lap("predict")
     edges = pl.concat([rules, scored.select(rules.columns)]).unique(
-        [f"{ID}_l", f"{ID}_r"], keep="first", maintain_order=True
+        [f"{SPLINK_ROW_ID}_l", f"{SPLINK_ROW_ID}_r"], keep="first", maintain_order=True
     )
     clustered = cluster(
-        records.table.get_column(ID),
+        records.table.get_column(SPLINK_ROW_ID),
         edges,
         cfg.max_cluster_size,
-        records.table.select(ID, SOURCE),
+        records.table.select(SPLINK_ROW_ID, SOURCE),
         cfg.one_record_per_person,
     )
     lap("cluster")
-    labelled = records.table.select(ID, SOURCE, RECORD).join(clustered.clusters, on=ID)
+    labelled = records.table.select(SPLINK_ROW_ID, SOURCE, RECORD).join(
+        clustered.clusters, on=SPLINK_ROW_ID
+    )
     assignment = assign(labelled.select(SOURCE, RECORD, CLUSTER), previous, next_id)
     table = (
         labelled.join(assignment.mapping.select(SOURCE, RECORD, AMP_ID), on=[SOURCE, RECORD])
@@ -148,12 +150,12 @@ def _relabel(
 
 def _links_to_ids(links: pl.DataFrame, unchanged: pl.DataFrame) -> pl.DataFrame:
     """The previous run's links between records that are still here, unchanged, as row ids."""
-    return _relabel(links, unchanged, [SOURCE, RECORD], [ID])
+    return _relabel(links, unchanged, [SOURCE, RECORD], [SPLINK_ROW_ID])
 
 
 def _links_to_records(scored: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     """This run's model links by (source, record_id), which outlive row ids, for the next run."""
-    return _relabel(scored, table, [ID], [SOURCE, RECORD])
+    return _relabel(scored, table, [SPLINK_ROW_ID], [SOURCE, RECORD])
 
 
 def stored_model(

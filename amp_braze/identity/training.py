@@ -1,8 +1,8 @@
 """Training the identity model so that it cannot fail on valid data, and says what it could not learn.
 
 Splink gives the comparisons, the u probabilities (random sampling) and the scoring; the m
-probabilities are estimated here, by expectation maximisation on the counts of agreement patterns
-in each training block's pairs. Splink's own EM is a maximum-likelihood estimate, and that has no
+probabilities are estimated here, by expectation maximisation (``em``) on the counts of agreement
+patterns (``agreement_patterns``) in each training block's pairs. Splink's own EM is a maximum-likelihood estimate, and that has no
 floor: when every pair of a block that shows some level is a non-match by the other fields (in the
 demo at 10,000 people, pairs that share a first and last name are mostly different people, and the
 few with a date of birth on both sides agreed on it), the likelihood is highest at m = 0 for that
@@ -24,20 +24,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from amp_braze.identity.agreement_patterns import agreement_patterns, blocked_pairs
 from amp_braze.identity.config import IdentityConfig
-from amp_braze.identity.linkage import ID, database_api, other_name, settings
-from amp_braze.identity.records import SOURCE
+from amp_braze.identity.em import (
+    MIN_COMPARISON_PAIRS,
+    MIN_LEVEL_PAIRS,
+    expectation_maximisation,
+    initial_m,
+    unestimable,
+)
+from amp_braze.identity.linkage import SPLINK_ROW_ID, database_api, other_name, settings
 from amp_braze.identity.standardize import CANONICAL_SUFFIX
 
 TRAIN_RECORDS = 300_000  # the model is trained on a sample this large; scoring uses every record
 MAX_U_PAIRS = 2_000_000  # random pairs for u
-MAX_EM_PAIRS = 2_000_000  # blocked pairs per EM session (records are sampled down to this)
 MAX_SESSIONS = 4  # EM sessions (training blocks) at most
-MAX_ITERATIONS = 100  # per pass; each is a few array operations on the pattern counts
-CONVERGENCE = 1e-4  # EM stops when no m moves by more than this
-PRIOR_PAIRS = 1.0  # pseudo matching pairs per comparison, spread as u: m never reaches 0
-MIN_LEVEL_PAIRS = 1.0  # a level needs this many expected matching pairs to have its m estimated
-MIN_COMPARISON_PAIRS = 10.0  # a comparison needs this many with a value on both sides
 RECALL = 0.95  # of the strong rules, for the share of random pairs that match
 
 
@@ -112,66 +113,6 @@ def _level(model: dict[str, Any], c: int, comp: _Comparison, gamma: int) -> dict
     return model["comparisons"][c]["comparison_levels"][comp.json_index[gamma]]
 
 
-@dataclass
-class EMResult:
-    m: list[np.ndarray]  # per comparison, by gamma
-    evidence: list[np.ndarray]  # expected matching pairs per level, by gamma
-    lam: float
-    iterations: int
-    converged: bool
-
-
-def expectation_maximisation(
-    gammas: np.ndarray,
-    counts: np.ndarray,
-    u: list[np.ndarray],
-    m0: list[np.ndarray],
-    lam0: float,
-    frozen: list[np.ndarray] | None = None,
-    max_iterations: int = MAX_ITERATIONS,
-) -> EMResult:
-    """Fellegi-Sunter EM over agreement patterns (rows of ``gammas``, -1 for null, each seen
-    ``counts`` times), u fixed. Each m is the posterior mean under ``PRIOR_PAIRS`` pseudo matching
-    pairs spread like u; ``frozen`` levels keep their m, and the free ones of a comparison add up
-    to 1 among themselves."""
-    k, n_comp = gammas.shape
-    frozen = frozen or [np.zeros(len(x), bool) for x in u]
-    m = [x.astype(float).copy() for x in m0]
-    log_u = [np.log(x) for x in u]
-    lam = float(min(max(lam0, 1e-9), 1 - 1e-9))
-    total = float(counts.sum())
-    evidence = [np.zeros(len(x)) for x in u]
-    converged, iterations = False, 0
-    while iterations < max_iterations:
-        iterations += 1
-        log_bf = np.zeros(k)
-        for c in range(n_comp):
-            g = gammas[:, c]
-            seen = g >= 0
-            log_bf[seen] += np.log(m[c])[g[seen]] - log_u[c][g[seen]]
-        logit = np.clip(math.log(lam) - math.log1p(-lam) + log_bf, -700.0, 700.0)
-        weight = counts / (1.0 + np.exp(-logit))  # expected matching pairs per pattern
-        new_m = []
-        for c in range(n_comp):
-            g = gammas[:, c]
-            seen = g >= 0
-            e = np.bincount(g[seen], weights=weight[seen], minlength=len(u[c]))
-            evidence[c] = e
-            raw = e + PRIOR_PAIRS * u[c]
-            free = ~frozen[c]
-            mc = m[c].copy()
-            if free.any():
-                mc[free] = raw[free] / raw[free].sum()
-            new_m.append(mc)
-        lam = float(min(max(weight.sum() / total, 1e-9), 1 - 1e-9))
-        change = max(float(np.abs(a - b).max()) for a, b in zip(new_m, m, strict=True))
-        m = new_m
-        if change < CONVERGENCE:
-            converged = True
-            break
-    return EMResult(m=m, evidence=evidence, lam=lam, iterations=iterations, converged=converged)
-
-
 def strong_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
     """Rules that almost only pair the same person: to estimate how many pairs match at all."""
     kinds = cfg.fields
@@ -190,84 +131,6 @@ def em_rules(cfg: IdentityConfig) -> list[tuple[str, ...]]:
     no other block could train."""
     on_email = [r for r in cfg.blocking if any(cfg.fields.get(c) == "email" for c in r)]
     return [r for r in cfg.blocking if r not in on_email] + on_email
-
-
-def _unestimable(evidence: np.ndarray) -> np.ndarray:
-    """Levels (by gamma) whose m the sample cannot estimate. With too few matching pairs that
-    have the field on both sides, none; otherwise an agreement level that fewer than
-    ``MIN_LEVEL_PAIRS`` of them showed (a typo level, a nickname level): held neutral, between
-    what total disagreement and exact agreement say. The ELSE level (gamma 0) is always
-    estimated when the comparison is: its absence among many matches is the evidence itself,
-    and the prior keeps its m above 0."""
-    if evidence.sum() < MIN_COMPARISON_PAIRS:
-        return np.ones(len(evidence), bool)
-    out = evidence < MIN_LEVEL_PAIRS
-    out[0] = False
-    return out
-
-
-def _initial_m(levels: int) -> np.ndarray:
-    """A starting point that ranks the strictest level highest (gamma L-1) and ELSE lowest."""
-    m = 0.5 ** np.arange(levels, 0, -1, dtype=float)
-    return m / m.sum()
-
-
-def _blocked_pairs(records: pl.DataFrame, rule: tuple[str, ...]) -> int:
-    """Pairs an equality rule makes: records that agree on every column, none of them null."""
-    sizes = records.drop_nulls(list(rule)).group_by(list(rule)).len().get_column("len")
-    return int((sizes.cast(pl.Int64) * (sizes.cast(pl.Int64) - 1) // 2).sum())
-
-
-def _patterns(
-    records: pl.DataFrame,
-    model: dict[str, Any],
-    rule: tuple[str, ...],
-    seed: int,
-    one_per_person: tuple[str, ...] = (),
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The agreement patterns (gamma per comparison, in the model's order) of the pairs ``rule``
-    makes, with their counts; records are sampled so that about ``MAX_EM_PAIRS`` pairs are
-    compared. Each level is decided by Splink's own SQL condition for it, on DuckDB. Two records
-    of a feed with one record per person are never the same person: such pairs could teach m
-    only what non-matches look like, so they are left out."""
-    import duckdb
-
-    pairs = _blocked_pairs(records, rule)
-    if pairs > MAX_EM_PAIRS:
-        records = records.sample(fraction=math.sqrt(MAX_EM_PAIRS / pairs), seed=seed, shuffle=False)
-    width = len(model["comparisons"])
-    if _blocked_pairs(records, rule) == 0:
-        return np.zeros((0, width), np.int64), np.zeros(0), 0
-    cols = [c for c in records.columns if c != ID]
-    both = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
-    on = " AND ".join(f'l."{c}" = r."{c}"' for c in rule)
-    if one_per_person:
-        feeds = ", ".join("'" + f.replace("'", "''") + "'" for f in one_per_person)
-        on += f' AND NOT (l."{SOURCE}" = r."{SOURCE}" AND l."{SOURCE}" IN ({feeds}))'
-    cases = []
-    for i, comp in enumerate(model["comparisons"]):
-        levels = comp["comparison_levels"]
-        nonnull = [lv for lv in levels if not lv.get("is_null_level")]
-        whens = [f"WHEN {lv['sql_condition']} THEN -1" for lv in levels if lv.get("is_null_level")]
-        for g, lv in zip(range(len(nonnull) - 1, -1, -1), nonnull, strict=True):
-            if lv["sql_condition"].strip().upper() != "ELSE":
-                whens.append(f"WHEN {lv['sql_condition']} THEN {g}")
-        cases.append(f"CASE {' '.join(whens)} ELSE 0 END AS g{i}")
-    sql = (
-        f"WITH pairs AS (SELECT {both} FROM records AS l JOIN records AS r "
-        f'ON {on} AND l."{ID}" < r."{ID}") '
-        f"SELECT {', '.join(cases)}, count(*) AS n FROM pairs GROUP BY ALL"
-    )
-    con = duckdb.connect()
-    try:
-        con.register("records", records.to_arrow())
-        table = pl.from_arrow(con.sql(sql).to_arrow_table())
-    finally:
-        con.close()
-    assert isinstance(table, pl.DataFrame)
-    gammas = table.select([f"g{i}" for i in range(width)]).to_numpy().astype(np.int64)
-    counts = table.get_column("n").to_numpy().astype(float)
-    return gammas.reshape(-1, width), counts, int(counts.sum())
 
 
 def _comparison_columns(cfg: IdentityConfig, name: str) -> set[str]:
@@ -326,7 +189,7 @@ def _lambda(sample: pl.DataFrame, cfg: IdentityConfig, out: list[Fallback]) -> f
         db.register(sample.to_arrow()),
         blocking_rules=[block_on(*r) for r in strong_rules(cfg)],
         link_type="dedupe_only",
-        unique_id_column_name=ID,
+        unique_id_column_name=SPLINK_ROW_ID,
         record_sample_proportion=1.0,
     )
     observed = float(records[-1]["cumulative_comparison_count"]) if records else 0.0
@@ -437,8 +300,8 @@ def _session(
 ) -> Session:
     """EM on the pairs of one rule, twice: free, then with the levels it could not estimate
     held neutral so they do not bend the rest; adds this session's estimates to the sums."""
-    gammas, counts, pairs = _patterns(sample, model, rule, seed, cfg.one_record_per_person)
-    unsampled = _blocked_pairs(sample, rule)
+    gammas, counts, pairs = agreement_patterns(sample, model, rule, seed, cfg.one_record_per_person)
+    unsampled = blocked_pairs(sample, rule)
     blocked = set(rule)
     active = [
         c for c, comp in enumerate(comps) if not (_comparison_columns(cfg, comp.name) & blocked)
@@ -448,13 +311,13 @@ def _session(
         return Session(rule, pairs, 0, 0, False, 0.0, [], skipped=why)
     g = gammas[:, active]
     ua = [u[c] for c in active]
-    m0 = [_initial_m(len(x)) for x in ua]
+    m0 = [initial_m(len(x)) for x in ua]
     # Within the block matches are far more common than among random pairs.
     lam0 = min(lam * sample.height * (sample.height - 1) / 2 / max(unsampled, 1), 0.5)
     first = expectation_maximisation(g, counts, ua, m0, lam0)
     frozen, start = [], []
     for i, _ in enumerate(active):
-        fz = _unestimable(first.evidence[i])
+        fz = unestimable(first.evidence[i])
         frozen.append(fz)
         start.append(np.where(fz, ua[i], first.m[i]))
     result = expectation_maximisation(g, counts, ua, start, first.lam, frozen)

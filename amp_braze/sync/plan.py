@@ -16,18 +16,18 @@ twice). No hashing of strings, and memory stays far below the size of the two ta
 
 from __future__ import annotations
 
-import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from amp_braze.braze import field_rules
 from amp_braze.braze.identifiers import ALIAS_SEPARATOR, ID, identifier_columns
-from amp_braze.braze.payload import data_points
+from amp_braze.braze.payload import comparable_types
+from amp_braze.braze.plan_columns import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 from amp_braze.config import BrazeConfig
-from amp_braze.plan_format import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 from amp_braze.storage import non_null_counts
+from amp_braze.sync.id_match import Match, match_sorted_ids, row_numbers
+from amp_braze.sync.plan_stats import plan_stats
 
 OLD = "__old"
 UNCERTAIN = (
@@ -35,9 +35,7 @@ UNCERTAIN = (
 )
 OLD_ID = "__id__old"
 MISALIGNED = "__misaligned"
-ROW = "__row"
 W_ROW, S_ROW = "__w_row", "__s_row"  # row numbers in the wanted table and the state
-MERGE_PIECE_ROWS = 1_000_000  # below this, one merge on one thread
 
 
 @dataclass
@@ -78,16 +76,6 @@ def uncertain(attr: str) -> str:
     return f"{UNCERTAIN}{attr}"
 
 
-def _same_kind(a: pl.DataType, b: pl.DataType) -> bool:
-    """Whether values of the two types can be compared as Braze sees them (an integer column
-    against a float one can; text against numbers cannot: every value is a new one)."""
-    if a == pl.Null or b == pl.Null or a == b:
-        return True
-    if a.is_numeric() and b.is_numeric():
-        return True
-    return a.is_temporal() and b.is_temporal() and a.base_type() == b.base_type()
-
-
 def _ids_from_key(kind: str) -> list[pl.Expr]:
     """The identifier columns Braze is sent, rebuilt from ``__id`` (the trimmed key)."""
     if kind == "user_alias":
@@ -121,7 +109,7 @@ def plan_delta(
     done = [_delta(pw, ps, *args) for pw, ps in _pieces(w, s)]
     table = pl.concat([d.table for d in done]) if len(done) > 1 else done[0].table
     plan = Plan(table=table, attrs=done[0].attrs, wanted_users=sum(d.wanted_rows for d in done))
-    plan.stats = plan_stats(plan, w.frame, braze, w.non_null)
+    plan.stats = plan_stats(plan.table, plan.attrs, plan.wanted_users, w.frame, braze, w.non_null)
     plan.stats["state_users"] = sum(d.state_rows for d in done)
     plan.stats["users_no_longer_wanted"] = sum(d.gone for d in done)
     plan.stats["pieces"] = len(done)
@@ -202,7 +190,7 @@ def _delta(
     marked = [a for a in in_state if uncertain(a) in s_schema]
     ids: tuple[pl.Series, pl.Series] | None = None  # (wanted, state) ids, when read
     if w.ids_digest and w.ids_digest == s.ids_digest and w.rows is not None and s.rows is not None:
-        match = Match(_positions(), _positions())  # the same ids in the same rows: no reading
+        match = Match(row_numbers(), row_numbers())  # the same ids in the same rows: no reading
         w_rows, s_rows = w.rows, s.rows
     else:
         w_ids, s_ids = _read_ids(w, s)
@@ -331,7 +319,7 @@ def _changes(
         cur = pl.col(a)
         prev = pl.col(_old(a)) if a in types else pl.lit(None, dtype=pl.Null)
         unsure = pl.col(uncertain(a)) if a in marked else pl.lit(False)
-        if a in types and not _same_kind(*types[a]):
+        if a in types and not comparable_types(*types[a]):
             # The SQL changed the attribute's type: every value is a new one to Braze.
             changed = cur.is_not_null() | prev.is_not_null()
             attrs.append(AttrSpec(a, array_ops=a == segment_array))
@@ -356,68 +344,6 @@ def _changes(
             send = send & pl.col(held[a]).is_null()
         exprs.append(send.alias(flag(a)))
     return attrs, exprs
-
-
-@dataclass(frozen=True)
-class Match:
-    """Positions (row numbers) of the ids only one side has."""
-
-    new_rows: pl.Series  # in the wanted table: users Braze has not had from us
-    gone_rows: pl.Series  # in the state: users no longer wanted
-
-    @property
-    def aligned(self) -> bool:
-        return not self.new_rows.len() and not self.gone_rows.len()
-
-
-def _positions(n: int = 0) -> pl.Series:
-    """Row numbers 0..n-1 (none by default)."""
-    return pl.int_range(n, dtype=pl.UInt32, eager=True).alias(ROW)
-
-
-def match_sorted_ids(left: pl.Series, right: pl.Series) -> Match:
-    """Match two sorted, unique id columns by merging them (no hashing, no join).
-
-    On most days the columns are equal and this is one comparison. Large inputs are cut into
-    ranges of ids (cut points from ``left``, found in ``right`` by binary search) merged on
-    separate threads: each range's ids can only pair with ids in the same range."""
-    if left.len() == right.len() and left.equals(right):
-        return Match(_positions(), _positions())
-    if not right.len() or not left.len():
-        return Match(_positions(left.len()), _positions(right.len()))
-    threads = max(2, pl.thread_pool_size())  # smaller merges are faster even on one core
-    pieces = max(1, min(threads, (left.len() + right.len()) // MERGE_PIECE_ROWS))
-    if pieces == 1:
-        return _merge_match(left, right)
-    cuts = [left.len() * i // pieces for i in range(1, pieces)]
-    l_bounds = [0, *cuts, left.len()]
-    r_bounds = [0, *right.search_sorted(left.gather(cuts)).to_list(), right.len()]
-    ranges = [(l_bounds[i], l_bounds[i + 1], r_bounds[i], r_bounds[i + 1]) for i in range(pieces)]
-
-    def one(r: tuple[int, int, int, int]) -> Match:
-        m = _merge_match(left.slice(r[0], r[1] - r[0]), right.slice(r[2], r[3] - r[2]))
-        return Match(m.new_rows + r[0], m.gone_rows + r[2])
-
-    with ThreadPoolExecutor(pieces) as pool:  # polars releases the GIL while it merges
-        parts = list(pool.map(one, ranges))
-    return Match(pl.concat([p.new_rows for p in parts]), pl.concat([p.gone_rows for p in parts]))
-
-
-def _merge_match(left: pl.Series, right: pl.Series) -> Match:
-    side = "__right"
-    merged = pl.DataFrame({ID: left, side: False}).merge_sorted(
-        pl.DataFrame({ID: right, side: True}), key=ID
-    )
-    pair_next = (pl.col(ID) == pl.col(ID).shift(-1)) & (pl.col(side) != pl.col(side).shift(-1))
-    hit = merged.select(
-        pl.col(side), (pair_next | pair_next.shift(1)).fill_null(False).alias("hit")
-    )
-    r = hit.get_column(side)
-    unmatched = ~hit.get_column("hit")
-    return Match(
-        unmatched.filter(~r).arg_true().cast(pl.UInt32).alias(ROW),
-        unmatched.filter(r).arg_true().cast(pl.UInt32).alias(ROW),
-    )
 
 
 def _read_ids(wanted: Side, state: Side) -> tuple[pl.Series, pl.Series]:
@@ -457,45 +383,3 @@ def _plan_cols(a: AttrSpec) -> list[str]:
     if a.array_ops:
         cols += [a.name + ADD, a.name + REMOVE]
     return cols
-
-
-def plan_stats(
-    plan: Plan,
-    wanted: pl.LazyFrame,
-    braze: BrazeConfig,
-    wanted_non_null: dict[str, int] | None = None,
-) -> dict:
-    t = plan.table
-    per_attr = (
-        {a.name: int(t.get_column(flag(a.name)).sum()) for a in plan.attrs} if t.height else {}
-    )
-    points = int(data_points(t, plan.attrs).sum()) if t.height else 0
-    # What a full (non-delta) sync would send: every non-null attribute of every wanted user.
-    billable = [
-        c
-        for c in wanted.collect_schema().names()
-        if c not in identifier_columns(braze.identifier)
-        and c != ID
-        and c not in field_rules.NON_BILLABLE_FIELDS
-        and not field_rules.is_held_column(c)
-    ]
-    known = wanted_non_null or {}
-    missing = [c for c in billable if c not in known]
-    if missing:
-        counts = wanted.select([pl.col(c).is_not_null().sum() for c in missing]).collect(
-            engine="streaming"
-        )
-        known = known | counts.row(0, named=True)
-    full_points = sum(int(known[c]) for c in billable)
-    per = braze.objects_per_request
-    return {
-        "users_changed": t.height,
-        "new_users": int(t.get_column(NEW).sum()) if t.height else 0,
-        "attributes_changed": sum(per_attr.values()),
-        "attributes_changed_by_column": per_attr,
-        "data_points": points,
-        "requests": math.ceil(t.height / per),
-        "full_sync_users": plan.wanted_users,
-        "full_sync_data_points": full_points,
-        "full_sync_requests": math.ceil(plan.wanted_users / per),
-    }

@@ -16,12 +16,12 @@ from amp_braze.braze.client import BatchResult, BrazeClient, SendStats
 from amp_braze.braze.field_rules import MAX_IDENTITY_UPDATES
 from amp_braze.braze.identifiers import ID
 from amp_braze.braze.payload import Request, data_points, object_json, requests
+from amp_braze.braze.plan_columns import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 from amp_braze.catalogue import SyncNames
 from amp_braze.config import BrazeConfig, Config, SyncSpec
 from amp_braze.failpoints import failpoint
 from amp_braze.identity.ids import IdMap
 from amp_braze.metadata import Laps
-from amp_braze.plan_format import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 from amp_braze.storage import Storage
 from amp_braze.sync import merges
 from amp_braze.sync.lease import Lease, LeaseLost

@@ -11,8 +11,8 @@ import polars as pl
 from amp_braze.braze.field_rules import HELD_PREFIX, is_held_column
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.payload import object_json
+from amp_braze.braze.plan_columns import AttrSpec, flag
 from amp_braze.config import Config, SyncSpec
-from amp_braze.plan_format import AttrSpec, flag
 from amp_braze.storage import Storage
 from amp_braze.sync.wanted import wanted_state
 

@@ -6,9 +6,10 @@ import datetime as dt
 
 import orjson
 import polars as pl
+import pytest
 
-from amp_braze.braze.payload import data_points, object_json, requests
-from amp_braze.plan_format import ADD, NEW, REMOVE, AttrSpec, flag
+from amp_braze.braze.payload import comparable_types, data_points, object_json, requests
+from amp_braze.braze.plan_columns import ADD, NEW, REMOVE, AttrSpec, flag
 
 
 def test_object_json_sends_only_flagged_attributes_in_braze_formats():
@@ -74,3 +75,29 @@ def test_requests_respect_object_and_byte_limits():
     assert all(len(r.body) <= 5000 for r in small)
     assert sum(len(r.ids) for r in small) == 160
     assert [i for r in small for i in r.ids] == ids.to_list()
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (pl.Int64, pl.Float64, True),  # numbers of any width
+        (pl.Int8, pl.Decimal(10, 2), True),
+        (pl.Datetime("us", "UTC"), pl.Datetime("ms"), True),  # written alike: ISO 8601 UTC
+        (pl.Date, pl.Date, True),
+        (pl.Null, pl.String, True),  # null goes with anything
+        (pl.Date, pl.Null, True),
+        (pl.List(pl.String), pl.List(pl.String), True),
+        (pl.Date, pl.Datetime("us", "UTC"), False),  # YYYY-MM-DD against a time: new values
+        (pl.Date, pl.Time, False),
+        (pl.Datetime("us"), pl.Duration("us"), False),
+        (pl.String, pl.Int64, False),
+        (pl.Boolean, pl.Int64, False),
+        (pl.String, pl.Categorical, False),
+        (pl.List(pl.String), pl.List(pl.Int64), False),
+    ],
+)
+def test_comparable_types_as_braze_sees_the_values(a, b, same):
+    """One rule for the planner and the sync state: a Date and a Datetime are different values
+    to Braze (the wire writes one as YYYY-MM-DD, the other as an ISO 8601 time)."""
+    assert comparable_types(a, b) is same
+    assert comparable_types(b, a) is same

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from amp_braze.identity.ids import IdMap, assign
+from amp_braze.identity.ids import EDGE_SCHEMA, IdMap, assign
 from amp_braze.storage import Storage
 
 
@@ -84,3 +84,32 @@ def _merge_chains(store: Storage) -> None:
     ]
     version, mapping, next_id = ids.current()
     assert version == 3 and next_id == 4 and set(mapping["amp_id"]) == {"amp_0000000001"}
+
+
+def test_ids_stored_by_earlier_releases_still_load(tmp_path):
+    """The layout is part of the contract: a version written the way earlier releases wrote it
+    (these names, a compact manifest) is read, and the next version lands beside it."""
+    import re
+
+    import orjson
+
+    store = Storage(tmp_path)
+    mapping = pl.DataFrame({"source": ["a"], "record_id": ["r1"], "amp_id": ["amp_0000000001"]})
+    store.write_parquet("identity/ids/v000001/part-0123456789abcdef.parquet", mapping)
+    manifest = {"version": 1, "part": "part-0123456789abcdef.parquet", "next_id": 2,
+                "records": 1, "merges": 0, "edges": None, "polars": pl.__version__}  # fmt: skip
+    store.write_bytes("identity/ids/v000001/manifest.json", orjson.dumps(manifest))
+    ids = IdMap(store)
+    version, loaded, next_id = ids.current()
+    assert (version, next_id) == (1, 2) and loaded.equals(mapping)
+    v2 = assign(clusters([["r1", "r2"]]), mapping, next_id)
+    assert ids.write(2, v2, links=pl.DataFrame(schema=EDGE_SCHEMA))
+    names = store.list("identity")
+    assert names[:2] == [
+        "identity/ids/v000001/manifest.json",
+        "identity/ids/v000001/part-0123456789abcdef.parquet",
+    ]
+    assert re.fullmatch(r"identity/ids/v000002/edges-[0-9a-f]{16}\.parquet", names[2])
+    assert names[3] == "identity/ids/v000002/manifest.json"
+    assert re.fullmatch(r"identity/ids/v000002/part-[0-9a-f]{16}\.parquet", names[4])
+    assert ids.current()[0] == 2 and ids.links(2) is not None

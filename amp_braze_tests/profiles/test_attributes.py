@@ -268,7 +268,7 @@ def _build_from_changes(raw: pl.DataFrame, after=None):
 def test_the_planner_never_unsets_a_phone_set_aside():
     """Braze holds a phone; this run's number is not valid: the phone is not sent (a null would
     unset it), the user's other changes are."""
-    from amp_braze.plan_format import flag
+    from amp_braze.braze.plan_columns import flag
     from amp_braze.sync.plan import plan_delta
 
     raw = pl.DataFrame(

@@ -10,11 +10,11 @@ import polars as pl
 import pytest
 
 from amp_braze.braze.identifiers import ID, id_footer
+from amp_braze.braze.plan_columns import ADD, NEW, REMOVE, flag
 from amp_braze.config import BrazeConfig
-from amp_braze.plan_format import ADD, NEW, REMOVE, flag
 from amp_braze.storage import Storage
 from amp_braze.sync import plan as plan_module
-from amp_braze.sync.plan import Side, match_sorted_ids, plan_delta
+from amp_braze.sync.plan import Side, plan_delta
 
 SEGS = ["amp_vip", "amp_lapsed"]
 ARRAY = "amp_segments"
@@ -22,23 +22,6 @@ ARRAY = "amp_segments"
 
 def _ids(rng: random.Random, n: int) -> list[str]:
     return sorted({f"u{rng.randrange(10 * n):08d}" for _ in range(n)})
-
-
-@pytest.mark.parametrize("piece_rows", [1_000_000, 37])  # one merge; many ranges on threads
-def test_match_sorted_ids_finds_exactly_the_unpartnered_rows(monkeypatch, piece_rows):
-    monkeypatch.setattr(plan_module, "MERGE_PIECE_ROWS", piece_rows)
-    rng = random.Random(5)
-    cases = [(0, 0), (0, 5), (5, 0), (200, 200), (1000, 300), (300, 1000), (2000, 2000)]
-    for n_left, n_right in cases:
-        pool = _ids(rng, max(n_left, n_right) * 2 + 1)
-        left = sorted(rng.sample(pool, min(n_left, len(pool))))
-        right = sorted(rng.sample(pool, min(n_right, len(pool))))
-        m = match_sorted_ids(pl.Series(left, dtype=pl.String), pl.Series(right, dtype=pl.String))
-        in_left, in_right = set(left), set(right)
-        assert m.new_rows.to_list() == [i for i, x in enumerate(left) if x not in in_right]
-        assert m.gone_rows.to_list() == [i for i, x in enumerate(right) if x not in in_left]
-    same = pl.Series(["a", "b", "c"])
-    assert match_sorted_ids(same, same).aligned
 
 
 @functools.cache

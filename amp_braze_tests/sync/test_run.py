@@ -7,8 +7,8 @@ import math
 import polars as pl
 
 from amp_braze.braze.identifiers import ID
+from amp_braze.braze.plan_columns import AttrSpec, flag
 from amp_braze.config import load_config
-from amp_braze.plan_format import AttrSpec, flag
 from amp_braze.sync.plan import Plan
 from amp_braze.sync.run import iter_requests, window_rows
 from amp_braze_tests.support.configs import write_config

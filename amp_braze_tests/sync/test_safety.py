@@ -15,11 +15,12 @@ import orjson
 import polars as pl
 import pytest
 
-from amp_braze.plan_format import flag
+from amp_braze.braze.plan_columns import flag
 from amp_braze.storage import Storage
+from amp_braze.sync.journal_fold import CHECKPOINT, INTENT, Entry, fold_journal
 from amp_braze.sync.lease import Lease, LeaseTimeout
 from amp_braze.sync.plan import uncertain
-from amp_braze.sync.state import CHECKPOINT, INTENT, Entry, SyncState, fold_journal
+from amp_braze.sync.state import SyncState
 from amp_braze_tests.support.brand import assert_braze_matches, make_brand, make_feed
 from amp_braze_tests.support.servers import free_port
 

@@ -6,9 +6,11 @@ import random
 
 import polars as pl
 
-from amp_braze.plan_format import flag
+from amp_braze.braze.plan_columns import flag
 from amp_braze.storage import Storage
-from amp_braze.sync.state import CHECKPOINT, INTENT, Entry, SyncState, fold_journal, uncertain
+from amp_braze.sync.journal_fold import CHECKPOINT, INTENT, Entry, fold_journal
+from amp_braze.sync.plan import uncertain
+from amp_braze.sync.state import SyncState
 
 
 def test_fold_takes_the_latest_flagged_value():
@@ -111,3 +113,32 @@ def test_state_versions_are_never_rewritten_and_racing_commits_both_land(tmp_pat
     assert first.read_bytes() == first_bytes
     storage.write_bytes("sync/dest/state/v000003/part-00000.parquet", b"half-written, no manifest")
     assert a.current().version == 2  # a version without a manifest does not exist
+
+
+def test_a_state_stored_by_earlier_releases_still_loads(tmp_path):
+    """The layout is part of the contract: a version written by hand the way earlier releases
+    wrote it (these names, a compact manifest) is read, folded and committed past."""
+    import re
+
+    import orjson
+
+    storage = Storage(tmp_path)
+    vdir = "sync/dest/state/v000001"
+    storage.write_parquet(f"{vdir}/part-00000.parquet", pl.DataFrame({"__id": ["u1"], "t": [1]}))
+    manifest = {"version": 1, "parts": ["part-00000.parquet"], "shards": 1, "rows": 1,
+                "columns": ["t"], "folded_through": 0, "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
+    storage.write_bytes(f"{vdir}/manifest.json", orjson.dumps(manifest))
+    state = SyncState(storage, "dest")
+    assert state.versions() == [1] and state.manifest(1) == manifest
+    assert state.current().table.rows() == [("u1", 1)]
+    state.write_checkpoint(pl.DataFrame({"__id": ["u2"], "t": [2], flag("t"): [True]}))
+    assert state.commit().version == 2
+    names = storage.list("sync/dest")
+    assert names[:3] == [
+        "sync/dest/journal/e000000000001.parquet",
+        f"{vdir}/manifest.json",
+        f"{vdir}/part-00000.parquet",
+    ]
+    assert names[3] == "sync/dest/state/v000002/manifest.json"
+    assert re.fullmatch(r"sync/dest/state/v000002/part-00000-[0-9a-f]{16}\.parquet", names[4])
+    assert state.current().table.rows() == [("u1", 1), ("u2", 2)]

@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 
 from amp_braze.braze.identifiers import ID
+from amp_braze.braze.plan_columns import flag
 from amp_braze.config import load_config
-from amp_braze.plan_format import flag
-from amp_braze.sync.state import CHECKPOINT, SyncState
+from amp_braze.sync.journal_fold import CHECKPOINT
+from amp_braze.sync.state import SyncState
 from amp_braze_tests.support.brand import (
     Brand,
     assert_braze_matches,

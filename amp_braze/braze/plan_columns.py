@@ -1,5 +1,6 @@
 """The plan's columns: the contract between the planner (``amp_braze.sync.plan``), the sync state
-and the request encoder (``amp_braze.braze.payload``).
+and the request encoder (``amp_braze.braze.payload``). It lives with the encoder, so the Braze
+package needs nothing from the pipeline.
 
 A plan is wide: per attribute ``a`` its value column ``a`` and a flag ``__c_a`` (send it or not);
 segment arrays add ``a__add`` / ``a__remove``; ``__new`` marks a user Braze has not had from
