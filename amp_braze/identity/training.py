@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from amp_braze.identity.config import IdentityConfig
+from amp_braze.config import IdentityConfig
 from amp_braze.identity.linkage import ID, database_api, other_name, settings
 from amp_braze.identity.records import SOURCE
 from amp_braze.identity.standardize import CANONICAL_SUFFIX
