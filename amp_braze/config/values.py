@@ -18,12 +18,21 @@ from amp_braze.config.errors import ConfigError, did_you_mean
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a source, segment, destination or sync name
 
 
+@dataclass(frozen=True)
+class Shown:
+    """How the configuration reference names a kind of value (pydantic ignores it)."""
+
+    text: str
+
+
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
 # A list of names, where one name alone is a list of one (``audience: lapsed``).
-Names = Annotated[tuple[str, ...], BeforeValidator(_one_or_many), Strict(False)]
+Names = Annotated[
+    tuple[str, ...], BeforeValidator(_one_or_many), Strict(False), Shown("name or list of names")
+]
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ def _cron(expr: str) -> str:
     return expr
 
 
-Cron = Annotated[str, AfterValidator(_cron)]
+Cron = Annotated[str, AfterValidator(_cron), Shown("cron expression")]
 
 
 @cache
@@ -112,7 +121,7 @@ def _time_zone(name: str) -> str:
     raise ValueError(f"unknown time zone {name!r}{hint}; give an IANA name such as Europe/London")
 
 
-TimeZone = Annotated[str, AfterValidator(_time_zone)]
+TimeZone = Annotated[str, AfterValidator(_time_zone), Shown("IANA time zone")]
 
 
 def _region(value: Any) -> Any:
@@ -130,10 +139,10 @@ def _region(value: Any) -> Any:
 
 
 # An ISO 3166 alpha-2 region libphonenumber knows, in any case.
-PhoneRegion = Annotated[str, BeforeValidator(_region)]
+PhoneRegion = Annotated[str, BeforeValidator(_region), Shown("region (ISO 3166 alpha-2)")]
 
 # A path the loader resolves against the file's folder.
-FilePath = Annotated[Path, Strict(False)]
+FilePath = Annotated[Path, Strict(False), Shown("path")]
 
 
 def resolve_path(path: str, base: Path) -> str:
