@@ -71,7 +71,7 @@ class BrazeConfig(Section):
     )
     rate_limit: RateLimit = Field(
         default_factory=RateLimit,
-        description="The client-side limit: `{requests: 3000, per_seconds: 3}` by default.",
+        description="The client-side limit, Braze's burst limit by default.",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
