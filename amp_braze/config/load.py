@@ -155,9 +155,7 @@ def _parse(data: Any, base_dir: Path, path: Path | None) -> Config:
     if found:
         raise ConfigError(*found)
     loading = Loading(base_dir=base_dir)
-    identity = _optional(
-        IdentityConfig, _mapping(top.get("identity"), "identity"), "identity", loading
-    )
+    identity = _optional(IdentityConfig, top.get("identity"), "identity", loading)
     region = _phone_region(top, identity)
     loading = replace(loading, identity=identity is not None, phone_region=region)
     sources = _named(
@@ -195,9 +193,7 @@ def _parse(data: Any, base_dir: Path, path: Path | None) -> Config:
             segments=segments,
             sync=sync,
             identity=identity,
-            currents=_optional(
-                CurrentsConfig, _mapping(top.get("currents"), "currents"), "currents", loading
-            ),
+            currents=_optional(CurrentsConfig, top.get("currents"), "currents", loading),
         )
     except ValidationError as e:
         raise from_validation(e) from None
