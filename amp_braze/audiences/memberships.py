@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from amp_braze.audiences.segment_rules import compile_rule, exclusion_order
+from amp_braze.audiences.segment_rules import compile_rule
 from amp_braze.braze.identifiers import ID, id_expr, identifier_columns
 from amp_braze.catalogue import ATTRIBUTES
-from amp_braze.config import BrazeConfig, Config, ConfigError
+from amp_braze.config import BrazeConfig, Config, ConfigError, exclusion_order
 from amp_braze.profiles.sql import run_sql
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from amp_braze.identity.config import IdentityConfig
+from amp_braze.config import IdentityConfig
 from amp_braze.identity.standardize import CANONICAL_SUFFIX
 
 SPLINK_ROW_ID = "unique_id"  # Splink's record id column: an integer row number of the records table

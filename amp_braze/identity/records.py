@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from amp_braze.config import SourceConfig
+from amp_braze.config import IDENTIFYING_KINDS, IdentityConfig, SourceConfig
 from amp_braze.identity import standardize
-from amp_braze.identity.config import IDENTIFYING_KINDS, IdentityConfig
 from amp_braze.identity.linkage import SPLINK_ROW_ID
 
 SOURCE, RECORD = "source", "record_id"

@@ -13,10 +13,9 @@ import orjson
 import polars as pl
 
 from amp_braze.catalogue import CLUSTERS
-from amp_braze.config import Config, SourceConfig
+from amp_braze.config import Config, IdentityConfig, SourceConfig
 from amp_braze.identity import linkage, training
 from amp_braze.identity.clusters import CLUSTER, Clustered, cluster
-from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.ids import AMP_ID, Assignment, IdMap, assign
 from amp_braze.identity.linkage import SPLINK_ROW_ID
 from amp_braze.identity.records import FINGERPRINT, RECORD, SOURCE, Records, prepare

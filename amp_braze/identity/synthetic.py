@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
-from amp_braze.identity.config import IdentityConfig
+from amp_braze.config import IdentityConfig
 from amp_braze.identity.standardize import nickname_map
 
 GIVEN = (

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from amp_braze.config import IdentityConfig
 from amp_braze.identity.agreement_patterns import agreement_patterns, blocked_pairs
-from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.em import (
     MIN_COMPARISON_PAIRS,
     MIN_LEVEL_PAIRS,

@@ -14,7 +14,6 @@ import glob as globlib
 import hashlib
 import json
 import os
-from dataclasses import asdict
 
 import polars as pl
 
@@ -64,7 +63,9 @@ def feed_fingerprint(src: SourceConfig, files: list[str]) -> str | None:
         stats.append([f, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns])
     # libphonenumber's metadata too: a new release (numbers that became valid) reads again.
     basis = json.dumps(
-        [READER_VERSION, phones.METADATA_VERSION, asdict(src), stats], sort_keys=True, default=str
+        [READER_VERSION, phones.METADATA_VERSION, src.model_dump(), stats],
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(basis.encode()).hexdigest()[:32]
 

@@ -8,7 +8,7 @@ higher ``priority``, then to the feed listed first in the configuration.
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -51,7 +51,7 @@ def with_amp_ids(
             ids, on=src.record_id, how="left", maintain_order="left"
         )
         out[name] = (
-            replace(src, customer_key="amp_id", key_normalize="none"),
+            src.model_copy(update={"customer_key": "amp_id", "key_normalize": "none"}),
             keyed.drop(src.record_id),
         )
     return out

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from amp_braze.identity.config import IdentityConfig
+from amp_braze.config import IdentityConfig
 from amp_braze.identity.records import FINGERPRINT
 from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import RECORD_IDS, generate

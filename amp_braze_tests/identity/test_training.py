@@ -5,8 +5,8 @@ import math
 import polars as pl
 import pytest
 
+from amp_braze.config import IdentityConfig
 from amp_braze.identity import training
-from amp_braze.identity.config import IdentityConfig
 from amp_braze.identity.records import prepare
 from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import generate
