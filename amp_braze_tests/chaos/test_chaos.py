@@ -179,7 +179,9 @@ def test_syncs_killed_at_any_moment_lose_nothing(chaos_brand, emulator, tmp_path
     flags.mkdir()
     feed = make_feed(N)
     emulator.faults(latency_ms=25)  # spreads a run's 1 s of sending over more moments
-    bound = (CHECKPOINT_ROWS + window_rows(brand.config) + 75 * 3 * CONCURRENCY) * 2
+    bound = (
+        CHECKPOINT_ROWS + window_rows(brand.config, brand.config.braze) + 75 * 3 * CONCURRENCY
+    ) * 2
     rows = []
     for t, (where, nth) in enumerate(TRIALS):
         previous = feed
