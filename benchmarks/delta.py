@@ -223,7 +223,7 @@ def run(argv: list[str]) -> None:
         warm = []
         for _ in range(a.runs + 1):
             t = time.perf_counter()
-            make_plan(cfg, Storage(cfg.storage))
+            make_plan(cfg, Storage(cfg.storage), cfg.syncs["braze"])
             warm.append(time.perf_counter() - t)
             gc.collect()
         naive_s = None
