@@ -40,6 +40,7 @@ def _which_config(arg: str | None) -> tuple[Path, str]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from amp_braze.profiles import databases
     from amp_braze.profiles.feeds import FeedError, feed_files
 
     path, why = _which_config(args.config)
@@ -48,9 +49,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     problems = 0
     for src in cfg.sources.values():
         try:
+            if src.is_database:
+                with databases.connection(src) as conn:
+                    columns = databases.schema(conn, src)
+                print(f"  sources.{src.name}: {src.location}, {len(columns)} columns")
+                continue
             files = feed_files(src)
             print(f"  sources.{src.name}: {len(files)} file(s) ({src.format})")
-        except FeedError as e:
+        except (FeedError, databases.DatabaseError) as e:
             problems += 1
             print(f"  {e}")
     if problems:

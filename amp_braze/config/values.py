@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -151,3 +152,22 @@ def resolve_path(path: str, base: Path) -> str:
         return path
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str) or not _DURATION.fullmatch(value):
+        raise ValueError(f"must be a duration such as 30m, 1h or 2d; got {value!r}")
+    amount, unit = _DURATION.fullmatch(value).groups()
+    return timedelta(seconds=float(amount) * _UNITS[unit])
+
+
+# A duration written with its unit: 90s, 30m, 1h, 2d.
+Duration = Annotated[
+    timedelta, BeforeValidator(_duration), Strict(False), Shown("duration (30m, 1h, 2d)")
+]

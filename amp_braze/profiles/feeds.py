@@ -33,7 +33,7 @@ DTYPES: dict[str, pl.DataType] = {
 }
 
 
-READER_VERSION = 2  # bump when read_feed's output for the same file and configuration changes
+READER_VERSION = 3  # bump when read_feed's output for the same file and configuration changes
 
 
 class FeedError(ValueError):
@@ -129,9 +129,20 @@ def read_feed(src: SourceConfig) -> pl.DataFrame:
     files = feed_files(src)
     lf = _scan(src, files)
     try:
-        schema = lf.collect_schema()
+        lf.collect_schema()
     except (FileNotFoundError, OSError, pl.exceptions.PolarsError) as e:
         raise FeedError(f"sources.{src.name}.path: cannot read {src.path}: {e}") from None
+    lf = typed(src, lf)
+    try:
+        return lf.collect()
+    except pl.exceptions.PolarsError as e:
+        raise FeedError(f"sources.{src.name}: cannot read {src.path}: {e}") from None
+
+
+def typed(src: SourceConfig, lf: pl.LazyFrame) -> pl.LazyFrame:
+    """A feed's rows as its table holds them: renamed, cast, keys as text, phones in E.164; a
+    column the configuration names that the rows lack is a FeedError listing what they have."""
+    schema = lf.collect_schema()
     missing = [c for c in src.columns if c not in schema]
     if missing:
         raise FeedError(
@@ -141,7 +152,7 @@ def read_feed(src: SourceConfig) -> pl.DataFrame:
     lf = lf.rename(src.columns)
     names = [src.columns.get(c, c) for c in schema]
     named = (("customer_key", src.customer_key), ("record_id", src.record_id))
-    for key, col in named + (("updated_at", src.updated_at),):
+    for key, col in (*named, ("updated_at", src.updated_at), ("deleted_at", src.deleted_at)):
         if col is not None and col not in names:
             raise FeedError(
                 f"sources.{src.name}.{key}: column {col!r} is not in the feed; it has {', '.join(names)}"
@@ -158,14 +169,19 @@ def read_feed(src: SourceConfig) -> pl.DataFrame:
                 f"sources.{src.name}.types.{col}: column {col!r} is not in the feed; it has {', '.join(names)}"
             )
     casts = [_cast(c, t, DTYPES[t]) for c, t in src.types.items()]
-    if src.updated_at and src.updated_at not in src.types:
-        dt = lf.collect_schema()[src.updated_at]
-        if dt == pl.String:
-            casts.append(_cast(src.updated_at, "datetime", DTYPES["datetime"]))
-        elif dt == pl.Date:
-            casts.append(pl.col(src.updated_at).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
-        elif isinstance(dt, pl.Datetime) and dt.time_zone is None:
-            casts.append(pl.col(src.updated_at).dt.replace_time_zone("UTC"))
+    for col in (src.updated_at, src.deleted_at):
+        if col and col not in src.types:
+            dt = lf.collect_schema()[col]
+            if dt == pl.String:
+                casts.append(_cast(col, "datetime", DTYPES["datetime"]))
+            elif dt == pl.Date:
+                casts.append(pl.col(col).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+            elif isinstance(dt, pl.Datetime):
+                utc = pl.col(col).dt.cast_time_unit("us")
+                if dt.time_zone is None:
+                    casts.append(utc.dt.replace_time_zone("UTC"))
+                else:
+                    casts.append(utc.dt.convert_time_zone("UTC"))
     if casts:
         lf = lf.with_columns(casts)
     lf = lf.with_columns(pl.col(k).cast(pl.String) for k in src.key_columns)
@@ -173,7 +189,4 @@ def read_feed(src: SourceConfig) -> pl.DataFrame:
     phone_cols = [c for c in src.phone_columns if c in names and c not in src.key_columns]
     if phone_cols:
         lf = lf.with_columns(phone_column(c, src.phone_region, region_col) for c in phone_cols)
-    try:
-        return lf.collect()
-    except pl.exceptions.PolarsError as e:
-        raise FeedError(f"sources.{src.name}: cannot read {src.path}: {e}") from None
+    return lf

@@ -9,9 +9,11 @@ with, as ``pathlib.Path`` picks its flavour, so callers name one class whatever 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -129,6 +131,11 @@ class Storage(ABC):
         """Write ``df`` to ``name`` atomically with polars' ``write_parquet`` options."""
 
     @abstractmethod
+    def _staged_file(self, name: str) -> contextlib.AbstractContextManager[Path]:
+        """A local path to write ``name``'s new version to; published as ``name`` when the block
+        ends without an error, and gone either way."""
+
+    @abstractmethod
     def _pinned(self, name: str) -> IO[bytes]:
         """The object as it is now, to be read later (a writer replacing it meanwhile does not
         change what this handle reads); FileNotFoundError if there is none."""
@@ -171,6 +178,40 @@ class Storage(ABC):
         }
         self._write_parquet_file(name, df, options)
         return self.uri(name)
+
+    def write_parquet_stream(
+        self,
+        name: str,
+        schema: pl.Schema,
+        frames: Iterable[pl.DataFrame],
+        footer: dict | Callable[[], dict] | None = None,
+    ) -> tuple[str, int]:
+        """Write frames one after another into one Parquet file (a table larger than memory
+        takes the memory of one frame), atomically as ``write_parquet`` does; ``footer`` may be a
+        function, called once the last frame is written. Returns the URI and the rows written."""
+        import pyarrow.parquet as pq
+
+        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+        rows, non_null = 0, dict.fromkeys(schema.names(), 0)
+        with self._staged_file(name) as path:
+            with pq.ParquetWriter(path, arrow_schema, compression=COMPRESSION) as writer:
+                for df in frames:
+                    if df.height == 0:
+                        continue
+                    df = df.select(pl.col(c).cast(t) for c, t in schema.items())
+                    rows += df.height
+                    for c, n in non_null_counts(df).items():
+                        non_null[c] += n
+                    writer.write_table(df.to_arrow().cast(arrow_schema))
+                extra = footer() if callable(footer) else footer
+                summary = {
+                    "rows": rows,
+                    "non_null": non_null,
+                    "write_id": uuid.uuid4().hex,
+                    **(extra or {}),
+                }
+                writer.add_key_value_metadata({SUMMARY_KEY: orjson.dumps(summary).decode()})
+        return self.uri(name), rows
 
     def footer(self, name: str) -> dict[str, Any]:
         """What ``write_parquet`` left in the footer: ``rows``, ``non_null`` (per column), ``write_id`` and

@@ -114,6 +114,12 @@ class LocalStorage(Storage):
             df.write_parquet(tmp, **options)
             os.replace(tmp, target)
 
+    @contextmanager
+    def _staged_file(self, name: str) -> Iterator[Path]:
+        with _staged(self._path(name)) as (tmp, target):
+            yield tmp
+            os.replace(tmp, target)
+
     def _pinned(self, name: str) -> IO[bytes]:
         """An open file: a writer renaming a new version over it leaves this one readable
         through the handle."""

@@ -12,6 +12,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
@@ -161,6 +163,14 @@ class S3Storage(Storage):
             self.write_bytes(name, buf.getvalue())
         else:  # multipart upload: the object appears only when complete
             df.write_parquet(self.uri(name), storage_options=self.storage_options, **options)
+
+    @contextmanager
+    def _staged_file(self, name: str) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "part.parquet"
+            yield path
+            # upload_file goes up in parts above its threshold: the object appears only when whole
+            self._s3.upload_file(str(path), self.bucket, self._key(name))
 
     def _pinned(self, name: str) -> IO[bytes]:
         """A copy in a nameless temporary file: one GET is one version; memory stays flat
