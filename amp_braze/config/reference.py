@@ -5,6 +5,7 @@ committed as docs/reference/configuration.md (a test keeps the two equal)."""
 from __future__ import annotations
 
 import inspect
+from datetime import timedelta
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -89,6 +90,14 @@ def _plural(kind: Any) -> str:
     return f"{_plain(kind)}s"
 
 
+def _duration_text(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def _value_text(value: Any) -> str:
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
@@ -100,6 +109,8 @@ def _value_text(value: Any) -> str:
         return f"`[{', '.join(map(str, value))}]`"
     if isinstance(value, dict):
         return "`{}`" if not value else f"`{value}`"
+    if isinstance(value, timedelta):
+        return f"`{_duration_text(value)}`"
     if value == "":
         return '`""`'
     return f"`{value}`"

@@ -4,7 +4,7 @@ query) and what identifies its rows."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -12,7 +12,15 @@ from amp_braze.braze import phones
 from amp_braze.config.database import DatabaseUri
 from amp_braze.config.errors import problem
 from amp_braze.config.section import Loading, Section, derived, set_by_loader
-from amp_braze.config.values import Duration, Names, PhoneRegion, bounded, one_of, resolve_path
+from amp_braze.config.values import (
+    Duration,
+    Names,
+    PhoneRegion,
+    Shown,
+    bounded,
+    one_of,
+    resolve_path,
+)
 
 FeedFormat = Literal["csv", "parquet", "ndjson"]
 ColumnType = Literal["string", "int", "float", "bool", "date", "datetime", "decimal", "phone"]
@@ -58,7 +66,7 @@ class SourceConfig(Section):
         "(`.ndjson`, `.jsonl`, `.json`); files only.",
         otherwise="from the extension",
     )
-    database: DatabaseUri | None = Field(
+    database: Annotated[DatabaseUri, Shown("database URI")] | None = Field(
         None,
         description="A database to read the feed from: `postgresql://user:${PASSWORD}@host:5432/db` "
         "(also Redshift as `redshift://`), `sqlite:///file.db`, `duckdb:///file.duckdb` (files "

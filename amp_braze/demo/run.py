@@ -24,7 +24,7 @@ from amp_braze.braze.emulator import EmulatorServer, Settings
 from amp_braze.catalogue import ALL_SYNCS_JOB
 from amp_braze.config import BUNDLED_CONFIG, load_config
 from amp_braze.demo.summary import phone_summary, print_summary
-from amp_braze.profiles.sample_data import generate
+from amp_braze.profiles.sample_data import SHOP_DATABASE, SHOP_TABLE, generate
 from amp_braze.storage import Storage
 from amp_braze.sync.verify import compare
 
@@ -76,6 +76,25 @@ def _day_two(feed: Path, share: float = 0.01) -> int:
     )
     pos.write_csv(feed)
     return chosen.len()
+
+
+def _day_two_shop(database: Path, share: float = 0.01) -> int:
+    """1% of the web shop's accounts place an order: the shop's database updates their rows."""
+    import duckdb
+
+    with duckdb.connect(str(database)) as con:
+        con.execute(
+            f"UPDATE {SHOP_TABLE} SET orders_count = orders_count + 1, "
+            "online_revenue = round(online_revenue + 80, 2), "
+            "last_order_at = TIMESTAMPTZ '2026-11-02 12:00:00+00', "
+            "updated_at = TIMESTAMPTZ '2026-11-02 12:00:00+00' "
+            f"WHERE CAST(substr(account_id, 2) AS BIGINT) % {int(1 / share)} = 0"
+        )
+        (n,) = con.execute(
+            f"SELECT count(*) FROM {SHOP_TABLE} "
+            "WHERE updated_at = TIMESTAMPTZ '2026-11-02 12:00:00+00'"
+        ).fetchone()
+    return n
 
 
 def _send_email_campaign(
@@ -236,8 +255,10 @@ def run_demo(
         loads = {h: _run_job(defs, instance, LOAD_JOB, h)["braze_currents_events"] for h in hours}
 
         changed = _day_two(data / "pos_customers.csv")
+        orders = _day_two_shop(data / SHOP_DATABASE)
         progress.step(
-            f"day two: {changed:,} customers spent more; engagement flows back; syncing again"
+            f"day two: {changed:,} customers spent more in store, {orders:,} web shop accounts "
+            "placed an order; engagement flows back; syncing again"
         )
         day2 = _run_job(defs, instance, ALL_SYNCS_JOB)
         progress.step("comparing each emulator's profiles with what its syncs want")

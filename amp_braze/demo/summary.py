@@ -58,6 +58,14 @@ def print_summary(
         distinct = m.get("distinct_customers", m.get("distinct_records"))
         what = "customers" if "distinct_customers" in m else "records"
         print(f"  feed {name:<10} {m['dagster/row_count']:>10,} rows  {distinct:>10,} {what}")
+        if "database" in m:
+            m2 = day2.get(f"sources/{name}", {})
+            print(
+                f"    from {m['database']} table {m.get('table', '(query)')}: day one a {m['read']} "
+                f"read of {m['rows_read']:,} rows; day two {'an' if m2.get('read') == 'incremental' else 'a'} "
+                f"{m2.get('read', '?')} read of {m2.get('rows_read', 0):,} rows "
+                f"({m2.get('rows_changed', 0):,} changed, {m2.get('rows_deleted', 0):,} deleted)"
+            )
     if "identity_clusters" in day1:
         ic, ic2 = day1["identity_clusters"], day2["identity_clusters"]
         print(

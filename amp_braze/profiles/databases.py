@@ -161,7 +161,7 @@ def fetch(conn: Any, src: SourceConfig, sql: str) -> tuple[pl.Schema, Iterator[p
     cur = None  # held until the batches are read: closing it closes their stream
     try:
         if kind == "duckdb":
-            reader = conn.execute(sql).to_arrow_reader(BATCH_ROWS)
+            reader = conn.sql(sql).to_arrow_reader(BATCH_ROWS)
         else:
             cur = conn.cursor()
             cur.execute(sql)

@@ -48,6 +48,23 @@ class SampleFiles:
     ecommerce: Path
     loyalty: Path
     customers: int
+    shop_database: Path | None = None  # the web shop's accounts as a DuckDB table
+
+
+SHOP_DATABASE = "shop.duckdb"  # the web shop's database: its accounts table is the ecommerce feed
+SHOP_TABLE = "accounts"
+
+
+def write_shop_database(path: Path, accounts: pl.DataFrame) -> Path:
+    """The web shop's accounts as a table of a DuckDB file, as the shop's own database holds
+    them (a database feed needs no server: the demo reads it like any other database)."""
+    import duckdb
+
+    path.unlink(missing_ok=True)
+    with duckdb.connect(str(path)) as con:
+        con.register("rows", accounts.to_arrow())
+        con.execute(f"CREATE TABLE {SHOP_TABLE} AS SELECT * FROM rows")
+    return path
 
 
 def _pick(values: list[str], idx: np.ndarray) -> pl.Series:
@@ -131,7 +148,8 @@ def _with_duplicates(
 def generate(
     out_dir: str | Path, customers: int = 10_000, seed: int = 7, shared_key: bool = True
 ) -> SampleFiles:
-    """Write pos_customers.csv, ecommerce_customers.parquet and loyalty_members.ndjson.
+    """Write pos_customers.csv, ecommerce_customers.parquet (and the same accounts as the table
+    ``accounts`` of shop.duckdb) and loyalty_members.ndjson.
 
     ``shared_key=False`` writes the feeds as separate systems would (the demo's shape): each with
     its own record id (``pos_id``, ``account_id``, ``loyalty_number``), and the loyalty number
@@ -239,6 +257,7 @@ def generate(
     ecom = _with_duplicates(ecom, rng, 0.005, "orders_count")
     ecom_path = out / "ecommerce_customers.parquet"
     ecom.write_parquet(ecom_path)
+    shop = write_shop_database(out / SHOP_DATABASE, ecom)
 
     loy = u.filter(pl.Series(in_loy))
     m = len(loy)
@@ -273,7 +292,9 @@ def generate(
     loy = _with_duplicates(loy, rng, 0.01, "loyalty_tier")
     loy_path = out / "loyalty_members.ndjson"
     loy.with_columns(pl.col("updated_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).write_ndjson(loy_path)
-    return SampleFiles(pos=pos_path, ecommerce=ecom_path, loyalty=loy_path, customers=n)
+    return SampleFiles(
+        pos=pos_path, ecommerce=ecom_path, loyalty=loy_path, customers=n, shop_database=shop
+    )
 
 
 def customer_of_record() -> pl.Expr:

@@ -89,10 +89,6 @@ currents:
 # Keys the design describes that are not built yet (database feeds, event streams, shards): not
 # in the reference until they are, and then this list shrinks.
 NOT_BUILT = {
-    "sources.<name>.database",
-    "sources.<name>.table",
-    "sources.<name>.lookback",
-    "sources.<name>.deleted_at",
     "events",
     "events.<name>.destination",
     "events.<name>.sql",
