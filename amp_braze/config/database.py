@@ -93,7 +93,7 @@ class DatabaseUri:
     @property
     def file(self) -> str | None:
         """The database file of a SQLite or DuckDB URI."""
-        if self.kind not in FILE_KINDS:
+        if self.scheme not in KINDS or self.kind not in FILE_KINDS:
             return None
         return self._uri.split("://", 1)[1] if "://" in self._uri else None
 

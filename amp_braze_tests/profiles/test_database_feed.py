@@ -1,0 +1,127 @@
+"""A database table as a feed: the read by what changed gives exactly what a full read gives, on
+real SQLite and DuckDB files (PostgreSQL: test_database_feed_postgres.py)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from amp_braze.profiles.database_feed import read_database_feed
+from amp_braze.storage import Storage
+from amp_braze_tests.support.databases import FileDatabase, database_source
+
+TABLE = "sources/crm"
+
+
+@pytest.fixture(params=["sqlite", "duckdb"])
+def crm(request, tmp_path) -> FileDatabase:
+    db = FileDatabase(request.param, tmp_path / f"crm.{request.param}")
+    db.create_customers(200, "2026-12-01 10:00:00")
+    return db
+
+
+def _rows(store: Storage) -> pl.DataFrame:
+    df = store.read_table(TABLE)
+    return df.sort(df.columns, nulls_last=True)
+
+
+def _full(src, tmp_path, n: int) -> tuple[pl.DataFrame, object]:
+    fresh = Storage(tmp_path / f"full{n}")
+    done = read_database_feed(src, fresh, TABLE)
+    assert done.read == "full"
+    return _rows(fresh), done
+
+
+def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path):
+    src = database_source(crm.uri)
+    store = Storage(tmp_path / "feed")
+    first = read_database_feed(src, store, TABLE)
+    assert (first.read, first.rows, first.cursor) == ("full", 200, "2026-12-01T10:00:00+00:00")
+
+    ts = crm.ts
+    crm.execute(
+        # updated, and one of them updated twice
+        f"UPDATE customers SET city = 'moved', updated_at = {ts('2026-12-01 11:00:00')} "
+        "WHERE customer_id IN ('c0001', 'c0002', 'c0003')",
+        f"UPDATE customers SET city = 'moved again', updated_at = {ts('2026-12-01 11:30:00')} "
+        "WHERE customer_id = 'c0002'",
+        # soft-deleted and hard-deleted
+        f"UPDATE customers SET deleted_at = {ts('2026-12-01 11:00:00')} WHERE customer_id = 'c0010'",
+        "DELETE FROM customers WHERE customer_id IN ('c0011', 'c0012')",
+        # new, committed late within the lookback, committed late outside it
+        f"INSERT INTO customers VALUES ('n1', 'n1@x.com', 'new', 1, {ts('2026-12-01 11:00:00')}, NULL)",
+        f"INSERT INTO customers VALUES ('late1', 'l1@x.com', 'late', 1, {ts('2026-12-01 09:30:00')}, NULL)",
+        f"INSERT INTO customers VALUES ('late2', 'l2@x.com', 'old', 1, {ts('2026-11-20 00:00:00')}, NULL)",
+        # a second row for a key the feed holds, with an old timestamp
+        f"INSERT INTO customers VALUES ('c0020', 'dup@x.com', 'dup', 2, {ts('2026-11-01 00:00:00')}, NULL)",
+    )
+    second = read_database_feed(src, store, TABLE)
+    full, _ = _full(src, tmp_path, 2)
+    assert second.read == "incremental" and second.key_scan
+    assert second.cursor == "2026-12-01T11:30:00+00:00"
+    assert _rows(store).equals(full)
+    assert full.height == 200 - 3 + 4
+    # c0001-3, n1, late1 arrive by timestamp; late2 and c0020's second row by the key scan
+    assert second.rows_changed == 7
+    assert second.rows_deleted == 3  # c0010 (soft), c0011, c0012
+    moved = _rows(store).filter(pl.col("customer_id") == "c0002")
+    assert moved.get_column("city").to_list() == ["moved again"]
+
+    # The table has a key on two rows now: every read scans the keys.
+    crm.execute(
+        "ALTER TABLE customers ADD COLUMN tier TEXT",
+        f"UPDATE customers SET tier = 'gold', updated_at = {ts('2026-12-01 12:00:00')} "
+        "WHERE customer_id = 'c0030'",
+    )
+    third = read_database_feed(src, store, TABLE)
+    assert third.read == "full" and "columns" in third.reason
+    assert _rows(store).equals(_full(src, tmp_path, 3)[0])
+    assert "tier" in _rows(store).columns
+
+    crm.execute(
+        "DELETE FROM customers WHERE customer_id = 'c0020' AND city = 'dup'",
+        f"UPDATE customers SET spend = 99, updated_at = {ts('2026-12-01 12:10:00')} "
+        "WHERE customer_id = 'c0040'",
+    )
+    fourth = read_database_feed(src, store, TABLE)
+    assert fourth.read == "incremental" and fourth.key_scan
+    assert _rows(store).equals(_full(src, tmp_path, 4)[0])
+    assert fourth.rows_changed == 1 and fourth.rows_deleted == 0
+
+    nothing = read_database_feed(src, store, TABLE)
+    assert (nothing.read, nothing.rows_changed, nothing.rows_deleted) == ("incremental", 0, 0)
+    assert nothing.rows_read == 3  # only the rows inside the lookback come again (since 11:10)
+
+
+def test_a_hard_delete_waits_for_the_key_scan(crm, tmp_path):
+    src = database_source(crm.uri, delete_scan_every=3)
+    store = Storage(tmp_path / "feed")
+    read_database_feed(src, store, TABLE)
+    crm.execute("DELETE FROM customers WHERE customer_id = 'c0005'")
+    held = []
+    for _ in range(3):
+        done = read_database_feed(src, store, TABLE)
+        held.append(("c0005" in _rows(store).get_column("customer_id"), done.key_scan))
+    assert held == [(True, False), (True, False), (False, True)]
+
+
+def test_without_updated_at_the_table_is_read_whole(crm, tmp_path):
+    src = database_source(crm.uri, updated_at=None)
+    store = Storage(tmp_path / "feed")
+    read_database_feed(src, store, TABLE)
+    crm.execute("UPDATE customers SET city = 'x' WHERE customer_id = 'c0001'")
+    again = read_database_feed(src, store, TABLE)
+    assert (again.read, again.rows_read, again.rows_changed) == ("full", 200, 1)
+    assert "no updated_at" in again.reason
+
+
+def test_a_query_is_a_feed_too(crm, tmp_path):
+    src = database_source(
+        crm.uri,
+        table=None,
+        query="SELECT customer_id, email, updated_at, deleted_at FROM customers WHERE spend > 100",
+    )
+    store = Storage(tmp_path / "feed")
+    done = read_database_feed(src, store, TABLE)
+    assert done.rows == len([i for i in range(200) if i * 1.5 > 100])
+    assert _rows(store).columns == ["customer_id", "email", "updated_at", "deleted_at"]
