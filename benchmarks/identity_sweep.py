@@ -18,7 +18,7 @@ from pathlib import Path
 from amp_braze.config import BUNDLED_CONFIG, load_config
 from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import CONFIG, HELD_OUT, generate
-from amp_braze.profiles.feeds import read_feed
+from amp_braze.profiles.database_feed import read_source
 from amp_braze.profiles.sample_data import customer_of_record
 from amp_braze.profiles.sample_data import generate as demo_brand
 from benchmarks.harness import Row, report
@@ -40,7 +40,7 @@ def _demo(people: int, seed: int) -> float:
         os.environ["AMP_BRAZE_HOME"] = home
         cfg = load_config(BUNDLED_CONFIG)
         assert cfg.identity is not None
-        feeds = {n: (s, read_feed(s).lazy()) for n, s in cfg.sources.items()}
+        feeds = {n: (s, read_source(s).lazy()) for n, s in cfg.sources.items()}
         table = resolve(feeds, cfg.identity, EMPTY, 1).table
     return quality(
         table, table.select("source", "record_id", customer_of_record().alias("person"))

@@ -5,8 +5,8 @@ committed as docs/reference/configuration.md (a test keeps the two equal)."""
 from __future__ import annotations
 
 import inspect
-from datetime import timedelta
 import types
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 

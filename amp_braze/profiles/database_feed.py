@@ -361,3 +361,18 @@ def _read_keys(conn, src, keys: pl.Series, stored_schema: pl.Schema) -> pl.DataF
         _, batches = db.fetch(conn, src, sql)
         parts.append(_collect(src, batches, stored_schema, keep_deleted=False))
     return pl.concat(parts) if parts else pl.DataFrame(schema=stored_schema)
+
+
+def read_source(src: SourceConfig) -> pl.DataFrame:
+    """A feed's rows in memory as its table would hold them, from a file or a database (for
+    tools that look at a feed without storage: the identity benchmarks, tests)."""
+    from amp_braze.profiles.feeds import read_feed
+
+    if not src.is_database:
+        return read_feed(src)
+    with db.connection(src) as conn:
+        raw = db.schema(conn, src)
+        _check_types(src, raw)
+        columns, batches = db.fetch(conn, src, f"SELECT * FROM {db.relation(src)}{_live(src)}")
+        shaped = typed(src, pl.LazyFrame(schema=columns)).collect_schema()
+        return _collect(src, batches, shaped, keep_deleted=False)

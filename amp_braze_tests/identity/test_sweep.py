@@ -16,7 +16,7 @@ import pytest
 from amp_braze.config import BUNDLED_CONFIG, load_config
 from amp_braze.identity.resolve import resolve
 from amp_braze.identity.synthetic import CONFIG, HELD_OUT, generate
-from amp_braze.profiles.feeds import read_feed
+from amp_braze.profiles.database_feed import read_source
 from amp_braze.profiles.sample_data import generate as demo_brand
 from amp_braze_tests.support.link_quality import EMPTY, demo_truth, feeds_of, pairwise
 
@@ -45,7 +45,7 @@ def test_demo_brand_trains_and_links_above_the_floor(people, seed, tmp_path, mon
     monkeypatch.setenv("AMP_BRAZE_HOME", str(tmp_path))
     cfg = load_config(BUNDLED_CONFIG)
     assert cfg.identity is not None
-    feeds = {name: (src, read_feed(src).lazy()) for name, src in cfg.sources.items()}
+    feeds = {name: (src, read_source(src).lazy()) for name, src in cfg.sources.items()}
     result = resolve(feeds, cfg.identity, EMPTY, 1)
     assert result.trained
     assert result.training["untrained"] == []  # every field is present in two feeds
