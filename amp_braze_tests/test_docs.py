@@ -78,7 +78,10 @@ def _examples() -> list:
 
 
 @pytest.mark.parametrize("example", _examples())
-def test_configuration_examples_load(example, tmp_path):
+def test_configuration_examples_load(example, tmp_path, monkeypatch):
+    # The secrets an example reads from the environment, as a user would export them.
+    for var in set(re.findall(r"\$\{([A-Z_]+)\}", example)) - {"AMP_BRAZE_HOME"}:
+        monkeypatch.setenv(var, "postgresql://reader:pw@127.0.0.1:5432/crm")
     for sql in set(re.findall(r"[\w/]+\.sql", example)):
         (tmp_path / sql).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / sql).write_text("SELECT * FROM customer_profiles")
