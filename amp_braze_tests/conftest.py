@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from amp_braze_tests.support.postgres import PostgresServer
 from amp_braze_tests.support.servers import EmulatorHandle, free_port, start_emulator
 
 
@@ -70,3 +71,12 @@ def emulator() -> Iterator[EmulatorHandle]:
         yield handle
     finally:
         handle.server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (127.0.0.1, a free port, user ``amp`` with a
+    random password over TCP); tests that need a clean slate make a database each
+    (``postgres.create_database(name)``). Stopped and deleted at the end, even after failures."""
+    with PostgresServer() as server:
+        yield server

@@ -46,3 +46,41 @@ def test_end_to_end_benchmark_sends_the_change():
     assert 0 < users < int(full.split(" / ")[0].replace(",", "")) / 50
     assert points >= users and requests >= 1
     assert recomputed == incremental  # the shortcut sends what recomputing everything sends
+
+
+def test_pg_source_table_changes_and_anchor(postgres):
+    from benchmarks import pg_source
+
+    uri = postgres.create_database("pg_source_bench")
+    loaded = pg_source.create_customers(uri, 20_000, chunk=7_000)
+    assert loaded.rows == 20_000
+    with postgres.connect("pg_source_bench") as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), count(DISTINCT customer_id), count(deleted_at), max(updated_at) < now()"
+            " FROM customers"
+        )
+        assert cur.fetchone() == (20_000, 20_000, 0, True)
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'customers' ORDER BY 1")
+        assert sorted(r[0].split(" USING ")[1] for r in cur.fetchall()) == [
+            "btree (customer_id)",
+            "btree (updated_at)",
+        ]
+        cur.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid ="
+            " 'customers'::regclass AND attname IN ('lifetime_value', 'birthdate', 'deleted_at')"
+            " ORDER BY attnum"
+        )
+        assert [r[0] for r in cur.fetchall()] == [
+            "numeric(12,2)",
+            "date",
+            "timestamp with time zone",
+        ]
+    changes = pg_source.change_customers(uri, updated=0.05, late=0.01)
+    assert 800 < changes.updated < 1200 and changes.inserted == 20  # shares of 20,000 rows
+    assert min(changes.soft_deleted, changes.hard_deleted, changes.late) > 0
+    recent = changes.updated + changes.soft_deleted + changes.inserted
+    since = pg_source.changed_query(changes.since, lookback="0 seconds")
+    assert pg_source.psql_copy(uri, since, psql=postgres.psql_path).rows == recent
+    anchor = pg_source.psql_copy(uri, pg_source.full_query(), psql=postgres.psql_path, runs=2)
+    assert anchor.rows == 20_000 - changes.hard_deleted + changes.inserted
+    assert len(anchor.runs) == 2 and anchor.rows_per_s > 0
