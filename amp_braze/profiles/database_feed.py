@@ -119,6 +119,7 @@ def read_database_feed(src: SourceConfig, store: Storage, table: str) -> Databas
     with db.connection(src) as conn:
         raw = db.schema(conn, src)
         _check_types(src, raw)
+        typed(src, pl.LazyFrame(schema=raw)).collect_schema()  # named columns exist
         fp = _fingerprint(src, raw)
         previous = store.table_snapshot(table) if store.table_exists(table) else None
         before = (previous.footer.get(FOOTER_KEY) or {}) if previous else {}

@@ -9,7 +9,7 @@ polars reads without a copy per row.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -171,14 +171,15 @@ def fetch(conn: Any, src: SourceConfig, sql: str) -> tuple[pl.Schema, Iterator[p
         raise
     except Exception as e:
         raise query_error(conn, src, e) from None
-    columns = pl.DataFrame(arrow_schema.empty_table()).schema
+    decode = decoder(src, arrow_schema)
+    columns = decode(arrow_schema.empty_table()).schema
     if kind == "sqlite":
         columns = _sqlite_schema(conn, src, columns)
 
     def frames(cursor: Any = cur) -> Iterator[pl.DataFrame]:
         try:
             for batch in reader:
-                df = pl.from_arrow(batch)
+                df = decode(batch)
 
                 if df.schema != columns:
                     df = df.select(pl.col(c).cast(t) for c, t in columns.items())
@@ -197,6 +198,80 @@ def fetch(conn: Any, src: SourceConfig, sql: str) -> tuple[pl.Schema, Iterator[p
                 cursor.close()
 
     return columns, frames()
+
+
+def decoder(src: SourceConfig, arrow_schema: Any) -> Callable[[Any], pl.DataFrame]:
+    """How a batch of ``arrow_schema`` becomes a polars frame: the driver's extension types read
+    as what they hold (PostgreSQL's ``numeric`` as a decimal, ``json`` as text, ``uuid`` in its
+    text form); a type polars cannot hold is one error naming the column and the cast to add."""
+    import pyarrow as pa
+
+    exprs: list[pl.Expr] = []
+    storage: list[bool] = []
+    for f in arrow_schema:
+        meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+        db_type = meta.get("POSTGRESQL:type") or str(f.type)
+        extension = isinstance(f.type, pa.BaseExtensionType)
+        storage.append(extension)
+        name = getattr(f.type, "extension_name", "")
+        stored = f.type.storage_type if extension else f.type
+        if db_type == "numeric" and pa.types.is_string(stored):
+            exprs.append(pl.col(f.name).cast(_numeric(meta.get("POSTGRESQL:typmod"))).alias(f.name))
+        elif name == "arrow.uuid":
+            hex_ = pl.col(f.name).bin.encode("hex")
+            cuts = [(0, 8), (8, 4), (12, 4), (16, 4), (20, 12)]
+            exprs.append(
+                pl.concat_str([hex_.str.slice(a, n) for a, n in cuts], separator="-").alias(f.name)
+            )
+        elif (extension and not pa.types.is_string(stored)) or db_type in _UNHOLDABLE:
+            raise _unholdable(src, f.name, db_type)
+        else:
+            try:
+                pl.from_arrow(pa.table({f.name: pa.array([], stored)}))
+            except (Exception, pl.exceptions.PanicException):  # polars panics on some types
+                raise _unholdable(src, f.name, db_type) from None
+
+    def decode(batch: Any) -> pl.DataFrame:
+        if any(storage):
+            arrays = [
+                _storage(c) if ext else c for c, ext in zip(batch.columns, storage, strict=True)
+            ]
+            batch = pa.table(arrays, names=batch.schema.names)
+        df = pl.from_arrow(batch)
+        return df.with_columns(exprs) if exprs else df
+
+    return decode
+
+
+def _storage(column: Any) -> Any:
+    import pyarrow as pa
+
+    """An extension array's values in their storage type (of a batch's array or a table's)."""
+    if hasattr(column, "chunks"):
+        return pa.chunked_array([c.storage for c in column.chunks], type=column.type.storage_type)
+    return column.storage
+
+
+# Types whose values polars would read wrong (PostgreSQL's ``money`` comes as integer cents).
+_UNHOLDABLE = {"money": "numeric"}
+
+
+def _numeric(typmod: str | None) -> pl.DataType:
+    """``numeric(p, s)`` as a decimal of that precision and scale; an unbounded ``numeric`` (or
+    one wider than a decimal holds) as a float, which is what Braze receives either way."""
+    mod = int(typmod) - 4 if typmod and int(typmod) >= 4 else -1
+    precision, scale = (mod >> 16) & 0xFFFF, mod & 0xFFFF
+    if mod < 0 or precision > 38:
+        return pl.Float64()
+    return pl.Decimal(precision, scale)
+
+
+def _unholdable(src: SourceConfig, column: str, db_type: str) -> DatabaseError:
+    to = _UNHOLDABLE.get(db_type, "TEXT")
+    return DatabaseError(
+        f"sources.{src.name}: column {column!r} is {db_type}, which a feed cannot hold; "
+        f"read it with a `query:` that selects CAST({quote(column)} AS {to}) AS {quote(column)}"
+    )
 
 
 def _sqlite_schema(conn: Any, src: SourceConfig, found: pl.Schema) -> pl.Schema:
@@ -232,7 +307,8 @@ def query_error(conn: Any, src: SourceConfig, e: BaseException) -> DatabaseError
     said = uri.scrub(_first_line(e))
     if src.table is not None:
         tables = list_tables(conn, src)
-        if tables is not None and src.table.lower() not in {t.lower() for t in tables}:
+        known = {t.lower() for t in tables or []} | {t.lower().split(".")[-1] for t in tables or []}
+        if tables is not None and src.table.lower() not in known:
             shown = ", ".join(tables[:30]) + (" ..." if len(tables) > 30 else "")
             return DatabaseError(
                 f"sources.{src.name}.table: {src.table!r} is not a table of {uri.masked}; "

@@ -1,21 +1,28 @@
 """A database table as a feed: the read by what changed gives exactly what a full read gives, on
-real SQLite and DuckDB files (PostgreSQL: test_database_feed_postgres.py)."""
+real SQLite and DuckDB files and a real PostgreSQL server."""
 
 from __future__ import annotations
+
+import itertools
 
 import polars as pl
 import pytest
 
 from amp_braze.profiles.database_feed import read_database_feed
 from amp_braze.storage import Storage
-from amp_braze_tests.support.databases import FileDatabase, database_source
+from amp_braze_tests.support.databases import FileDatabase, PostgresDatabase, database_source
 
 TABLE = "sources/crm"
+_NAMES = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "duckdb"])
+@pytest.fixture(params=["sqlite", "duckdb", "postgres"])
 def crm(request, tmp_path) -> FileDatabase:
-    db = FileDatabase(request.param, tmp_path / f"crm.{request.param}")
+    if request.param == "postgres":
+        server = request.getfixturevalue("postgres")
+        db: FileDatabase = PostgresDatabase(server, f"crm_{next(_NAMES)}")
+    else:
+        db = FileDatabase(request.param, tmp_path / f"crm.{request.param}")
     db.create_customers(200, "2026-12-01 10:00:00")
     return db
 

@@ -45,12 +45,33 @@ class FileDatabase:
         return f"TIMESTAMPTZ '{text}+00'"
 
     def create_customers(self, n: int, at: str) -> None:
-        real, ts = ("REAL", "TEXT") if self.kind == "sqlite" else ("DOUBLE", "TIMESTAMPTZ")
+        real, ts = {
+            "sqlite": ("REAL", "TEXT"),
+            "duckdb": ("DOUBLE", "TIMESTAMPTZ"),
+            "postgres": ("DOUBLE PRECISION", "TIMESTAMPTZ"),
+        }[self.kind]
         rows = ", ".join(
             f"('c{i:04d}', 'c{i}@example.com', 'city{i % 7}', {i * 1.5}, {self.ts(at)}, NULL)"
             for i in range(n)
         )
         self.execute(CUSTOMERS.format(real=real, ts=ts), f"INSERT INTO customers VALUES {rows}")
+
+
+class PostgresDatabase(FileDatabase):
+    """A database of its own on a running PostgreSQL server (support/postgres.py), reached as a
+    feed reaches it: over TCP with the server's password."""
+
+    def __init__(self, server, name: str):
+        self.server, self.kind, self.path = server, "postgres", None
+        self.uri = server.create_database(name)
+
+    def execute(self, *statements: str) -> None:
+        import adbc_driver_postgresql.dbapi as pg
+
+        with pg.connect(self.uri) as con, con.cursor() as cur:
+            for s in statements:
+                cur.execute(s)
+            con.commit()
 
 
 def database_source(uri: str, **settings: Any) -> SourceConfig:
