@@ -1,6 +1,7 @@
 """The benchmarks drive the pipeline's own API, so they run here at a tiny size: a refactor that
 breaks them fails a test instead of the next person who measures."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,31 @@ def test_delta_benchmark_plans_the_changed_users():
     assert _row(out, "data points planned")[:2] == ["200", "460,000"]
 
 
+def test_database_benchmark_reads_the_changes():
+    out = _bench("database", "--rows", "20000", "--runs", "2")
+    made = re.search(
+        r"Changes: (\d+) updated, (\d+) soft-deleted, (\d+) hard-deleted, (\d+) inserted, "
+        r"(\d+) committed late",
+        out,
+    )
+    updated, soft, hard, inserted, late = map(int, made.groups())
+    without, with_scan = (
+        [int(v.replace(",", "")) for v in cells[0].split(" / ")]
+        for cells in _rows(out, "rows read / rows changed / rows deleted")
+    )
+    # every change arrives by its timestamp; only the key scan sees the hard deletes
+    assert without[1:] == [updated + inserted + late, soft]
+    assert with_scan[1:] == [updated + inserted + late, soft + hard]
+
+
+def _rows(table: str, figure: str) -> list[list[str]]:
+    return [
+        cells[1:]
+        for line in table.splitlines()
+        if (cells := [c.strip() for c in line.strip("|").split("|")])[0] == figure
+    ]
+
+
 @pytest.mark.slow
 def test_end_to_end_benchmark_sends_the_change():
     out = _bench("e2e", "--profiles", "20000")
@@ -63,6 +89,7 @@ def test_pg_source_table_changes_and_anchor(postgres):
         cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'customers' ORDER BY 1")
         assert sorted(r[0].split(" USING ")[1] for r in cur.fetchall()) == [
             "btree (customer_id)",
+            "btree (deleted_at)",
             "btree (updated_at)",
         ]
         cur.execute(

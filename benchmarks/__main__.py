@@ -39,6 +39,10 @@ SCENARIOS = {
         "benchmarks.summary",
         "engagement_summary over a year of Currents hours: roll-up against full recompute",
     ),
+    "database": (
+        "benchmarks.database",
+        "a 10M-row PostgreSQL feed: full read against psql \\copy, 1% changed read incrementally",
+    ),
     "phones": (
         "benchmarks.phones",
         "the Braze phone rule, libphonenumber against the old regex rule (10M values, 1M distinct)",

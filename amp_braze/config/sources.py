@@ -95,10 +95,11 @@ class SourceConfig(Section):
         "counts as a change; databases only.",
     )
     delete_scan_every: bounded(int, low=1) = Field(
-        1,
-        description="Rows deleted from the table (not soft-deleted) are found by reading its key "
-        "column whole, every this many incremental reads (1: every read). Between scans a "
-        "hard-deleted row stays in the feed; databases only.",
+        6,
+        description="Rows deleted from the table (not soft-deleted), and rows committed later "
+        "than the lookback with an older updated_at, are found by reading its key column whole, "
+        "every this many incremental reads (1: every read; always while keys repeat). Between "
+        "scans a hard-deleted row stays in the feed; databases only.",
     )
     upstream: Names = Field(
         (),

@@ -33,6 +33,7 @@ from amp_braze.config import SourceConfig
 from amp_braze.profiles import databases as db
 from amp_braze.profiles.feeds import FeedError, typed
 from amp_braze.storage import Storage
+from amp_braze.storage.base import non_null_counts
 
 READER_VERSION = 1  # bump when the table a read gives for the same rows changes
 FOOTER_KEY = "database_read"
@@ -213,6 +214,17 @@ def _compare_full(store, table, src, old: pl.DataFrame) -> tuple[int, int]:
     return changed, deleted
 
 
+def _merged_summary(
+    src: SourceConfig, before: dict[str, int], rows: int, old: pl.DataFrame, new: pl.DataFrame
+) -> dict[str, int]:
+    """The summary after a merge, from the one before: every key of ``old`` (the rows that left)
+    left whole, and ``new`` holds every row those keys have now."""
+    label = "distinct_customers" if src.customer_key else "distinct_records"
+    key = _key(src)
+    distinct = before[label] - old.get_column(key).n_unique() + new.get_column(key).n_unique()
+    return before | {label: distinct, "duplicate_key_rows": rows - distinct}
+
+
 def _write_summary(store: Storage, table: str, summary: dict[str, int]) -> None:
     """The feed's summary beside its table (the table's own footer is written before the
     summary's distinct count can be taken from it)."""
@@ -250,7 +262,7 @@ def _incremental(conn, src, store, table, raw, fp, previous) -> DatabaseRead:
     reread_keys = pl.Series(key, [], pl.String)
     if scan:
         lap = time.perf_counter()
-        gone, reread_keys = _key_scan(conn, src, previous, changed, live)
+        gone, reread_keys = _key_scan(conn, src, previous, changed, live, summary)
         seconds["key scan"] = time.perf_counter() - lap
         since_scan = 0
     reread = pl.DataFrame(schema=stored_schema)
@@ -264,28 +276,24 @@ def _incremental(conn, src, store, table, raw, fp, previous) -> DatabaseRead:
     drop = pl.concat([touched, gone, reread_keys]).unique()
 
     lap = time.perf_counter()
-    frame = previous.frame
-    cols = stored_schema.names()
-    old = frame.filter(pl.col(key).is_in(drop.implode())).collect()
+    frame, dropped = previous.frame, drop.implode()
+    old = frame.filter(pl.col(key).is_in(dropped)).collect()
     new_cursor = _newest(src, changed, cursor)
-
-    def frames() -> Iterator[pl.DataFrame]:
-        height = previous.footer.get("rows", 0)
-        for lo in range(0, height, 2_000_000):
-            part = frame.slice(lo, 2_000_000).filter(~pl.col(key).is_in(drop.implode()))
-            yield part.collect()
-        yield new_rows
-
+    # The new version's counts follow from the old one's: no pass over the rows kept.
+    rows = previous.footer["rows"] - old.height + new_rows.height
+    held, out, came = previous.footer["non_null"], non_null_counts(old), non_null_counts(new_rows)
+    non_null = {c: held.get(c, 0) - out[c] + came[c] for c in stored_schema.names()}
+    merged = pl.concat([frame.filter(~pl.col(key).is_in(dropped)), new_rows.lazy()])
     footer = {FOOTER_KEY: _footer(src, fp, new_cursor, since_scan)}
-    uri, rows = store.write_parquet_stream(store.table_name(table), stored_schema, frames(), footer)
+    uri = store.sink_parquet(store.table_name(table), merged, rows, non_null, footer)
     seconds["merge and write"] = time.perf_counter() - lap
-    hashes = pl.struct(cols).hash(0)
+    hashes = pl.struct(stored_schema.names()).hash(0)
     rows_changed = new_rows.select(hashes.alias("h")).join(
         old.select(hashes.alias("h")), on="h", how="anti"
     )
     rows_deleted = old.select(key).unique().join(new_rows.select(key), on=key, how="anti")
     if summary:
-        summary = _summary(store, table, src, summary.get("rows_without_key", 0))
+        summary = _merged_summary(src, summary, rows, old, new_rows)
         _write_summary(store, table, summary)
     took = f"rows updated since {since} ({src.updated_at} >= newest read - lookback)"
     return DatabaseRead(
@@ -316,9 +324,11 @@ def _collect(src, batches, stored_schema: pl.Schema, keep_deleted: bool) -> pl.D
     return df
 
 
-def _key_scan(conn, src, previous, changed: pl.DataFrame, live: pl.DataFrame):
+def _key_scan(conn, src, previous, changed: pl.DataFrame, live: pl.DataFrame, summary: dict):
     """(keys gone from the table, keys to read again): the table's keys and their row counts
-    against what the feed holds with the changed rows merged."""
+    against what the feed holds with the changed rows merged. While every key is on one row on
+    both sides (the usual case: the key is the table's primary key) sets of keys are compared,
+    not counts."""
     key, kind = _key(src), src.database.kind
     db_key = _db_name(src, key)
     sql = (
@@ -329,7 +339,17 @@ def _key_scan(conn, src, previous, changed: pl.DataFrame, live: pl.DataFrame):
         [b.select(pl.col(key).cast(pl.String)) for b in batches]
         or [pl.DataFrame(schema={key: pl.String})]
     )
-    in_db = keys.drop_nulls().group_by(key).len("n_db")
+    keys = keys.drop_nulls()
+    unique_held = summary.get("duplicate_key_rows", 1) == 0
+    ordered = keys.get_column(key).sort() if unique_held else None
+    if ordered is not None and not (ordered == ordered.shift(1)).any():
+        held = previous.frame.select(key).collect()
+        seen = pl.concat([held, live.select(key)])
+        gone = seen.join(keys, on=key, how="anti").unique().get_column(key)
+        known = pl.concat([held, changed.select(key)])
+        reread = keys.join(known, on=key, how="anti").get_column(key)
+        return gone, reread
+    in_db = keys.group_by(key).len("n_db")
     held = previous.frame.select(key).collect().group_by(key).len("n_held")
     touched = changed.select(key).unique()
     in_changed = live.group_by(key).len("n_changed")

@@ -9,6 +9,8 @@ polars reads without a copy per row.
 from __future__ import annotations
 
 import importlib
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -176,14 +178,16 @@ def fetch(conn: Any, src: SourceConfig, sql: str) -> tuple[pl.Schema, Iterator[p
     if kind == "sqlite":
         columns = _sqlite_schema(conn, src, columns)
 
+    def decoded() -> Iterator[pl.DataFrame]:
+        for batch in reader:
+            df = decode(batch)
+            if df.schema != columns:
+                df = df.select(pl.col(c).cast(t) for c, t in columns.items())
+            yield df
+
     def frames(cursor: Any = cur) -> Iterator[pl.DataFrame]:
         try:
-            for batch in reader:
-                df = decode(batch)
-
-                if df.schema != columns:
-                    df = df.select(pl.col(c).cast(t) for c, t in columns.items())
-                yield df
+            yield from ahead(decoded())
         except DatabaseError:
             raise
         except pl.exceptions.InvalidOperationError as e:
@@ -198,6 +202,43 @@ def fetch(conn: Any, src: SourceConfig, sql: str) -> tuple[pl.Schema, Iterator[p
                 cursor.close()
 
     return columns, frames()
+
+
+def ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``items``, each made on a thread while the caller works on the one before: the server and
+    the driver produce the next batch while the feed types and writes this one (both release
+    the GIL). An error on the thread is raised here; leaving early stops the thread."""
+    done, stop = object(), threading.Event()
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as e:  # handed to the caller's thread
+            put(e)
+
+    thread = threading.Thread(target=produce, daemon=True, name="amp-braze-read-ahead")
+    thread.start()
+    try:
+        while (item := handoff.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def decoder(src: SourceConfig, arrow_schema: Any) -> Callable[[Any], pl.DataFrame]:

@@ -213,6 +213,22 @@ class Storage(ABC):
                 writer.add_key_value_metadata({SUMMARY_KEY: orjson.dumps(summary).decode()})
         return self.uri(name), rows
 
+    def sink_parquet(
+        self, name: str, lf: pl.LazyFrame, rows: int, non_null: dict[str, int], footer: dict
+    ) -> str:
+        """Write a lazy frame by polars' streaming engine (in bounded memory, on every core) into
+        one Parquet file, atomically; the caller knows ``rows`` and ``non_null`` (e.g. from the
+        version it changes) so the footer is written with the rows, not after another pass."""
+        summary = {"rows": rows, "non_null": non_null, "write_id": uuid.uuid4().hex, **footer}
+        with self._staged_file(name) as path:
+            lf.sink_parquet(
+                path,
+                compression=COMPRESSION,
+                statistics=True,
+                metadata={SUMMARY_KEY: orjson.dumps(summary).decode()},
+            )
+        return self.uri(name)
+
     def footer(self, name: str) -> dict[str, Any]:
         """What ``write_parquet`` left in the footer: ``rows``, ``non_null`` (per column), ``write_id`` and
         what the writer added (``ids_digest``, see ``braze.identifiers.id_footer``); empty for a file written some other way."""

@@ -21,6 +21,7 @@ sources:
     updated_at: updated_at
     deleted_at: deleted_at
     lookback: 30m
+    delete_scan_every: 1
     upstream: [analytics/customers]
 profile_sql: profile.sql
 braze:

@@ -39,8 +39,15 @@ def _full(src, tmp_path, n: int) -> tuple[pl.DataFrame, object]:
     return _rows(fresh), done
 
 
+def _same_counts(incremental, full, store: Storage, full_root) -> None:
+    """The counts a merge derives (summary, footer rows and non-null counts) are a full read's."""
+    assert incremental.summary == full.summary
+    footer, whole = store.table_snapshot(TABLE).footer, Storage(full_root).table_snapshot(TABLE)
+    assert (footer["rows"], footer["non_null"]) == (whole.footer["rows"], whole.footer["non_null"])
+
+
 def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path):
-    src = database_source(crm.uri)
+    src = database_source(crm.uri, delete_scan_every=1)
     store = Storage(tmp_path / "feed")
     first = read_database_feed(src, store, TABLE)
     assert (first.read, first.rows, first.cursor) == ("full", 200, "2026-12-01T10:00:00+00:00")
@@ -63,7 +70,8 @@ def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path):
         f"INSERT INTO customers VALUES ('c0020', 'dup@x.com', 'dup', 2, {ts('2026-11-01 00:00:00')}, NULL)",
     )
     second = read_database_feed(src, store, TABLE)
-    full, _ = _full(src, tmp_path, 2)
+    full, whole = _full(src, tmp_path, 2)
+    _same_counts(second, whole, store, tmp_path / "full2")
     assert second.read == "incremental" and second.key_scan
     assert second.cursor == "2026-12-01T11:30:00+00:00"
     assert _rows(store).equals(full)
@@ -92,7 +100,9 @@ def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path):
     )
     fourth = read_database_feed(src, store, TABLE)
     assert fourth.read == "incremental" and fourth.key_scan
-    assert _rows(store).equals(_full(src, tmp_path, 4)[0])
+    full, whole = _full(src, tmp_path, 4)
+    assert _rows(store).equals(full)
+    _same_counts(fourth, whole, store, tmp_path / "full4")
     assert fourth.rows_changed == 1 and fourth.rows_deleted == 0
 
     nothing = read_database_feed(src, store, TABLE)
