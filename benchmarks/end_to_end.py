@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from amp_braze.config import load_config
 from amp_braze.demo.run import QUIET, _day_two
@@ -115,14 +116,60 @@ class RssSampler:
         self._thread.join()
 
 
+POS_TABLE = "pos_customers"
+
+
+def pos_database(csv: Path):
+    """A PostgreSQL server holding the point-of-sale feed as a table: the CSV's rows with the
+    types the file feed reads them in (updated_at as timestamptz, indexed)."""
+    from amp_braze_tests.support.postgres import PostgresServer
+    from benchmarks.pg_source import SERVER_SETTINGS
+
+    pg = PostgresServer(settings=SERVER_SETTINGS).start()
+    frame = pl.read_csv(
+        csv,
+        try_parse_dates=True,
+        infer_schema_length=10_000,
+        schema_overrides={
+            "customer_id": pl.String,
+            "PHONE": pl.String,
+            "last_purchase_date": pl.String,
+        },  # fmt: skip
+    ).with_columns(pl.col("updated_at").dt.replace_time_zone("UTC"))
+    pg.load(POS_TABLE, frame, mode="create")
+    pg.execute(f"CREATE INDEX pos_updated_at ON {POS_TABLE} (updated_at)")
+    pg.execute(f"VACUUM (ANALYZE) {POS_TABLE}")
+    return pg
+
+
+def pos_day_two(pg, csv: Path, share: float = 0.01) -> int:
+    """The demo's day two (``_day_two``) as the point-of-sale system would write it: an UPDATE
+    of 1% of the customers' rows, spend up and updated_at newer."""
+    ids = pl.read_csv(csv, columns=["customer_id"], schema_overrides={"customer_id": pl.String})
+    chosen = ids.get_column("customer_id").unique().sort().gather_every(int(1 / share))
+    pg.load("pos_chosen", chosen.to_frame(), mode="create")
+    pg.execute(
+        f"UPDATE {POS_TABLE} SET lifetime_spend = round((lifetime_spend + 1200)::numeric, 2), "
+        "updated_at = TIMESTAMPTZ '2026-11-02 00:00:00+00' "
+        "WHERE customer_id IN (SELECT customer_id FROM pos_chosen)"
+    )
+    return chosen.len()
+
+
 def run(argv: list[str]) -> None:
     from amp_braze.definitions import build_defs
 
     p = argparse.ArgumentParser(prog="python -m benchmarks e2e")
     p.add_argument("--profiles", type=int, default=1_000_000)
     p.add_argument("--rate", type=int, default=1000, help="requests/s (Braze: 1,000)")
+    p.add_argument(
+        "--pos-in-postgres",
+        action="store_true",
+        help="the changed feed (pos) as a PostgreSQL table read by what changed, not a CSV file",
+    )
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args(argv)
+    pg = None
     demo_sql = (
         Path(__file__).resolve().parent.parent / "amp_braze/demo/sql/braze_customer_attributes.sql"
     )
@@ -144,7 +191,13 @@ def run(argv: list[str]) -> None:
         # The demo SQL reads engagement_summary; without Currents it is empty with its columns.
         (home / "p.sql").write_text(sql.read_text())
         cfg_path = home / "amp_braze.yaml"
-        cfg_path.write_text(CONFIG.format(home=home, sql=home / "p.sql", url=url, limit=a.rate * 3))
+        config = CONFIG.format(home=home, sql=home / "p.sql", url=url, limit=a.rate * 3)
+        if a.pos_in_postgres:
+            pg = pos_database(home / "data" / "pos_customers.csv")
+            config = config.replace(
+                f"path: {home}/data/pos_customers.csv", f"database: {pg.uri}, table: {POS_TABLE}"
+            )
+        cfg_path.write_text(config)
         defs = build_defs(load_config(cfg_path))
         # The same run recomputing everything: a copy of the storage taken before the change,
         # without the tables that let a build reuse the last one.
@@ -165,7 +218,10 @@ def run(argv: list[str]) -> None:
                                  "braze_customer_attributes.parquet"):  # fmt: skip
                         target = tables / gone
                         shutil.rmtree(target) if target.is_dir() else target.unlink()
-                    _day_two(home / "data" / "pos_customers.csv")
+                    if pg is None:
+                        _day_two(home / "data" / "pos_customers.csv")
+                    else:
+                        pos_day_two(pg, home / "data" / "pos_customers.csv")
                 run_defs = full_defs if label == RECOMPUTE else defs
                 t = time.perf_counter()
                 r = dg.materialize(
@@ -202,6 +258,8 @@ def run(argv: list[str]) -> None:
             )
             job_wall = as_a_scheduled_run(job_cfg, home / "dagster_home")
         finally:
+            if pg is not None:
+                pg.stop()
             rss.stop()
             emu.terminate()
             emu.wait()
@@ -238,7 +296,8 @@ def run(argv: list[str]) -> None:
             round(job_wall, 1), round(inc, 1), "s", "vs all steps in one process"),
     ]  # fmt: skip
     report(
-        f"End to end, {a.profiles:,} profiles at R={a.rate}/s",
+        f"End to end, {a.profiles:,} profiles at R={a.rate}/s"
+        + (" (pos feed in PostgreSQL)" if a.pos_in_postgres else ""),
         "e2e " + " ".join(argv),
         rows,
         notes="Real definitions through dagster.materialize (ephemeral instance), emulator in its own process "
