@@ -98,7 +98,7 @@ class SourceConfig(Section):
         6,
         description="Rows deleted from the table (not soft-deleted), and rows committed later "
         "than the lookback with an older updated_at, are found by reading its key column whole, "
-        "every this many incremental reads (1: every read; always while keys repeat). Between "
+        "every this many incremental reads (1: every read). Between "
         "scans a hard-deleted row stays in the feed; databases only.",
     )
     upstream: Names = Field(

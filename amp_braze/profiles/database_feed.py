@@ -2,11 +2,11 @@
 
 A full read streams the table's rows in batches into the feed's Parquet table. With ``updated_at``
 the next read takes only the rows updated (or soft-deleted, with ``deleted_at``) since the newest
-``updated_at`` read so far minus ``lookback``, and merges them into the stored table by key: the
-stored rows of every key it saw leave, the key's rows as the database holds them now come in.
+``updated_at`` read so far minus ``lookback``, with every other row of the keys they hold, and
+merges them into the stored table by key: the stored rows of every key it saw leave, the key's
+rows as the database holds them now come in.
 
-A *key scan* reads the key column whole (every ``delete_scan_every`` incremental reads, and on
-every read while the table has keys on several rows) and makes the merge exact where timestamps
+A *key scan* reads the key column whole (every ``delete_scan_every`` incremental reads) and makes the merge exact where timestamps
 alone cannot: a key the table no longer has leaves (a hard delete); a key whose number of rows
 differs from what the feed holds (a row inserted late with an old ``updated_at``, one of a
 duplicated key's rows deleted) has all its rows read again. What a read cannot see is a row
@@ -245,7 +245,12 @@ def _incremental(conn, src, store, table, raw, fp, previous) -> DatabaseRead:
     changed_where = [db.at_or_after(kind, _db_name(src, src.updated_at), since)]
     if src.deleted_at:
         changed_where.append(db.at_or_after(kind, _db_name(src, src.deleted_at), since))
-    sql = f"SELECT * FROM {db.relation(src)} WHERE " + " OR ".join(changed_where)
+    # Every row of each key that changed, so a key on several rows comes whole.
+    db_key = db.quote(_db_name(src, key))
+    sql = (
+        f"SELECT * FROM {db.relation(src)} WHERE {db_key} IN (SELECT {db_key} FROM "
+        f"{db.relation(src)} WHERE {' OR '.join(changed_where)})"
+    )
     _, batches = db.fetch(conn, src, sql)
     stored_schema = previous.frame.collect_schema()
     changed = _collect(src, batches, stored_schema, keep_deleted=True)
@@ -254,7 +259,7 @@ def _incremental(conn, src, store, table, raw, fp, previous) -> DatabaseRead:
 
     summary = read_summary(store, table)
     since_scan = int(before.get("reads_since_key_scan", 0)) + 1
-    scan = since_scan >= src.delete_scan_every or summary.get("duplicate_key_rows", 0) > 0
+    scan = since_scan >= src.delete_scan_every
     touched = changed.get_column(key).unique()
     live = changed.filter(~pl.col(DELETED)) if DELETED in changed.columns else changed
     live = live.drop(DELETED, strict=False)

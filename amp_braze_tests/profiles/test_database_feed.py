@@ -142,3 +142,28 @@ def test_a_query_is_a_feed_too(crm, tmp_path):
     done = read_database_feed(src, store, TABLE)
     assert done.rows == len([i for i in range(200) if i * 1.5 > 100])
     assert _rows(store).columns == ["customer_id", "email", "updated_at", "deleted_at"]
+
+
+def test_a_key_on_several_rows_comes_whole_without_a_key_scan(crm, tmp_path):
+    src = database_source(crm.uri, delete_scan_every=100)
+    store = Storage(tmp_path / "feed")
+    crm.execute(  # every row long unchanged but c0199; c0007 on two rows
+        f"UPDATE customers SET updated_at = {crm.ts('2026-11-01 00:00:00')} "
+        "WHERE customer_id <> 'c0199'",
+        f"INSERT INTO customers VALUES ('c0007', 'b@x.com', 'second', 3, {crm.ts('2026-11-01 00:00:00')}, NULL)",
+    )
+    read_database_feed(src, store, TABLE)
+    # one of c0007's two rows changes; a second row comes for c0009
+    crm.execute(
+        f"UPDATE customers SET city = 'moved', updated_at = {crm.ts('2026-12-01 12:00:00')} "
+        "WHERE customer_id = 'c0007' AND city <> 'second'",
+        f"INSERT INTO customers VALUES ('c0009', 'c@x.com', 'extra', 4, {crm.ts('2026-12-01 12:00:00')}, NULL)",
+    )
+    done = read_database_feed(src, store, TABLE)
+    assert done.read == "incremental" and not done.key_scan
+    # c0199 (inside the lookback), and both rows of c0007 and c0009: their old rows are not
+    assert done.rows_read == 5
+    full, whole = _full(src, tmp_path, 1)
+    assert _rows(store).equals(full)
+    assert _rows(store).filter(pl.col("customer_id") == "c0007").height == 2
+    _same_counts(done, whole, store, tmp_path / "full1")
