@@ -6,8 +6,8 @@ the next read takes only the rows updated (or soft-deleted, with ``deleted_at``)
 merges them into the stored table by key: the stored rows of every key it saw leave, the key's
 rows as the database holds them now come in.
 
-A *key scan* reads the key column whole (every ``delete_scan_every`` incremental reads) and makes the merge exact where timestamps
-alone cannot: a key the table no longer has leaves (a hard delete); a key whose number of rows
+A *key scan* reads the key column whole (every ``delete_scan_every`` incremental reads) and makes
+the merge exact where timestamps alone cannot: a key the table no longer has leaves (a hard delete); a key whose number of rows
 differs from what the feed holds (a row inserted late with an old ``updated_at``, one of a
 duplicated key's rows deleted) has all its rows read again. What a read cannot see is a row
 changed without its ``updated_at`` moving past the lookback: that is the column's contract.
@@ -31,7 +31,7 @@ import polars as pl
 from amp_braze.braze import phones
 from amp_braze.config import SourceConfig
 from amp_braze.profiles import databases as db
-from amp_braze.profiles.feeds import FeedError, typed
+from amp_braze.profiles.feeds import typed
 from amp_braze.storage import Storage
 from amp_braze.storage.base import non_null_counts
 
@@ -39,7 +39,6 @@ READER_VERSION = 1  # bump when the table a read gives for the same rows changes
 FOOTER_KEY = "database_read"
 DELETED = "__amp_deleted"  # the soft-delete flag of a changed row, while it is merged
 REREAD_CHUNK = 1_000  # keys per `IN (...)` list when rows are read again by key
-_HOLDABLE = (pl.String, pl.Boolean, pl.Date, pl.Datetime, pl.Decimal, pl.Null)
 
 
 @dataclass
@@ -67,20 +66,6 @@ def _db_name(src: SourceConfig, column: str) -> str:
     """A column's name in the database (the configuration names it after ``columns:`` renames)."""
     inverse = {v: k for k, v in src.columns.items()}
     return inverse.get(column, column)
-
-
-def _check_types(src: SourceConfig, schema: pl.Schema) -> None:
-    for col, dt in schema.items():
-        if dt.is_numeric() or isinstance(dt, _HOLDABLE):
-            continue
-        name = src.columns.get(col, col)
-        if name in src.types:
-            continue  # the configured cast says how to read it
-        cast = f"CAST({db.quote(col)} AS TEXT) AS {db.quote(col)}"
-        raise FeedError(
-            f"sources.{src.name}: column {col!r} is {dt}, which a feed cannot hold; read it "
-            f"as text with a `query:` that selects {cast}, or give it a type under `types:`"
-        )
 
 
 def _fingerprint(src: SourceConfig, schema: pl.Schema) -> str:
@@ -119,7 +104,7 @@ def read_database_feed(src: SourceConfig, store: Storage, table: str) -> Databas
     started = time.perf_counter()
     with db.connection(src) as conn:
         raw = db.schema(conn, src)
-        _check_types(src, raw)
+        db.check_types(src, raw)
         typed(src, pl.LazyFrame(schema=raw)).collect_schema()  # named columns exist
         fp = _fingerprint(src, raw)
         previous = store.table_snapshot(table) if store.table_exists(table) else None
@@ -398,7 +383,7 @@ def read_source(src: SourceConfig) -> pl.DataFrame:
         return read_feed(src)
     with db.connection(src) as conn:
         raw = db.schema(conn, src)
-        _check_types(src, raw)
+        db.check_types(src, raw)
         columns, batches = db.fetch(conn, src, f"SELECT * FROM {db.relation(src)}{_live(src)}")
         shaped = typed(src, pl.LazyFrame(schema=columns)).collect_schema()
         return _collect(src, batches, shaped, keep_deleted=False)

@@ -21,8 +21,10 @@ import polars as pl
 
 from amp_braze.config import SourceConfig
 from amp_braze.config.database import DatabaseUri
+from amp_braze.profiles.feeds import FeedError
 
 CONNECT_TIMEOUT_SECONDS = 10
+_UNHOLDABLE = {"money": "numeric"}  # read wrong by polars (integer cents): cast to this instead
 BATCH_ROWS = 250_000  # rows a batch from the driver holds at most (DuckDB; ADBC sizes its own)
 _DRIVERS = {
     "postgres": "adbc_driver_postgresql.dbapi",
@@ -208,8 +210,7 @@ def ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """``items``, each made on a thread while the caller works on the one before: the server and
     the driver produce the next batch while the feed types and writes this one (both release
     the GIL). An error on the thread is raised here; leaving early stops the thread."""
-    done, stop = object(), threading.Event()
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    done, stop, handoff = object(), threading.Event(), queue.Queue(maxsize=depth)
 
     def put(item: Any) -> bool:
         while not stop.is_set():
@@ -293,10 +294,6 @@ def _storage(column: Any) -> Any:
     return column.storage
 
 
-# Types whose values polars would read wrong (PostgreSQL's ``money`` comes as integer cents).
-_UNHOLDABLE = {"money": "numeric"}
-
-
 def _numeric(typmod: str | None) -> pl.DataType:
     """``numeric(p, s)`` as a decimal of that precision and scale; an unbounded ``numeric`` (or
     one wider than a decimal holds) as a float, which is what Braze receives either way."""
@@ -313,6 +310,24 @@ def _unholdable(src: SourceConfig, column: str, db_type: str) -> DatabaseError:
         f"sources.{src.name}: column {column!r} is {db_type}, which a feed cannot hold; "
         f"read it with a `query:` that selects CAST({quote(column)} AS {to}) AS {quote(column)}"
     )
+
+
+_HOLDABLE = (pl.String, pl.Boolean, pl.Date, pl.Datetime, pl.Decimal, pl.Null)
+
+
+def check_types(src: SourceConfig, schema: pl.Schema) -> None:
+    """Columns a feed cannot hold, refused with the cast to add, unless ``types:`` reads them."""
+    for col, dt in schema.items():
+        if dt.is_numeric() or isinstance(dt, _HOLDABLE):
+            continue
+        name = src.columns.get(col, col)
+        if name in src.types:
+            continue  # the configured cast says how to read it
+        cast = f"CAST({quote(col)} AS TEXT) AS {quote(col)}"
+        raise FeedError(
+            f"sources.{src.name}: column {col!r} is {dt}, which a feed cannot hold; read it "
+            f"as text with a `query:` that selects {cast}, or give it a type under `types:`"
+        )
 
 
 def _sqlite_schema(conn: Any, src: SourceConfig, found: pl.Schema) -> pl.Schema:
