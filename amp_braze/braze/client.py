@@ -196,7 +196,7 @@ class BrazeClient:
             return BatchResult(failed=list(req.ids))
         status = resp.status
         if status in (200, 201):
-            return self._result(resp.data, req.ids)
+            return self._result(resp.data, req.ids, req.array)
         if status in (401, 403):
             self._stop.set()
             raise AuthError(
@@ -207,8 +207,8 @@ class BrazeClient:
         if status in (400, 413) and len(req.objects) > 1:
             self.stats.add(split_batches=1)
             half = len(req.objects) // 2
-            left = self.send_one(Request(req.objects[:half], req.ids[:half]))
-            right = self.send_one(Request(req.objects[half:], req.ids[half:]))
+            left = self.send_one(Request(req.objects[:half], req.ids[:half], req.array))
+            right = self.send_one(Request(req.objects[half:], req.ids[half:], req.array))
             return BatchResult(
                 left.accepted + right.accepted,
                 left.rejected + right.rejected,
@@ -244,7 +244,7 @@ class BrazeClient:
         )
 
     @staticmethod
-    def _result(data: bytes, ids: list[str]) -> BatchResult:
+    def _result(data: bytes, ids: list[str], array: str = "attributes") -> BatchResult:
         if b'"errors"' not in data:  # the common case: everything accepted, nothing to parse
             return BatchResult(accepted=ids)
         try:
@@ -255,7 +255,7 @@ class BrazeClient:
             return BatchResult(failed=list(ids))
         bad: dict[int, str] = {}
         for err in out.get("errors") or []:
-            if isinstance(err, dict) and err.get("input_array", "attributes") == "attributes":
+            if isinstance(err, dict) and err.get("input_array", array) == array:
                 idx = err.get("index")
                 if not isinstance(idx, int) or not 0 <= idx < len(ids):
                     return BatchResult(failed=list(ids))  # an error we cannot place

@@ -22,10 +22,11 @@ from amp_braze.braze.plan_columns import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 class Request:
     objects: list[str]  # JSON objects, in order
     ids: list[str]  # the __id of each object (maps Braze's error index back to rows)
+    array: str = "attributes"  # or "events", "purchases": the /users/track array they go in
 
     @property
     def body(self) -> bytes:
-        return b'{"attributes":[' + ",".join(self.objects).encode() + b"]}"
+        return b'{"' + self.array.encode() + b'":[' + ",".join(self.objects).encode() + b"]}"
 
 
 def _wire(col: str, dtype: pl.DataType) -> pl.Expr:
@@ -138,8 +139,10 @@ def requests(
     ids: pl.Series,
     max_objects: int = field_rules.MAX_OBJECTS_PER_REQUEST,
     max_bytes: int = field_rules.MAX_BODY_BYTES,
+    array: str = "attributes",
 ) -> Iterator[Request]:
-    """Requests of at most ``max_objects`` objects and ``max_bytes`` bytes, in plan order."""
+    """Requests of at most ``max_objects`` objects and ``max_bytes`` bytes, in plan order, in
+    ``array`` of /users/track (the object limit counts the three arrays together)."""
     frame = pl.DataFrame({"obj": objects, ID: ids}).with_row_index("__row")
     batches = (
         frame.with_columns(
@@ -149,10 +152,10 @@ def requests(
         .group_by("__batch", maintain_order=True)
         .agg(pl.col("obj"), pl.col(ID), pl.col("__len").sum())
     )
-    overhead = len(b'{"attributes":[]}')
+    overhead = len(f'{{"{array}":[]}}'.encode())
     for objs, batch_ids, size in batches.select("obj", ID, "__len").iter_rows():
         if size + overhead <= max_bytes:
-            yield Request(objs, batch_ids)
+            yield Request(objs, batch_ids, array)
             continue
         # Rare (very wide rows): split this batch greedily by size.
         part: list[str] = []
@@ -161,10 +164,10 @@ def requests(
         for obj, oid in zip(objs, batch_ids, strict=True):
             n = len(obj.encode()) + 1
             if part and part_size + n > max_bytes:
-                yield Request(part, part_ids)
+                yield Request(part, part_ids, array)
                 part, part_ids, part_size = [], [], overhead
             part.append(obj)
             part_ids.append(oid)
             part_size += n
         if part:
-            yield Request(part, part_ids)
+            yield Request(part, part_ids, array)
