@@ -118,3 +118,45 @@ def sync_names(
         dry_runs=f"sync/{destination}/syncs/{sync}/dry_runs",
         own_attributes=own_sql,
     )
+
+
+# Event streams (events:): each its own small graph, sharing its destination's lease and pool.
+EVENTS = "braze_events"
+EVENT_REJECTIONS = "braze_events_rejections"
+
+
+@dataclass(frozen=True)
+class EventNames:
+    """What one event stream is called in Dagster and where it keeps its ledger. The lease and
+    pool are its destination's, the ones that destination's syncs hold."""
+
+    asset_prefix: tuple[str, ...]
+    group: str
+    step: str
+    job: str
+    schedule: str
+    workspace: str
+    pool: str
+    lease: str
+    ledger: str  # folder of the ledger: events/<stream>/
+    rejections: str  # table: rows set aside, with the rule
+
+    def key(self, name: str) -> list[str]:
+        return [*self.asset_prefix, name]
+
+
+def event_names(stream: str, destination: str, destination_key: str, single: bool) -> EventNames:
+    """The names of one event stream (``single``: its destination is the braze: section's)."""
+    shared = sync_names(stream, destination, destination_key, single, False)
+    return EventNames(
+        asset_prefix=(stream,),
+        group=stream,
+        step=f"{stream}_{EVENTS}",
+        job=f"{stream}_job",
+        schedule=f"{stream}_schedule",
+        workspace=shared.workspace,
+        pool=shared.pool,
+        lease=shared.lease,
+        ledger=f"events/{stream}",
+        rejections=f"{stream}/{EVENT_REJECTIONS}",
+    )

@@ -18,6 +18,7 @@ from amp_braze.config.currents import CurrentsConfig
 from amp_braze.config.destinations import BrazeConfig
 from amp_braze.config.env import expand_tree
 from amp_braze.config.errors import ConfigError, from_validation, key_path, kind_name
+from amp_braze.config.events import EventStream
 from amp_braze.config.identity import IdentityConfig
 from amp_braze.config.model import Config
 from amp_braze.config.ownership import check_syncs
@@ -139,6 +140,18 @@ def _destinations_and_syncs(
     return destinations, syncs
 
 
+def _events(top: dict, loading: Loading, syncs: dict[str, SyncSpec]) -> dict[str, EventStream]:
+    if not top.get("events"):
+        return {}
+    streams = _named(EventStream, top["events"], "events", loading, "event stream")
+    for name in streams:
+        if name in syncs:
+            raise ConfigError(
+                key_path("events", name), f"{name!r} is also a sync's name; give them their own"
+            )
+    return streams
+
+
 def parse_config(data: Any, base_dir: Path, path: Path | None = None) -> Config:
     """Build a Config from parsed YAML; relative paths resolve against ``base_dir``."""
     try:
@@ -194,6 +207,11 @@ def _parse(data: Any, base_dir: Path, path: Path | None) -> Config:
             sync=sync,
             identity=identity,
             currents=_optional(CurrentsConfig, top.get("currents"), "currents", loading),
+            events=_events(
+                top,
+                replace(loading, destinations=destinations, sync=sync, single="braze" in top),
+                syncs,
+            ),
         )
     except ValidationError as e:
         raise from_validation(e) from None

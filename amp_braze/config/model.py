@@ -10,6 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from amp_braze.braze import phones
 from amp_braze.config.currents import CurrentsConfig
 from amp_braze.config.destinations import BrazeConfig
+from amp_braze.config.events import EventStream
 from amp_braze.config.identity import IdentityConfig
 from amp_braze.config.section import Section, derived, set_by_loader
 from amp_braze.config.segments import SegmentConfig
@@ -66,6 +67,10 @@ class Config(Section):
     currents: CurrentsConfig | None = Field(
         None, description="Where Braze Currents writes; omit the section to disable."
     )
+    events: dict[str, EventStream] = Field(
+        default_factory=dict,
+        description="Event streams by name: what customers did, each row sent to Braze once.",
+    )
 
     @field_validator("storage")
     @classmethod
@@ -89,5 +94,10 @@ class Config(Section):
     def profile_sql_text(self) -> str:
         return self.profile_sql.read_text()
 
-    def destination_of(self, sync: SyncSpec) -> BrazeConfig:
+    def destination_of(self, sync: SyncSpec | EventStream) -> BrazeConfig:
         return self.destinations[sync.destination]
+
+    @property
+    def profile_sources(self) -> dict[str, SourceConfig]:
+        """The feeds unified into customer_profiles (``profile: false`` ones are tables only)."""
+        return {n: s for n, s in self.sources.items() if s.profile}

@@ -36,6 +36,7 @@ class Loading:
     destinations: dict[str, Any] = field(default_factory=dict)  # name -> BrazeConfig
     segments: tuple[str, ...] = ()
     sync: Any = None  # the sync: section (SyncConfig), the syncs' defaults
+    single: bool = False  # the braze: + sync: shape (one destination named braze)
 
 
 def set_by_loader(default: Any = ..., *, description: str) -> Any:

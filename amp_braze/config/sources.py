@@ -107,6 +107,11 @@ class SourceConfig(Section):
         "asset), drawn upstream of the feed: `[analytics/customers]` (a key's parts joined by "
         "`/`); databases only.",
     )
+    profile: bool = Field(
+        True,
+        description="`false`: the feed is a table for SQL only (orders, visits for an event "
+        "stream), not unified into `customer_profiles`; several rows per customer are fine.",
+    )
     customer_key: str | None = Field(
         None,
         description="The column (after renames) that identifies the customer across feeds; "

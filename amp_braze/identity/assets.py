@@ -64,7 +64,7 @@ def _records_by_link(result: Resolution) -> list[dict]:
 def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     ident = cfg.identity
     assert ident is not None
-    deps = [dg.AssetKey([SOURCES, name]) for name in cfg.sources]
+    deps = [dg.AssetKey([SOURCES, name]) for name in cfg.profile_sources]
     key = dg.AssetKey(CLUSTERS)
     checks = [
         dg.AssetCheckSpec(
@@ -96,7 +96,7 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
         store = storage.get()
         feeds = {
-            name: (src, store.scan_table(source_table(name))) for name, src in cfg.sources.items()
+            name: (src, store.scan_table(source_table(name))) for name, src in cfg.profile_sources.items()
         }
         result, version, uri = run(cfg, store, feeds)
         a = result.assignment

@@ -145,7 +145,7 @@ def _feed_metadata(summary: dict[str, int], read: bool) -> dict:
 
 
 def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
-    deps = [dg.AssetKey([SOURCES, name]) for name in cfg.sources]
+    deps = [dg.AssetKey([SOURCES, name]) for name in cfg.profile_sources]
     if cfg.identity is not None:
         deps.append(dg.AssetKey(CLUSTERS))
 
@@ -165,8 +165,8 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
         store = storage.get()
         # Each table read as one version, its rows and its write id together: a feed rewritten by
         # another run meanwhile must not be recorded as read when its older rows were.
-        snaps = {name: store.table_snapshot(source_table(name)) for name in cfg.sources}
-        feeds = {name: (src, snaps[name].frame) for name, src in cfg.sources.items()}
+        snaps = {name: store.table_snapshot(source_table(name)) for name in cfg.profile_sources}
+        feeds = {name: (src, snaps[name].frame) for name, src in cfg.profile_sources.items()}
         if cfg.identity is not None:
             snaps[CLUSTERS] = store.table_snapshot(CLUSTERS)
             feeds = with_amp_ids(feeds, snaps[CLUSTERS].frame)

@@ -38,6 +38,7 @@ from amp_braze.braze.identifiers import ID, id_footer
 from amp_braze.braze.plan_columns import FLAG
 from amp_braze.failpoints import failpoint
 from amp_braze.storage import COMPRESSION, Storage, VersionedManifests
+from amp_braze.storage.journal import Journal
 from amp_braze.sync.journal_fold import CHECKPOINT, INTENT, Entry, fold_journal
 from amp_braze.sync.plan import Side
 
@@ -86,25 +87,20 @@ class SyncState:
         self.storage = storage
         self.base = f"sync/{destination}"
         self.manifests = VersionedManifests(storage, f"{self.base}/state")
+        self._journal = Journal(storage, f"{self.base}/journal")
 
     # -- names -------------------------------------------------------------------------------------
     def _version_dir(self, version: int) -> str:
         return self.manifests.folder_of(version)
 
-    def _entry_name(self, seq: int) -> str:
-        return f"{self.base}/journal/e{seq:012d}.parquet"
-
-    @staticmethod
-    def entry_seq(name: str) -> int:
-        return int(name.rsplit("/", 1)[-1][1:].split(".")[0])
+    entry_seq = staticmethod(Journal.seq_of)
 
     def versions(self) -> list[int]:
         return self.manifests.versions()
 
     def journal(self) -> list[str]:
         """Every journal entry, in the order written."""
-        names = [n for n in self.storage.list(f"{self.base}/journal") if n.endswith(".parquet")]
-        return sorted(names, key=self.entry_seq)
+        return self._journal.entries()
 
     # -- reading -----------------------------------------------------------------------------------
     def manifest(self, version: int) -> dict:
@@ -145,16 +141,8 @@ class SyncState:
         """Write one journal entry under the next free number (create-only, so two writers never
         share one), numbered above everything folded or written so far."""
         data = _parquet_bytes(rows.with_columns(pl.lit(kind).alias(_KIND)))
-        listed = [self.entry_seq(n) for n in self.journal()]
-        seq = max([*listed, int(self._newest()[1].get("folded_through", 0))]) + 1
-        for _ in range(1000):
-            name = self._entry_name(seq)
-            if self.storage.create_bytes(name, data):
-                failpoint(f"journal.{kind}")
-                break
-            seq += 1
-        else:  # pragma: no cover - a thousand writers at once
-            raise RuntimeError(f"could not append to {self.base}/journal")
+        floor = int(self._newest()[1].get("folded_through", 0))
+        name, seq = self._journal.append(data, floor, f"journal.{kind}")
         # A writer that stalled between choosing its number and writing it could land below a
         # version committed meanwhile; such an entry is treated as folded, so say so loudly.
         if seq <= int(self._newest()[1].get("folded_through", 0)):
