@@ -56,7 +56,7 @@ class BrazeWorkspace(dg.ConfigurableResource):
         key = self.api_key
         return key.get_value() or "" if isinstance(key, dg.EnvVar) else key
 
-    def client(self, start_at: float = 0.0) -> BrazeClient:
+    def client(self, start_at: float = 0.0, retry_unanswered: bool = True) -> BrazeClient:
         """A client for this workspace; ``start_at`` (epoch seconds) holds its first request back
         when it takes over from another sender of the same workspace."""
         return BrazeClient(
@@ -71,6 +71,7 @@ class BrazeWorkspace(dg.ConfigurableResource):
                 max_retries=self.max_retries,
                 max_wait_seconds=self.max_wait_seconds,
                 max_consecutive_failures=self.max_consecutive_failures,
+                retry_unanswered=retry_unanswered,
             ),
         )
 

@@ -46,6 +46,7 @@ class BatchResult:
     accepted: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (__id, Braze's reason)
     failed: list[str] = field(default_factory=list)  # gave up after retries: sent again next sync
+    unsent: list[str] = field(default_factory=list)  # never went out (the sync was stopping)
 
 
 @dataclass
@@ -132,6 +133,8 @@ class BrazeClient:
             except NETWORK_ERRORS as e:
                 self.stats.add(network_errors=1)
                 self._failed(path, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+                if not self.retry.retry_unanswered:  # Braze may have applied it: not again
+                    return None
             else:
                 if resp.status not in RETRYABLE_STATUS:
                     self._answered()
@@ -191,6 +194,8 @@ class BrazeClient:
 
     # -- what an answer means ----------------------------------------------------------------------
     def send_one(self, req: Request) -> BatchResult:
+        if self._stop.is_set():
+            return BatchResult(unsent=list(req.ids))
         resp = self._exchange(TRACK, req.body)
         if resp is None:
             return BatchResult(failed=list(req.ids))
@@ -213,6 +218,7 @@ class BrazeClient:
                 left.accepted + right.accepted,
                 left.rejected + right.rejected,
                 left.failed + right.failed,
+                left.unsent + right.unsent,
             )
         if status in (400, 413):
             return BatchResult(rejected=[(req.ids[0], _reason(resp.data, status))])
@@ -300,6 +306,7 @@ class BrazeClient:
         try:
             for req in requests:
                 if errors:
+                    on_result(BatchResult(unsent=list(req.ids)))
                     break
                 self.stats.add(batches=1)
                 while True:

@@ -29,7 +29,7 @@ class Request:
         return b'{"' + self.array.encode() + b'":[' + ",".join(self.objects).encode() + b"]}"
 
 
-def _wire(col: str, dtype: pl.DataType) -> pl.Expr:
+def wire(col: str, dtype: pl.DataType) -> pl.Expr:
     """The value as Braze wants it on the wire: dates as YYYY-MM-DD, times as ISO 8601 UTC."""
     c = pl.col(col)
     if dtype == pl.Date:
@@ -58,19 +58,19 @@ def comparable_types(a: pl.DataType, b: pl.DataType) -> bool:
     return a.is_temporal() and b.is_temporal() and a.base_type() == b.base_type()
 
 
-def _fragment(name: str, value: pl.Expr) -> pl.Expr:
+def fragment(name: str, value: pl.Expr) -> pl.Expr:
     """``"name":<json>`` for one value (null encodes as null, which unsets in Braze)."""
     encoded = pl.struct(value.alias(name)).struct.json_encode()
     return encoded.str.slice(1, encoded.str.len_bytes() - 2)
 
 
-def _identifier(kind: str) -> pl.Expr:
+def identifier_fragment(kind: str) -> pl.Expr:
     if kind == "user_alias":
         alias = pl.struct(
             pl.col("alias_name").cast(pl.String), pl.col("alias_label").cast(pl.String)
         )
-        return _fragment("user_alias", alias)
-    return _fragment(kind, pl.col(kind).cast(pl.String))
+        return fragment("user_alias", alias)
+    return fragment(kind, pl.col(kind).cast(pl.String))
 
 
 def object_json(
@@ -79,7 +79,7 @@ def object_json(
     """One JSON object string per plan row, holding only the flagged attributes."""
     schema = plan.schema
     whole_array = pl.col(WHOLE) if WHOLE in schema else pl.col(NEW)
-    fragments = [_identifier(kind)]
+    fragments = [identifier_fragment(kind)]
     if update_existing_only:
         fragments.append(pl.lit('"_update_existing_only":true'))
     elif kind == "user_alias":
@@ -102,14 +102,14 @@ def object_json(
             ops = ops.str.replace(r',"remove":null', "", literal=True).str.replace(
                 r'"add":null,', "", literal=True
             )
-            whole = _fragment(a.name, pl.col(a.name))
+            whole = fragment(a.name, pl.col(a.name))
             frag = (
                 pl.when(whole_array)
                 .then(whole)
                 .otherwise(pl.concat_str(pl.lit(f'"{a.name}":'), ops))
             )
         else:
-            frag = _fragment(a.name, _wire(a.name, schema[a.name]))
+            frag = fragment(a.name, wire(a.name, schema[a.name]))
         fragments.append(pl.when(f).then(frag))
     body = pl.concat_str(fragments, separator=",", ignore_nulls=True)
     return plan.select(pl.concat_str(pl.lit("{"), body, pl.lit("}")).alias("obj")).to_series()

@@ -22,6 +22,9 @@ class RetryPolicy:
     backoff_cap: float = 20.0
     max_wait_seconds: float = 900.0  # all 429 waiting in one sync, all told
     max_consecutive_failures: int = 20  # failed requests in a row (no answer in between): stop
+    # A request that got no answer (a network error) may have been applied: retried for
+    # attributes (sending a value twice is harmless), not for events (a duplicate is not).
+    retry_unanswered: bool = True
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """The jittered wait before retry number ``attempt`` (1-based)."""

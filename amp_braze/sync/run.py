@@ -36,7 +36,7 @@ class Workspace(Protocol):
     """What sending needs of a Braze workspace (amp_braze.resources.BrazeWorkspace is one): a
     client, its first request held back to ``start_at``."""
 
-    def client(self, start_at: float = 0.0) -> BrazeClient: ...
+    def client(self, start_at: float = 0.0, retry_unanswered: bool = True) -> BrazeClient: ...
 
 
 ENCODE_CHUNK_ROWS = 30_000
