@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from amp_braze.braze.emulator import events
 from amp_braze.braze.emulator.profiles import Profile, ProfileStore
 from amp_braze.braze.field_rules import MAX_IDENTITY_UPDATES
 
@@ -41,10 +42,8 @@ def _fill(keep: dict, merged: dict) -> None:
             for name, v in value.items():
                 if custom.get(name) is None and v is not None:
                     custom[name] = v
-        elif key in ("custom_events", "purchases"):
-            counters = keep.setdefault(key, {})
-            for label, n in value.items():
-                counters[label] = counters.get(label, 0) + n
+        elif key in events.PROFILE_KEYS:
+            events.merge_into(keep, merged, key)
         elif keep.get(key) is None and value is not None:
             keep[key] = value
 

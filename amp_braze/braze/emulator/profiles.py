@@ -107,14 +107,18 @@ class ProfileStore:
     def find(self, kind: str, key: Any) -> Profile | None:
         """The profile with this identifier: ``external_id``, ``braze_id``, ``user_alias``
         (name, label), ``email`` (any case) or ``phone``."""
-        if kind == "external_id":
-            home = key if isinstance(key, str) and not key.startswith("\x00") else None
-        else:
-            if kind == "email":
-                key = str(key).lower()
-            home = self._index(kind).get(key)
+        home = self.home_of(kind, key)
         blob = self._home.get(home) if home is not None else None
         return None if blob is None else self._unpack(blob, home)
+
+    def home_of(self, kind: str, key: Any) -> str | None:
+        """The key a profile with this identifier is filed under (or would be, for an
+        external_id), None when no profile has it."""
+        if kind == "external_id":
+            return key if isinstance(key, str) and not key.startswith("\x00") else None
+        if kind == "email":
+            key = str(key).lower()
+        return self._index(kind).get(key)
 
     def _index(self, kind: str) -> dict[Any, str]:
         if not self._indexes:
@@ -152,8 +156,11 @@ class ProfileStore:
                 del self._indexes[kind][key]
 
     def users(self) -> list[dict]:
-        """Every profile once, as /users/export/ids shows it."""
-        return [exported(self._unpack(blob, home)) for home, blob in self._home.items()]
+        """Every profile once, as /users/export/ids shows it, with the event and purchase objects
+        it holds (``event_objects``, ``purchase_objects``)."""
+        return [
+            exported(self._unpack(blob, home), objects=True) for home, blob in self._home.items()
+        ]
 
     def load(self, users: list[dict]) -> None:
         for user in users:
@@ -326,15 +333,20 @@ STANDARD_EXPORT = (
 )  # fmt: skip
 
 
-def exported(p: dict, fields: list[str] | None = None) -> dict:
+def exported(p: dict, fields: list[str] | None = None, objects: bool = False) -> dict:
+    """A profile as /users/export/ids shows it; ``objects``: with its event and purchase objects
+    too (for /_emulator/users and the state file: Braze's export has no such field)."""
     out: dict[str, Any] = {"created_at": p.get("created_at")}
     for f in STANDARD_EXPORT:
         if p.get(f) is not None:
             out[f] = p[f]
     out["custom_attributes"] = dict(p.get("custom_attributes") or {})
-    for extra in ("custom_events", "purchases"):
+    for extra in ("custom_events", "purchases"):  # per name: {"count", "first", "last"}
         if p.get(extra):
             out[extra] = dict(p[extra])
+    for extra in ("event_objects", "purchase_objects") if objects else ():
+        if p.get(extra):
+            out[extra] = p[extra]  # p is a fresh unpack: no copy needed
     if fields:
         keep = set(fields) | {"external_id"}
         out = {k: v for k, v in out.items() if k in keep}
