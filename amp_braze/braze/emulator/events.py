@@ -9,7 +9,8 @@ What a profile holds (and ``/_emulator/users`` shows):
 - ``purchases``: per product_id ``{"count", "first", "last"}``, ``count`` adding the quantities;
 - ``event_objects`` / ``purchase_objects``: every accepted object, in arrival order, as
   ``{"name", "time", "properties"}`` / ``{"product_id", "currency", "price", "quantity", "time",
-  "properties"}``.
+  "properties"}`` (kept by the store beside the profile, one packed chunk per request, so that a
+  profile with many events costs no more to update than one with few).
 
 Times are stored as ISO 8601 UTC with milliseconds (``2026-01-01T10:00:00.000Z``); first and
 last are the earliest and the latest event time (a backfilled event can be older than the last).
@@ -261,8 +262,10 @@ def _json_type(value: Any) -> str:
 
 
 # -- recording ---------------------------------------------------------------------------------------
-def record(profile: dict, accepted: Accepted, stats: Stats) -> None:
-    """Put one accepted object on its profile: its counter and the object; bill its data points."""
+def record(profile: dict, accepted: Accepted, stats: Stats, pending: tuple[list, list]) -> None:
+    """Put one accepted object on its profile: its counter, and the object in ``pending`` (the
+    profile's new events and purchases, which the store files at the end of the request); bill
+    its data points."""
     purchase = accepted.kind == rules.PURCHASE
     when = accepted.stored["time"]
     counters = profile.get("purchases" if purchase else "custom_events")
@@ -277,21 +280,15 @@ def record(profile: dict, accepted: Accepted, stats: Stats) -> None:
             entry["first"] = when
         if when > entry["last"]:
             entry["last"] = when
-    objects = profile.get("purchase_objects" if purchase else "event_objects")
-    if objects is None:
-        objects = profile["purchase_objects" if purchase else "event_objects"] = []
-    objects.append(accepted.stored)
+    pending[purchase].append(accepted.stored)
     stats.data_points += rules.event_data_points(accepted.kind, accepted.quantity)
     if purchase:
         stats.purchase_quantity += accepted.quantity
 
 
-def merge_into(keep: dict, merged: dict, key: str) -> None:
+def merge_counters(keep: dict, merged: dict, key: str) -> None:
     """/users/merge: the merged user's counters added to the kept user's (first the earlier,
-    last the later), its objects after the kept user's."""
-    if key in ("event_objects", "purchase_objects"):
-        keep.setdefault(key, []).extend(merged[key])
-        return
+    last the later)."""
     counters = keep.setdefault(key, {})
     for label, theirs in merged[key].items():
         mine = counters.get(label)
@@ -301,6 +298,3 @@ def merge_into(keep: dict, merged: dict, key: str) -> None:
             mine["count"] += theirs["count"]
             mine["first"] = min(mine["first"], theirs["first"])
             mine["last"] = max(mine["last"], theirs["last"])
-
-
-PROFILE_KEYS = ("custom_events", "purchases", "event_objects", "purchase_objects")

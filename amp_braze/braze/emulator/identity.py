@@ -42,8 +42,8 @@ def _fill(keep: dict, merged: dict) -> None:
             for name, v in value.items():
                 if custom.get(name) is None and v is not None:
                     custom[name] = v
-        elif key in events.PROFILE_KEYS:
-            events.merge_into(keep, merged, key)
+        elif key in ("custom_events", "purchases"):
+            events.merge_counters(keep, merged, key)
         elif keep.get(key) is None and value is not None:
             keep[key] = value
 
@@ -69,6 +69,7 @@ def merge(store: ProfileStore, payload: dict) -> tuple[int, dict, int]:
         merged, keep = _find(store, u["identifier_to_merge"]), _find(store, u["identifier_to_keep"])
         if merged is None or keep is None or merged.home == keep.home:
             continue
+        store.move_objects(merged, keep)
         store.remove(merged)
         _fill(keep, merged)
         store.save(keep)

@@ -34,8 +34,9 @@ class Track:
     blocklist: frozenset[str]  # external ids Braze refuses (a fault to inject)
     bad_request: frozenset[str]  # external ids whose request gets a 400 (a fault to inject)
     now: float = field(default_factory=time.time)  # a future event time becomes this
-    # Profiles events and purchases changed in this request, by home: saved once at its end.
-    checked_out: dict[str, Profile] = field(default_factory=dict)
+    # Profiles events and purchases changed in this request, by home, with the events and the
+    # purchases they received: filed once at the end of the request, not once per object.
+    checked_out: dict[str, tuple[Profile, list, list]] = field(default_factory=dict)
 
     def __call__(self, payload: dict) -> tuple[int, dict]:
         """Answer one /users/track body: (status, response body)."""
@@ -80,8 +81,9 @@ class Track:
                     processed[kind] += 1
                 except ObjectError as e:
                     errors.append({"type": str(e), "input_array": kind, "index": i})
-        for profile in self.checked_out.values():
+        for profile, new_events, new_purchases in self.checked_out.values():
             self.store.save(profile)
+            self.store.add_objects(profile, new_events, new_purchases)
         self.stats.object_errors += len(errors)
         self.stats.attributes_processed += processed["attributes"]
         self.stats.events_processed += processed["events"]
@@ -149,9 +151,9 @@ class Track:
 
     def find(self, kind: str, key: Any) -> Profile | None:
         if self.checked_out:  # a profile this request changed is read as changed
-            p = self.checked_out.get(self.store.home_of(kind, key))
-            if p is not None:
-                return p
+            open_ = self.checked_out.get(self.store.home_of(kind, key))
+            if open_ is not None:
+                return open_[0]
         return self.store.find(kind, key)
 
     def apply_attributes(self, obj: dict) -> None:
@@ -235,10 +237,13 @@ class Track:
             if not may_create:
                 return  # as for attributes: accepted, nothing recorded
             profile = self.create(obj, how)
-            self.store.save(profile)  # filed (and indexed) so later objects find it
-        # Filed back once at the end of the request, not once per object.
-        self.checked_out[profile.home] = profile
-        events.record(profile, accepted, self.stats)
+            if how != "external_id":  # filed (and indexed) now, so later objects find it
+                self.store.save(profile)
+        home = profile.home or profile["external_id"]  # where the end of the request files it
+        open_ = self.checked_out.get(home)
+        if open_ is None:
+            open_ = self.checked_out[home] = (profile, [], [])
+        events.record(profile, accepted, self.stats, (open_[1], open_[2]))
 
     def create(self, obj: dict, how: str) -> Profile:
         self.stats.users_created += 1
