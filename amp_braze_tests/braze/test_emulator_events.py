@@ -119,6 +119,8 @@ BIG = ["x" * 1000] * 103  # about 103 KB of JSON
         ({"time": None}, "'time' is required and must be an ISO 8601 datetime string"),
         ({"time": 1767225600}, "'time' is required and must be an ISO 8601 datetime string"),
         ({"time": "yesterday"}, "'time' is not an ISO 8601 datetime: 'yesterday'"),
+        ({"time": "0001-01-01T00:00:00+05:00"},
+         "'time' is not an ISO 8601 datetime: '0001-01-01T00:00:00+05:00'"),
         ({"properties": [1]}, "Invalid 'properties' field: 'properties' must be an object"),
         ({"properties": {"": 1}}, "Invalid 'properties' field: key '' must be 1 to 255 "
                                   "characters and may not start with $"),

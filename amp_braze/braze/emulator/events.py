@@ -68,7 +68,10 @@ def _parse_time(value: str) -> tuple[float, str] | None:
             return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.timestamp(), iso_utc(t)
+    try:
+        return t.timestamp(), iso_utc(t)
+    except (OverflowError, ValueError):  # an offset past year 1 or 9999 in UTC
+        return None
 
 
 def iso_utc(t: datetime) -> str:
