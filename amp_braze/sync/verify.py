@@ -24,6 +24,8 @@ _PROFILE_KEYS = (
     "custom_attributes",
     "custom_events",
     "purchases",
+    "event_objects",
+    "purchase_objects",
 )
 
 

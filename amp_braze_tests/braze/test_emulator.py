@@ -291,7 +291,7 @@ def test_data_points_counted_as_braze_bills(emulator):
             ]
         }
     )
-    assert emulator.stats()["data_points"] == 13
+    assert emulator.stats()["data_points"] == 11  # an event is 1, its properties are free
 
 
 def test_export_ids(emulator):
@@ -395,7 +395,17 @@ def test_emulator_merge_keeps_the_kept_users_values_and_fills_the_rest():
     assert user["external_id"] == "old" and user["first_name"] == "Ann"  # kept values stay
     assert user["email"] == "a@x.org"  # what the kept user lacked comes from the merged one
     assert user["custom_attributes"] == {"tier": "gold", "visits": 3, "city_code": 7}
-    assert user["custom_events"] == {"open": 2}
+    assert user["custom_events"] == {
+        "open": {
+            "count": 2,
+            "first": "2026-11-01T00:00:00.000Z",
+            "last": "2026-11-02T00:00:00.000Z",
+        }
+    }
+    assert [e["time"] for e in user["event_objects"]] == [
+        "2026-11-01T00:00:00.000Z",
+        "2026-11-02T00:00:00.000Z",
+    ]
     # Sent again (a retry after a crash): the merged user is gone, nothing changes.
     assert e.handle("POST", "/users/merge", h, orjson.dumps(merge))[0] == 202
     assert e.users() == [user] and e.stats.users_merged == 1

@@ -2,7 +2,8 @@
 rate limits, injected faults) and the admin routes.
 
 Its parts live beside it, each named for what it is: ``track`` (/users/track's object semantics:
-which profile an object addresses, what it creates, what it bills), ``profiles`` (the store and
+which profile an object addresses, what it creates, what it bills), ``events`` (events,
+purchases and eCommerce events: their checks and what they record), ``profiles`` (the store and
 how values apply),
 ``validation`` (per-value checks with Braze's wording), ``limits`` (fixed-window rate limits and
 their headers), ``faults`` (what to inject, and ``DROP``), ``settings`` (settings and counters),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from amp_braze.braze.emulator import events
 from amp_braze.braze.emulator.profiles import Profile, ProfileStore
 from amp_braze.braze.field_rules import MAX_IDENTITY_UPDATES
 
@@ -42,9 +43,7 @@ def _fill(keep: dict, merged: dict) -> None:
                 if custom.get(name) is None and v is not None:
                     custom[name] = v
         elif key in ("custom_events", "purchases"):
-            counters = keep.setdefault(key, {})
-            for label, n in value.items():
-                counters[label] = counters.get(label, 0) + n
+            events.merge_counters(keep, merged, key)
         elif keep.get(key) is None and value is not None:
             keep[key] = value
 
@@ -70,6 +69,7 @@ def merge(store: ProfileStore, payload: dict) -> tuple[int, dict, int]:
         merged, keep = _find(store, u["identifier_to_merge"]), _find(store, u["identifier_to_keep"])
         if merged is None or keep is None or merged.home == keep.home:
             continue
+        store.move_objects(merged, keep)
         store.remove(merged)
         _fill(keep, merged)
         store.save(keep)

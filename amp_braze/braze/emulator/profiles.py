@@ -54,6 +54,10 @@ class ProfileStore:
         self._stamps: dict[str, int] = {}
         self._stamp_list: list[str] = []
         self._stamp_second, self._stamp = -1, ""
+        # The event and purchase objects a profile received, by braze_id (it survives renames):
+        # one marshal chunk (events, purchases) per request, so that adding some costs what they
+        # weigh, not what the profile already holds.
+        self._objects: dict[str, list[bytes]] = {}
 
     def __len__(self) -> int:
         return len(self._home)
@@ -107,14 +111,18 @@ class ProfileStore:
     def find(self, kind: str, key: Any) -> Profile | None:
         """The profile with this identifier: ``external_id``, ``braze_id``, ``user_alias``
         (name, label), ``email`` (any case) or ``phone``."""
-        if kind == "external_id":
-            home = key if isinstance(key, str) and not key.startswith("\x00") else None
-        else:
-            if kind == "email":
-                key = str(key).lower()
-            home = self._index(kind).get(key)
+        home = self.home_of(kind, key)
         blob = self._home.get(home) if home is not None else None
         return None if blob is None else self._unpack(blob, home)
+
+    def home_of(self, kind: str, key: Any) -> str | None:
+        """The key a profile with this identifier is filed under (or would be, for an
+        external_id), None when no profile has it."""
+        if kind == "external_id":
+            return key if isinstance(key, str) and not key.startswith("\x00") else None
+        if kind == "email":
+            key = str(key).lower()
+        return self._index(kind).get(key)
 
     def _index(self, kind: str) -> dict[Any, str]:
         if not self._indexes:
@@ -136,7 +144,28 @@ class ProfileStore:
         for kind, key in _identifiers(p) if self._indexes else ():
             self._indexes[kind][key] = home
 
+    def add_objects(self, p: dict, events: list[dict], purchases: list[dict]) -> None:
+        chunk = marshal.dumps((events, purchases))
+        self._objects.setdefault(p["braze_id"], []).append(chunk)
+
+    def objects(self, p: dict) -> tuple[list[dict], list[dict]]:
+        """The profile's event and purchase objects, oldest first."""
+        events: list[dict] = []
+        purchases: list[dict] = []
+        for chunk in self._objects.get(p["braze_id"], ()):
+            e, b = marshal.loads(chunk)
+            events += e
+            purchases += b
+        return events, purchases
+
+    def move_objects(self, src: dict, dst: dict) -> None:
+        """/users/merge: the merged user's objects follow the kept user's."""
+        moved = self._objects.pop(src["braze_id"], None)
+        if moved:
+            self._objects.setdefault(dst["braze_id"], []).extend(moved)
+
     def remove(self, p: Profile) -> None:
+        self._objects.pop(p.get("braze_id"), None)
         if p.home is not None:
             if self._indexes:
                 self._unindex(p.home)
@@ -152,8 +181,13 @@ class ProfileStore:
                 del self._indexes[kind][key]
 
     def users(self) -> list[dict]:
-        """Every profile once, as /users/export/ids shows it."""
-        return [exported(self._unpack(blob, home)) for home, blob in self._home.items()]
+        """Every profile once, as /users/export/ids shows it, with the event and purchase objects
+        it holds (``event_objects``, ``purchase_objects``)."""
+        out = []
+        for home, blob in self._home.items():
+            p = self._unpack(blob, home)
+            out.append(exported(p, objects=self.objects(p)))
+        return out
 
     def load(self, users: list[dict]) -> None:
         for user in users:
@@ -161,7 +195,10 @@ class ProfileStore:
             p.home = None
             p["custom_attributes"] = dict(user.get("custom_attributes") or {})
             p["user_aliases"] = list(user.get("user_aliases") or [])
+            events, purchases = p.pop("event_objects", []), p.pop("purchase_objects", [])
             self.save(p)
+            if events or purchases:
+                self.add_objects(p, events, purchases)
 
     def create(self, obj: dict, how: str) -> Profile:
         """A new profile for the object's identifier; filed when the caller saves it."""
@@ -326,15 +363,24 @@ STANDARD_EXPORT = (
 )  # fmt: skip
 
 
-def exported(p: dict, fields: list[str] | None = None) -> dict:
+def exported(
+    p: dict, fields: list[str] | None = None, objects: tuple[list, list] | None = None
+) -> dict:
+    """A profile as /users/export/ids shows it; with ``objects``, its event and purchase objects
+    too (for /_emulator/users and the state file: Braze's export has no such field)."""
     out: dict[str, Any] = {"created_at": p.get("created_at")}
     for f in STANDARD_EXPORT:
         if p.get(f) is not None:
             out[f] = p[f]
     out["custom_attributes"] = dict(p.get("custom_attributes") or {})
-    for extra in ("custom_events", "purchases"):
+    for extra in ("custom_events", "purchases"):  # per name: {"count", "first", "last"}
         if p.get(extra):
             out[extra] = dict(p[extra])
+    if objects is not None:
+        if objects[0]:
+            out["event_objects"] = objects[0]
+        if objects[1]:
+            out["purchase_objects"] = objects[1]
     if fields:
         keep = set(fields) | {"external_id"}
         out = {k: v for k, v in out.items() if k in keep}

@@ -31,6 +31,9 @@ class Stats:
     attributes_processed: int = 0
     events_processed: int = 0
     purchases_processed: int = 0
+    ecommerce_events_processed: int = 0  # of events_processed: the recommended eCommerce ones
+    purchase_quantity: int = 0  # units the purchases recorded (a quantity of 3 is 3 purchases)
+    event_properties_dropped: int = 0  # properties past the 256 Braze keeps per event/purchase
     data_points: int = 0
     # Data points spent on values the profile already held (set to what it was, or unset when
     # absent): what a sync that sends only changes should keep near zero.

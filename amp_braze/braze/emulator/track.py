@@ -7,13 +7,16 @@ choice is written next to the code. Called by ``core.Emulator`` under its lock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from amp_braze.braze import field_rules
+from amp_braze.braze.emulator import events
 from amp_braze.braze.emulator.profiles import Profile, ProfileStore, unchanged
 from amp_braze.braze.emulator.settings import Settings, Stats
 from amp_braze.braze.emulator.validation import SKIP, ObjectError, standard, validate
+from amp_braze.braze.event_rules import ECOMMERCE_EVENTS
 
 # Keys of an attributes object that are not attributes.
 CONTROL_AND_ID_KEYS = field_rules.CONTROL_KEYS | frozenset(field_rules.PRIMARY_IDENTIFIERS)
@@ -30,6 +33,10 @@ class Track:
     settings: Settings
     blocklist: frozenset[str]  # external ids Braze refuses (a fault to inject)
     bad_request: frozenset[str]  # external ids whose request gets a 400 (a fault to inject)
+    now: float = field(default_factory=time.time)  # a future event time becomes this
+    # Profiles events and purchases changed in this request, by home, with the events and the
+    # purchases they received: filed once at the end of the request, not once per object.
+    checked_out: dict[str, tuple[Profile, list, list]] = field(default_factory=dict)
 
     def __call__(self, payload: dict) -> tuple[int, dict]:
         """Answer one /users/track body: (status, response body)."""
@@ -74,6 +81,9 @@ class Track:
                     processed[kind] += 1
                 except ObjectError as e:
                     errors.append({"type": str(e), "input_array": kind, "index": i})
+        for profile, new_events, new_purchases in self.checked_out.values():
+            self.store.save(profile)
+            self.store.add_objects(profile, new_events, new_purchases)
         self.stats.object_errors += len(errors)
         self.stats.attributes_processed += processed["attributes"]
         self.stats.events_processed += processed["events"]
@@ -112,7 +122,7 @@ class Track:
                     f"EXTERNAL_USER_ID_TOO_LARGE: external_id exceeds the maximum allowed length of "
                     f"{field_rules.MAX_EXTERNAL_ID_BYTES} bytes"
                 )
-            return self.store.find("external_id", ext), not (update_only or False), "external_id"
+            return self.find("external_id", ext), not (update_only or False), "external_id"
         if primaries == ["user_alias"]:
             alias = obj["user_alias"]
             if not (
@@ -125,19 +135,26 @@ class Track:
             may_create = (
                 update_only is False
             )  # aliases default to update-only (Braze: _update_existing_only)
-            return self.store.find("user_alias", key), may_create, "user_alias"
+            return self.find("user_alias", key), may_create, "user_alias"
         if primaries == ["braze_id"]:
-            return self.store.find("braze_id", str(obj["braze_id"])), False, "braze_id"
+            return self.find("braze_id", str(obj["braze_id"])), False, "braze_id"
         # Secondary identifiers: email wins over phone; an unknown email creates an email-only user.
         if obj.get("email") is not None:
             return (
-                self.store.find("email", obj["email"]),
+                self.find("email", obj["email"]),
                 not (update_only or False),
                 "email",
             )
         if obj.get("phone") is not None:
-            return self.store.find("phone", str(obj["phone"])), not (update_only or False), "phone"
+            return self.find("phone", str(obj["phone"])), not (update_only or False), "phone"
         raise ObjectError(NO_IDENTIFIER)
+
+    def find(self, kind: str, key: Any) -> Profile | None:
+        if self.checked_out:  # a profile this request changed is read as changed
+            open_ = self.checked_out.get(self.store.home_of(kind, key))
+            if open_ is not None:
+                return open_[0]
+        return self.store.find(kind, key)
 
     def apply_attributes(self, obj: dict) -> None:
         profile, may_create, how = self.resolve(obj)
@@ -209,26 +226,24 @@ class Track:
         self.stats.data_points += points
 
     def apply_event(self, kind: str, obj: dict) -> None:
+        """One object of ``events`` or ``purchases``: checked and recorded by ``events``."""
         profile, may_create, how = self.resolve(obj)
-        if kind == "events":
-            if not isinstance(obj.get("name"), str):
-                raise ObjectError("'name' is required for an event")
-        else:
-            for k in ("product_id", "currency", "price"):
-                if obj.get(k) is None:
-                    raise ObjectError(f"'{k}' is required for a purchase")
-        if not isinstance(obj.get("time"), str):
-            raise ObjectError("'time' is required")
+        accepted = events.accept(kind, obj, self.now)
+        if profile is None and not may_create and how == "braze_id":
+            raise ObjectError("'braze_id' does not match any user")
+        self.stats.event_properties_dropped += accepted.dropped_properties
+        self.stats.ecommerce_events_processed += accepted.kind in ECOMMERCE_EVENTS
         if profile is None:
             if not may_create:
-                return
+                return  # as for attributes: accepted, nothing recorded
             profile = self.create(obj, how)
-        props = obj.get("properties") or {}
-        self.stats.data_points += 1 + (len(props) if isinstance(props, dict) else 0)
-        counters = profile.setdefault("custom_events" if kind == "events" else "purchases", {})
-        label = obj["name"] if kind == "events" else obj["product_id"]
-        counters[label] = counters.get(label, 0) + 1
-        self.store.save(profile)
+            if how != "external_id":  # filed (and indexed) now, so later objects find it
+                self.store.save(profile)
+        home = profile.home or profile["external_id"]  # where the end of the request files it
+        open_ = self.checked_out.get(home)
+        if open_ is None:
+            open_ = self.checked_out[home] = (profile, [], [])
+        events.record(profile, accepted, self.stats, (open_[1], open_[2]))
 
     def create(self, obj: dict, how: str) -> Profile:
         self.stats.users_created += 1
