@@ -9,11 +9,12 @@ import dagster as dg
 from amp_braze.audiences import definitions as audiences
 from amp_braze.config import Config, load_config
 from amp_braze.currents import definitions as currents
+from amp_braze.events import definitions as events
 from amp_braze.identity import definitions as identity
 from amp_braze.profiles import definitions as profiles
 from amp_braze.sync import definitions as sync
 
-AREAS = (profiles, identity, audiences, sync, currents)  # each area's own Definitions
+AREAS = (profiles, identity, audiences, sync, currents, events)  # each area's own Definitions
 
 
 def step_executor() -> dg.ExecutorDefinition:

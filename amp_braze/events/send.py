@@ -159,12 +159,11 @@ def _send(config, storage, stream, prepared: Prepared, lease: Lease, run_id, wor
         report.ledger_version = view.version
         held = view.frame.collect()
         report.ledger_ids = held.height
-        doubt = held.filter(pl.col(lg.STATUS) == lg.UNCERTAIN).select(lg.EID)
-        report.uncertain = doubt.join(
-            prepared.ready.select(pl.col(SENT_ID).alias(lg.EID), "event_id", "__id", "__time"),
-            on=lg.EID,
-            how="left",
+        doubt = held.filter(pl.col(lg.STATUS) == lg.UNCERTAIN).select(
+            pl.col(lg.EID).alias("sent_as")
         )
+        rows = prepared.ready.select(pl.col(SENT_ID).alias("sent_as"), "event_id", "__id", "__time")
+        report.uncertain = doubt.join(rows, on="sent_as", how="left")
         report.sent = len(accepted)
         report.uncertain_now = len(failed)
         report.braze_rejected = len(braze_rejected)
