@@ -103,6 +103,13 @@ class EventBrand:
         self.config = load_config(self.path)
         self.storage = Storage(self.config.storage)
 
+    @classmethod
+    def reload(cls, brand: "EventBrand") -> "EventBrand":
+        """The same brand, its configuration read again (after a test edited it)."""
+        brand.config = load_config(brand.path)
+        brand.storage = Storage(brand.config.storage)
+        return brand
+
     def write_orders(self, df: pl.DataFrame) -> None:
         df.write_parquet(self.folder / "orders.parquet")
 
