@@ -55,6 +55,14 @@ def test_database_benchmark_reads_the_changes():
     assert with_scan[1:] == [updated + inserted + late, soft + hard]
 
 
+def test_events_benchmark_sends_every_event_and_checks_the_ledger():
+    out = _bench("events", "--rate", "200", "--seconds", "1", "--sent", "20000", "--new", "300")
+    sent = _rows(out, "R=200: events/s sent (accepted)")[0]
+    assert int(sent[0].replace(",", "")) > 0 and sent[1] == "15,000"
+    check = _rows(out, "ledger of 20,000, 300 new: check against the ledger")[0]
+    assert float(check[0]) > 0 and check[-1] == "<= 2 s"
+
+
 def _rows(table: str, figure: str) -> list[list[str]]:
     return [
         cells[1:]

@@ -43,6 +43,10 @@ SCENARIOS = {
         "benchmarks.database",
         "a 10M-row PostgreSQL feed: full read against psql \\copy, 1% changed read incrementally",
     ),
+    "events": (
+        "benchmarks.events",
+        "event streams: events/s against the emulator, the ledger's cost at 10M sent ids",
+    ),
     "phones": (
         "benchmarks.phones",
         "the Braze phone rule, libphonenumber against the old regex rule (10M values, 1M distinct)",

@@ -1,0 +1,140 @@
+"""Event streams: events per second through the client against the emulator (against the rate
+limit R times 75 objects), and the ledger's cost per run when it holds many sent ids and a run
+brings a few new ones: the check of the query's rows against the ledger, the validation and
+encoding of those rows, and the commit of the new ids."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from datetime import UTC, datetime
+
+import polars as pl
+
+from amp_braze.braze.client import BrazeClient
+from amp_braze.braze.payload import requests as make_requests
+from amp_braze.config import BrazeConfig
+from amp_braze.config.events import EventStream
+from amp_braze.events import ledger as lg
+from amp_braze.events.prepare import check, prepare
+from amp_braze.events.types import OBJ, SENT_ID
+from amp_braze.storage import Storage
+from benchmarks.harness import Row, peak_rss_mb, report
+from benchmarks.sync_throughput import start_emulator
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def rows(n: int, start: int = 0) -> pl.DataFrame:
+    """A custom event stream's query result: n visits of n/4 customers, two properties."""
+    i = pl.int_range(start, start + n, eager=True)
+    return pl.select(
+        ("user-" + (i // 4).cast(pl.String)).alias("external_id"),
+        ("visit-" + i.cast(pl.String)).alias("event_id"),
+        (pl.lit(datetime(2026, 11, 1, tzinfo=UTC)) + pl.duration(seconds=i % 86400)).alias("time"),
+        ("store-" + (i % 300).cast(pl.String)).alias("store"),
+        (i % 5).alias("basket_items"),
+    )
+
+
+def _stream() -> EventStream:
+    from pathlib import Path
+
+    return EventStream.model_construct(stream="visits", type="custom", name="store_visit",
+                                       sql=Path("visits.sql"), resend_uncertain=False)  # fmt: skip
+
+
+def _dest() -> BrazeConfig:
+    return BrazeConfig.model_construct(identifier="external_id", update_existing_only=False)
+
+
+def throughput(rate: int, seconds: float, concurrency: int) -> dict:
+    n = int(rate * seconds) * 75
+    ready = prepare(rows(n), _stream(), _dest(), NOW).ready
+    reqs = list(make_requests(ready.get_column(OBJ), ready.get_column(SENT_ID), 75, array="events"))
+    proc, url = start_emulator(rate)
+    try:
+        client = BrazeClient(url, "k", rate_per_second=rate, concurrency=concurrency)
+        accepted = 0
+
+        def on_result(r) -> None:
+            nonlocal accepted
+            accepted += len(r.accepted)
+
+        t0 = time.perf_counter()
+        stats = client.send(reqs, on_result)
+        wall = time.perf_counter() - t0
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert accepted == n, (accepted, n)
+    return {
+        "events_per_s": accepted / wall,
+        "rps": stats.requests / wall,
+        "429s": stats.rate_limited,
+    }
+
+
+def ledger_cost(sent: int, new: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Storage(tmp)
+        ledger = lg.Ledger(store, "events/visits")
+        old = prepare(rows(sent), _stream(), _dest(), NOW).ready
+        ledger.write_intent(old.get_column(SENT_ID), old.get_column("__hash"))
+        ledger.write_accepted(old.get_column(SENT_ID).to_list())
+        ledger.commit()
+        query = rows(sent + new)
+        t0 = time.perf_counter()
+        ready = prepare(query, _stream(), _dest(), NOW).ready
+        t1 = time.perf_counter()
+        view = ledger.current()
+        checked = check(ready, view, False)
+        t2 = time.perf_counter()
+        assert checked.new == new and checked.already_sent == sent, (
+            checked.new,
+            checked.already_sent,
+        )
+        go = checked.to_send
+        ledger.write_intent(go.get_column(SENT_ID), go.get_column("__hash"))
+        ledger.write_accepted(go.get_column(SENT_ID).to_list())
+        ledger.commit()
+        t3 = time.perf_counter()
+        assert ledger.current().frame.select(pl.len()).collect().item() == sent + new
+    return {"validate": t1 - t0, "check": t2 - t1, "commit": t3 - t2}
+
+
+def run(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks events")
+    p.add_argument("--rate", type=int, default=600, help="rate limit R, requests/s")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--sent", type=int, default=10_000_000, help="ids the ledger holds")
+    p.add_argument("--new", type=int, default=100_000, help="new rows in the run")
+    p.add_argument("--no-record", action="store_true")
+    a = p.parse_args(argv)
+    t = throughput(a.rate, a.seconds, a.concurrency)
+    c = ledger_cost(a.sent, a.new)
+    goal = a.rate * 75
+    out = [
+        Row(f"R={a.rate}: events/s sent (accepted)", round(t["events_per_s"]), goal, "events/s",
+            ">= 0.90x"),
+        Row(f"R={a.rate}: 429s received", t["429s"], "", ""),
+        Row(f"ledger of {a.sent:,}, {a.new:,} new: check against the ledger", round(c["check"], 3),
+            "", "s", "<= 2 s"),
+        Row(f"ledger of {a.sent:,}: validate and encode {a.sent + a.new:,} rows",
+            round(c["validate"], 3), "", "s"),
+        Row(f"ledger of {a.sent:,}: commit {a.new:,} new ids", round(c["commit"], 3), "", "s"),
+        Row("peak RSS", round(peak_rss_mb()), "", "MB"),
+    ]  # fmt: skip
+    report(
+        "Event streams: throughput and the ledger's cost",
+        "events " + " ".join(argv),
+        out,
+        notes=f"Custom events with two properties, 75 per request, {a.concurrency} workers; the "
+        "emulator in its own process with Braze-style windows of 3 s (limit 3R). Baseline of the "
+        f"first row: R x 75. Machine: {os.cpu_count()} cores shared by client and emulator.",
+        record=not a.no_record,
+    )
