@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"profiles", "identity", "currents"},
     {"audiences"},
     {"sync"},
+    {"events"},
     {"definitions"},
     {"demo"},
     {"cli"},

@@ -1,7 +1,6 @@
 """Per event stream: ``<stream>/braze_events`` (sends the rows Braze has never been sent) and
 ``<stream>/braze_events_rejections``, in the stream's group, with its job and schedule."""
 
-
 import dagster as dg
 
 from amp_braze.braze.client import AuthError, BrazeError

@@ -96,7 +96,8 @@ def identity_assets(cfg: Config) -> list[dg.AssetsDefinition]:
 
         store = storage.get()
         feeds = {
-            name: (src, store.scan_table(source_table(name))) for name, src in cfg.profile_sources.items()
+            name: (src, store.scan_table(source_table(name)))
+            for name, src in cfg.profile_sources.items()
         }
         result, version, uri = run(cfg, store, feeds)
         a = result.assignment

@@ -175,7 +175,11 @@ def test_two_runs_started_at_once_send_each_event_once(tmp_path, emulator, monke
     for round_ in range(3):
         brand.write_orders(orders(300 * (round_ + 1)))
         results: list = []
-        threads = [threading.Thread(target=lambda: results.append(brand.run())) for _ in range(2)]
+
+        def one(out: list = results) -> None:
+            out.append(brand.run())
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:

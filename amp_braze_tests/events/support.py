@@ -104,7 +104,7 @@ class EventBrand:
         self.storage = Storage(self.config.storage)
 
     @classmethod
-    def reload(cls, brand: "EventBrand") -> "EventBrand":
+    def reload(cls, brand: EventBrand) -> EventBrand:
         """The same brand, its configuration read again (after a test edited it)."""
         brand.config = load_config(brand.path)
         brand.storage = Storage(brand.config.storage)
