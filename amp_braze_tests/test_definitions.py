@@ -14,7 +14,7 @@ EXPECTED = {
     "audiences": {"segment_memberships"},
     "sync": {"profiles_us/braze_sync_plan", "profiles_us/braze_sync"},
     "currents": {"braze_currents_events", "engagement_summary"},
-    "events": set(),  # the demo has no event stream yet
+    "events": {"orders_us/braze_events", "orders_us/braze_events_rejections"},
 }
 
 

@@ -24,7 +24,9 @@ from amp_braze.braze.emulator import EmulatorServer, Settings
 from amp_braze.catalogue import ALL_SYNCS_JOB
 from amp_braze.config import BUNDLED_CONFIG, load_config
 from amp_braze.demo.summary import phone_summary, print_summary
+from amp_braze.events.verify import compare_events
 from amp_braze.profiles.sample_data import SHOP_DATABASE, SHOP_TABLE, generate
+from amp_braze.profiles.sample_orders import ORDERS_FILE, add_orders
 from amp_braze.storage import Storage
 from amp_braze.sync.verify import compare
 
@@ -95,6 +97,22 @@ def _day_two_shop(database: Path, share: float = 0.01) -> int:
             "WHERE updated_at = TIMESTAMPTZ '2026-11-02 12:00:00+00'"
         ).fetchone()
     return n
+
+
+def _day_two_orders(data: Path) -> int:
+    """The accounts that placed an order on day two (``_day_two_shop``) have it in the shop's
+    orders table too."""
+    import duckdb
+
+    when = dt.datetime(2026, 11, 2, 12, tzinfo=dt.UTC)
+    with duckdb.connect(str(data / SHOP_DATABASE)) as con:
+        accounts = pl.from_arrow(
+            con.sql(
+                f"SELECT DISTINCT account_id, country, updated_at FROM {SHOP_TABLE} "
+                "WHERE updated_at = TIMESTAMPTZ '2026-11-02 12:00:00+00'"
+            ).to_arrow_table()
+        )
+    return add_orders(data / ORDERS_FILE, accounts, "account_id", when)
 
 
 def _send_email_campaign(
@@ -235,6 +253,9 @@ def run_demo(
 
         progress.step("day one: feeds -> profiles -> attributes -> segments -> plan -> sync")
         day1 = _run_job(defs, instance, ALL_SYNCS_JOB)
+        for stream in config.events.values():
+            progress.step(f"event stream {stream.stream}: each web order once, by its id")
+            day1 |= _run_job(defs, instance, stream.names.job)
 
         now = dt.datetime.now(dt.UTC)
         users = (
@@ -256,25 +277,34 @@ def run_demo(
 
         changed = _day_two(data / "pos_customers.csv")
         orders = _day_two_shop(data / SHOP_DATABASE)
+        _day_two_orders(data)
         progress.step(
             f"day two: {changed:,} customers spent more in store, {orders:,} web shop accounts "
             "placed an order; engagement flows back; syncing again"
         )
         day2 = _run_job(defs, instance, ALL_SYNCS_JOB)
+        for stream in config.events.values():
+            day2 |= _run_job(defs, instance, stream.names.job)
         progress.step("comparing each emulator's profiles with what its syncs want")
-        checks, phones = {}, {}
+        checks, phones, streams = {}, {}, {}
         for dest, srv in (("us", server), ("eu", server_eu)):
             users = requests.get(f"{srv.url}/_emulator/users", timeout=60).json()
             stats = requests.get(f"{srv.url}/_emulator/stats", timeout=10).json()
             syncs = [sp for sp in config.syncs.values() if sp.destination == dest]
             checks[dest] = (compare(config, Storage(config.storage), users, syncs), stats)
             phones[dest] = phone_summary(users)
-        print_summary(config, day1, day2, checks, loads, phones)
+            for stream in config.events.values():
+                if stream.destination == dest:
+                    streams[stream.stream] = compare_events(
+                        config, Storage(config.storage), users, stream
+                    )
+        print_summary(config, day1, day2, checks, loads, phones, streams)
         if keep_running:
             dagster_proc = _keep_running(
                 workdir, {"us": server.url, "eu": server_eu.url}, s3_url, tick.cursor
             )
-        return 0 if all(c.equal for c, _ in checks.values()) else 1
+        equal = all(c.equal for c, _ in checks.values()) and all(e.equal for e in streams.values())
+        return 0 if equal else 1
     finally:
         if dagster_proc is not None:
             import signal

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from amp_braze.catalogue import FIELD_REJECTIONS, SYNC, SYNC_PLAN
+from amp_braze.catalogue import EVENTS, FIELD_REJECTIONS, SYNC, SYNC_PLAN
 from amp_braze.config import Config
 from amp_braze.storage import Storage
 
@@ -50,6 +50,7 @@ def print_summary(
     checks: dict,
     loads: dict[str, dict],
     phones: dict[str, str] | None = None,
+    streams: dict | None = None,
 ) -> None:
     print("\namp_braze demo summary")
     print("----------------------")
@@ -111,6 +112,15 @@ def print_summary(
         for label, day in (("day one", day1), ("day two", day2)):
             plan, sync = ("/".join(spec.names.key(n)) for n in (SYNC_PLAN, SYNC))
             _print_sync(label, day[plan], day[sync])
+    for stream in config.events.values():
+        key = "/".join(stream.names.key(EVENTS))
+        e1, e2 = day1[key], day2[key]
+        print(
+            f"  events {stream.stream} ({stream.type} to {stream.destination}): day one "
+            f"{e1['events_sent']:,} sent, {e1['rejected_rows']:,} set aside; day two "
+            f"{e2['events_sent']:,} sent, {e2['already_sent']:,} already sent (not again), "
+            f"{e1['data_points'] + e2['data_points']:,} data points"
+        )
     for dest, (check, stats) in checks.items():
         verdict = "EQUAL" if check.equal else "DIFFERENT"
         print(
@@ -125,4 +135,10 @@ def print_summary(
         )
         if phones and dest in phones:
             print(f"    phones: {phones[dest]}")
+        for name, ev in (streams or {}).items():
+            if config.events[name].destination == dest:
+                print(
+                    f"    events {name}: Braze holds each of its {ev.sent:,} events once: "
+                    + ("EQUAL" if ev.equal else f"DIFFERENT ({ev.users_differing} users differ)")
+                )
     print(f"  storage: {config.storage}")

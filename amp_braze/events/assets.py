@@ -4,7 +4,7 @@
 import dagster as dg
 
 from amp_braze.braze.client import AuthError, BrazeError
-from amp_braze.catalogue import CURRENTS_EVENTS, EVENT_REJECTIONS, EVENTS
+from amp_braze.catalogue import EVENT_REJECTIONS, EVENTS, SOURCES
 from amp_braze.config import Config
 from amp_braze.config.events import EventStream
 from amp_braze.events.ledger import LedgerMovedError
@@ -123,12 +123,16 @@ def stream_assets(cfg: Config, stream: EventStream) -> dg.AssetsDefinition:
 
 
 def stream_job(cfg: Config, stream: EventStream) -> "dg.UnresolvedAssetJobDefinition":
-    """The stream's assets and the tables its query reads (and theirs); Currents loads run from
-    their sensor."""
+    """The stream's assets and the feeds its query reads: a stream runs often (every half hour,
+    say) and reads the feeds it sends from fresh; the tables syncs build (customer_profiles,
+    identity_clusters) are read as their last run left them."""
     keys = [_key(stream, EVENTS), _key(stream, EVENT_REJECTIONS)]
-    selection = dg.AssetSelection.assets(*keys).upstream()
-    if cfg.currents is not None:
-        selection = selection - dg.AssetSelection.assets(CURRENTS_EVENTS)
+    feeds = [
+        dg.AssetKey(k)
+        for k in sql_upstream(stream.sql.read_text(), table_assets(cfg))
+        if k[0] == SOURCES
+    ]
+    selection = dg.AssetSelection.assets(*keys, *feeds)
     return dg.define_asset_job(
         stream.names.job,
         selection=selection,

@@ -51,6 +51,8 @@ class SampleFiles:
     shop_database: Path | None = None  # the web shop's accounts as a DuckDB table
 
 
+from amp_braze.profiles.sample_orders import write_orders  # noqa: E402
+
 SHOP_DATABASE = "shop.duckdb"  # the web shop's database: its accounts table is the ecommerce feed
 SHOP_TABLE = "accounts"
 
@@ -258,6 +260,7 @@ def generate(
     ecom_path = out / "ecommerce_customers.parquet"
     ecom.write_parquet(ecom_path)
     shop = write_shop_database(out / SHOP_DATABASE, ecom)
+    write_orders(out, ecom, "customer_id" if shared_key else "account_id")
 
     loy = u.filter(pl.Series(in_loy))
     m = len(loy)

@@ -1,11 +1,11 @@
-"""The tables user SQL (the profile SQL and SQL segments) can read, which ones a query reads (so
+"""The tables user SQL (the profile SQL, SQL segments, event streams) can read, which ones a query reads (so
 every table a SQL file reads is an upstream edge in the asset graph), and running it with polars SQL."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from amp_braze.catalogue import ENGAGEMENT, PROFILES, source_table
+from amp_braze.catalogue import CLUSTERS, ENGAGEMENT, PROFILES, source_table
 from amp_braze.config import Config
 from amp_braze.engagement_schema import empty_engagement_summary
 from amp_braze.sql_reads import tables_read
@@ -40,6 +40,8 @@ def base_tables(
         tables[ENGAGEMENT] = empty_engagement_summary().lazy()
     for name in config.sources:
         tables[source_sql_name(name)] = table(source_sql_name(name), source_table(name))
+    if config.identity is not None:  # record -> amp_id, for tables keyed by a feed's record id
+        tables[CLUSTERS] = table(CLUSTERS, CLUSTERS)
     return tables
 
 
@@ -50,6 +52,8 @@ def table_assets(config: Config) -> dict[str, list[str]]:
         out[ENGAGEMENT] = [ENGAGEMENT]
     for name in config.sources:
         out[source_sql_name(name)] = source_table(name).split("/")
+    if config.identity is not None:
+        out[CLUSTERS] = [CLUSTERS]
     return out
 
 

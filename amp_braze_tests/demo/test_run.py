@@ -38,9 +38,25 @@ def test_demo_command_runs_the_loop_and_checks_braze(tmp_path):
     assert "sync winback_eu (campaign to eu):" in proc.stdout
     assert proc.stdout.count("    day two:") == 2
     attributes = pl.read_parquet(tables / "braze_customer_attributes.parquet")
-    assert f"emulator us: {attributes.height:,} profiles" in proc.stdout
+    # Braze creates a profile for an order's customer it does not hold yet: the few customers
+    # whose attribute row the field rules set aside exist there through their orders alone.
+    orders = pl.read_parquet(tmp_path / "demo/.amp_braze/demo_data/web_orders.parquet")
+    buyers = clusters.filter(pl.col("source") == "ecommerce").join(
+        orders.select(pl.col("account_id").alias("record_id")).unique(), on="record_id"
+    )
+    only_orders = set(buyers["amp_id"]) - set(attributes["external_id"])
+    assert f"emulator us: {attributes.height + len(only_orders):,} profiles" in proc.stdout
     assert proc.stdout.count("users: EQUAL") == 2
     assert pl.read_parquet(tables / "customer_profiles.parquet").height == ids
+    # The web orders, each once as ecommerce.order_placed (no data points); day two's orders
+    # are the only ones sent again.
+    new = orders.filter(pl.col("placed_at") == pl.datetime(2026, 11, 2, 12, time_zone="UTC")).height
+    assert new > 0
+    assert (
+        f"day one {orders.height - new:,} sent, 0 set aside; day two {new:,} sent, "
+        f"{orders.height - new:,} already sent (not again), 0 data points"
+    ) in proc.stdout
+    assert f"Braze holds each of its {orders.height:,} events once: EQUAL" in proc.stdout
     # European customers: their stores' tills wrote local numbers (020 7946 0958, 030 1234567,
     # 01 23 45 67 89); what reaches Braze is E.164, the eu workspace's campaign included.
     phones = attributes["phone"].drop_nulls()
