@@ -332,7 +332,7 @@ def exported(p: dict, fields: list[str] | None = None) -> dict:
         if p.get(f) is not None:
             out[f] = p[f]
     out["custom_attributes"] = dict(p.get("custom_attributes") or {})
-    for extra in ("custom_events", "purchases"):
+    for extra in ("custom_events", "purchases", "subscription_groups"):
         if p.get(extra):
             out[extra] = dict(p[extra])
     if fields:
