@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -34,8 +34,7 @@ from amp_braze.braze.event_rules import (
     SUBSCRIPTION_SET,
 )
 
-if TYPE_CHECKING:
-    from amp_braze.braze.emulator.core import Emulator
+Emulator = Any  # core.Emulator (not imported: core imports this module)
 
 ROUTES = (SUBSCRIPTION_SET, SUBSCRIPTION_GET)
 GROUPS = "subscription_groups"  # a profile's states: group id -> state
