@@ -73,6 +73,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     from amp_braze.definitions import build_defs
     from amp_braze.storage import Storage
+    from amp_braze.sync import subscriptions
     from amp_braze.sync.run import load_plan, write_dry_run
 
     path, why = _which_config(args.config)
@@ -104,6 +105,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(
             f"dry run: nothing was sent. {n_req:,} requests with {n_obj:,} users written to {out}"
         )
+        if plan.subscriptions:
+            sub_out = out.with_name(f"{out.stem}.subscriptions{out.suffix}")
+            n_sub, n_ids = subscriptions.write_requests(plan.table, plan.subscriptions, sub_out)
+            print(f"  subscription requests: {n_sub:,} with {n_ids:,} ids written to {sub_out}")
+            for group, n in sorted(s["subscription_changes"].items()):
+                print(
+                    f"    {group:<36} subscribe {n['subscribed']:>8,}   "
+                    f"unsubscribe {n['unsubscribed']:>8,}"
+                )
         print(f"  attributes changed: {s['attributes_changed']:,}   new users: {s['new_users']:,}")
         print(
             f"  data points: {s['data_points']:,} (a full resend would cost "

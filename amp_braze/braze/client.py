@@ -11,6 +11,7 @@ header; it is never logged or returned.
 
 from __future__ import annotations
 
+import copy
 import queue
 import random
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from amp_braze.braze import event_rules as rules
 from amp_braze.braze.instances import check_endpoint
 from amp_braze.braze.payload import Request
 from amp_braze.braze.retry import RETRYABLE_STATUS, Pacer, RetryPolicy, retry_after_seconds
@@ -366,6 +368,24 @@ class BrazeClient:
                 on_result(item)
             if block:
                 return n
+
+    def post_subscriptions(self, body: dict, ids: list[str]) -> BatchResult:
+        """One /v2/subscription/status/set request for ``ids`` (accepted, rejected on a 400, failed):
+        retried as /users/track is, paced apart at the endpoint's own limit (5,000 a minute)."""
+        sender = self.__dict__.get("_subscriptions")
+        if sender is None:  # this client with a pacer of its own (_exchange uses self.pacer)
+            sender = self._subscriptions = copy.copy(self)
+            rate = rules.SUBSCRIPTION_RATE_LIMIT / rules.SUBSCRIPTION_RATE_WINDOW_SECONDS
+            sender.pacer = Pacer(rate * 0.98)
+        resp = sender._exchange(rules.SUBSCRIPTION_SET, orjson.dumps(body))
+        if resp is None or 200 <= resp.status < 300:
+            return BatchResult(failed=list(ids)) if resp is None else BatchResult(accepted=ids)
+        msg = f"Braze answered {resp.status} {_message(resp.data)} for {rules.SUBSCRIPTION_SET}"
+        if resp.status == 400:
+            return BatchResult(rejected=[(i, msg) for i in ids])
+        self._stop.set()
+        error = AuthError if resp.status in (401, 403) else BrazeError
+        raise error(f"{msg} (it needs subscription.status.set: check {self.key_env})")
 
 
 def _message(data: bytes) -> str:

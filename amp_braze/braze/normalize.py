@@ -17,6 +17,7 @@ from functools import cache
 import polars as pl
 
 from amp_braze.braze import field_rules, phones
+from amp_braze.braze.event_rules import GROUP_STATES
 
 
 @dataclass(frozen=True)
@@ -233,3 +234,21 @@ def custom_attribute(name: str, c: pl.Expr, dtype: pl.DataType) -> Checked:
         f"column {name!r} has type {dtype}, which Braze cannot store; cast it in the profile SQL "
         "(boolean, integer, float, decimal, date, datetime, string, list or struct)"
     )
+
+
+def group_state(c: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """A subscription group's state from a column (event_rules.GROUP_STATES): a boolean (true:
+    subscribed), or the text ``subscribed`` / ``unsubscribed`` in any case and spacing. Returns
+    (state, held): where there is no state, ``held`` is the value's text (neither state: set aside
+    and reported) or empty (null: nothing to send); either way Braze keeps what it has."""
+    if dtype == pl.Boolean:
+        state = pl.when(c).then(pl.lit(GROUP_STATES[0])).when(~c).then(pl.lit(GROUP_STATES[1]))
+        text = pl.lit(None, pl.String)
+    elif dtype.is_nested():  # a list or an object is never a state
+        state, text = pl.lit(None, pl.String), pl.when(c.is_not_null()).then(pl.lit(f"a {dtype}"))
+    else:
+        text = c.cast(pl.String)
+        s = text.str.strip_chars().str.to_lowercase()
+        state = pl.when(s.is_in(list(GROUP_STATES))).then(s)
+    state = state.cast(pl.String)
+    return state, pl.when(state.is_null()).then(text.fill_null(""))

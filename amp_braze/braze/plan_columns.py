@@ -35,3 +35,23 @@ class AttrSpec:
     @property
     def billable(self) -> bool:
         return self.name not in field_rules.NON_BILLABLE_FIELDS
+
+
+# A subscription group's state (``subscribed`` / ``unsubscribed``) is a managed value of the sync
+# state and a column of the plan like an attribute, named for its group id. Braze refuses
+# attribute names that start with ``$``, so no attribute can take the name; the encoder of
+# /users/track never sees these columns (they are not in a plan's ``attrs``).
+SUBSCRIPTION = "$subscription_group:"
+
+
+def subscription_column(group_id: str) -> str:
+    return f"{SUBSCRIPTION}{group_id}"
+
+
+def is_subscription(column: str) -> bool:
+    return column.startswith(SUBSCRIPTION)
+
+
+def group_of(column: str) -> str:
+    """The group id of a subscription column."""
+    return column[len(SUBSCRIPTION) :]

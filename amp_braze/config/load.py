@@ -122,7 +122,19 @@ def _destinations_and_syncs(
             "braze",
             replace(loading, name=SINGLE_SYNC),
         )
+        if sync.subscription_groups and braze.identifier != "external_id":
+            raise ConfigError(
+                "sync.subscription_groups",
+                "subscription groups are sent by external_id, and braze.identifier is "
+                f"{braze.identifier}",
+            )
         return {SINGLE_SYNC: braze}, {SINGLE_SYNC: SyncSpec.single(sync, braze)}
+    if sync.subscription_groups:
+        raise ConfigError(
+            "sync.subscription_groups",
+            "with destinations: + syncs:, give subscription groups per sync "
+            "(syncs.<name>.subscription_groups)",
+        )
     if "braze" in top:
         raise ConfigError("braze", "give either braze: (one destination) or destinations: + syncs:")
     for key in ("destinations", "syncs"):

@@ -26,7 +26,8 @@ def managed_attributes(cfg: Config, spec: SyncSpec) -> set[str] | None:
 
 
 def check_syncs(cfg: Config) -> None:
-    """One owner per attribute of a workspace; one identifier kind over the shared table."""
+    """One owner per attribute and per subscription group of a workspace; one identifier kind
+    over the shared table."""
     owners: dict[tuple[str, str], str] = {}
     for spec in cfg.syncs.values():
         for attr in sorted(managed_attributes(cfg, spec) or ()):
@@ -37,6 +38,17 @@ def check_syncs(cfg: Config) -> None:
                     f"attribute {attr!r} of destination {spec.destination!r} is managed by both "
                     f"syncs {other!r} and {spec.name!r}: each would undo the other and Braze "
                     "would bill both. Leave it out of one of them (attributes:, segments:)",
+                )
+    groups: dict[tuple[str, str], str] = {}
+    for spec in cfg.syncs.values():
+        for column, gid in spec.subscription_groups.items():
+            other = groups.setdefault((spec.destination, gid), spec.name)
+            if other != spec.name:
+                raise ConfigError(
+                    f"syncs.{spec.name}.subscription_groups.{column}",
+                    f"subscription group {gid!r} of destination {spec.destination!r} is "
+                    f"managed by both syncs {other!r} and {spec.name!r}: each would undo the "
+                    "other. Leave it out of one of them",
                 )
     kinds = {
         cfg.destination_of(sp).identifier: sp.name for sp in cfg.syncs.values() if sp.sql is None

@@ -11,7 +11,45 @@ from amp_braze.catalogue import SINGLE_SYNC, SyncNames, destination_key, sync_na
 from amp_braze.config.destinations import BrazeConfig
 from amp_braze.config.errors import did_you_mean, problem
 from amp_braze.config.section import Loading, Section, derived, set_by_loader
-from amp_braze.config.values import Cron, FilePath, Names, TimeZone, bounded, resolve_path
+from amp_braze.config.values import (
+    Cron,
+    FilePath,
+    FrozenMap,
+    Names,
+    TextMap,
+    TimeZone,
+    bounded,
+    resolve_path,
+)
+
+GROUPS_DESCRIPTION = (
+    "Subscription groups mirrored to Braze, `{column: subscription group id}`: the column "
+    "(of the sync's table) holds `subscribed` / `unsubscribed` (any case) or a boolean (true: "
+    "subscribed); only changes are sent, with `/v2/subscription/status/set` (50 ids per group a "
+    "request, no data points), never as attributes; a null sends nothing; another value is set "
+    "aside with its reason (the plan's `subscription_rejections`). A user who leaves the table "
+    "gets `unsubscribed` with `on_removed_user: unset`, nothing with `ignore`. External-id "
+    "syncs only."
+)
+
+
+def check_groups(groups: dict[str, str]) -> FrozenMap:
+    """A group id is a non-empty string and each group has one column."""
+    seen: dict[str, str] = {}
+    for column, gid in groups.items():
+        at = column
+        if not column.strip():
+            raise problem("a column name must not be empty")
+        if not gid.strip():
+            raise problem("the subscription group id must not be empty", at=at)
+        if gid.strip() in seen:
+            raise problem(
+                f"group {gid.strip()!r} is also given to column {seen[gid.strip()]!r}: one "
+                "column per group",
+                at=at,
+            )
+        seen[gid.strip()] = column
+    return FrozenMap({c: g.strip() for c, g in groups.items()})
 
 
 class SyncConfig(Section):
@@ -51,6 +89,14 @@ class SyncConfig(Section):
         description="The most a sync waits for another sync of the same destination to finish, "
         "in seconds; then it fails, having sent nothing.",
     )
+    subscription_groups: TextMap = Field(
+        default_factory=FrozenMap,
+        description="With the single `braze:` section, the sync's subscription groups "
+        "`{column: subscription group id}`, as `syncs.<name>.subscription_groups` describes "
+        "them (with `destinations:` + `syncs:`, give them per sync).",
+    )
+
+    _groups = field_validator("subscription_groups")(check_groups)
 
 
 def names_of(
@@ -96,9 +142,12 @@ class SyncSpec(Section):
         description="The segments whose attributes it sends (`[]`: none); every segment when "
         "left out.",
     )
+    subscription_groups: TextMap = Field(default_factory=FrozenMap, description=GROUPS_DESCRIPTION)
     names: SyncNames = set_by_loader(
         description="Its assets, jobs, schedule, pool and storage (amp_braze.catalogue)."
     )
+
+    _groups = field_validator("subscription_groups")(check_groups)
 
     @field_validator("audience", "exclude", "segments")
     @classmethod
@@ -115,6 +164,14 @@ class SyncSpec(Section):
     def _audience(self) -> SyncSpec:
         if self.exclude and not self.audience:
             raise problem("needs an audience to exclude from", at="exclude")
+        for column in self.subscription_groups:
+            if self.attributes is not None and column in self.attributes:
+                raise problem(
+                    f"column {column!r} is both an attribute and a subscription group's column; "
+                    "a state is sent with /v2/subscription/status/set, never as an attribute: "
+                    "leave it out of attributes",
+                    at=f"subscription_groups.{column}",
+                )
         return self
 
     @classmethod
@@ -136,6 +193,13 @@ class SyncSpec(Section):
                 raise problem(f"unknown destination {dest!r}{hint}", at="destination")
             own = data.get("sql") is not None
             data["names"] = names_of(loading.name, dest, loading.destinations[dest], False, own)
+            kind = loading.destinations[dest].identifier
+            if data.get("subscription_groups") and kind != "external_id":
+                raise problem(
+                    f"subscription groups are sent by external_id, and destination {dest!r} "
+                    f"uses identifier {kind}; give them to a sync of an external_id destination",
+                    at="subscription_groups",
+                )
         return data
 
     @classmethod
@@ -147,6 +211,7 @@ class SyncSpec(Section):
             destination=SINGLE_SYNC,
             schedule=sync.schedule,
             timezone=sync.timezone,
+            subscription_groups=sync.subscription_groups,
             names=names,
         )
 

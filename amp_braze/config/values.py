@@ -26,6 +26,25 @@ class Shown:
     text: str
 
 
+class FrozenMap(dict):
+    """A mapping a frozen section can hold and hash (a sync's ``subscription_groups``)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+    def __reduce__(self) -> tuple:  # pickled and copied whole, not key by key
+        return (FrozenMap, (dict(self),))
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a configuration mapping cannot be changed")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen  # type: ignore[assignment]
+
+
+# Text to text (``{column: group id}``), hashable.
+TextMap = Annotated[dict[str, str], AfterValidator(FrozenMap), Shown("mapping of string to string")]
+
+
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 

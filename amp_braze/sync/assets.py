@@ -13,6 +13,7 @@ from amp_braze.config import Config, SyncSpec
 from amp_braze.metadata import rows_table, stage_seconds, table_metadata
 from amp_braze.profiles.assets import attributes_assets
 from amp_braze.resources import StorageResource
+from amp_braze.sync import subscriptions as subscription
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
 from amp_braze.sync.run import load_plan, make_plan, run_sync, save_plan, write_dry_run
 from amp_braze.sync.state import StateMovedError
@@ -39,6 +40,7 @@ def _plan_metadata(stats: dict) -> dict:
         # Users Braze has from us who are no longer wanted: unset or left as they are, per
         # braze.on_removed_user.
         "users_no_longer_wanted": dg.MetadataValue.int(stats.get("users_no_longer_wanted", 0)),
+        **_subscription_metadata(stats.get("subscription_changes"), stats),
         "attributes_changed_by_column": rows_table(
             [
                 {"attribute": k, "users": v}
@@ -48,6 +50,25 @@ def _plan_metadata(stats: dict) -> dict:
             ]
         ),
     }
+    return meta
+
+
+def _subscription_metadata(changes: dict | None, stats: dict) -> dict:
+    """Per subscription group, the users to subscribe and unsubscribe (planned, or accepted);
+    nothing for a sync without groups."""
+    if not changes:
+        return {}
+    rows = [{"group": g, **n} for g, n in sorted(changes.items())]
+    meta = {
+        "subscription_changes": rows_table(rows),
+        "subscription_requests": dg.MetadataValue.int(stats.get("subscription_requests", 0)),
+    }
+    if "subscription_rejections" in stats:
+        meta["subscription_rejections"] = dg.MetadataValue.int(stats["subscription_rejections"])
+        sample = stats.get("subscription_rejected_sample") or []
+        meta["subscription_rejected_sample"] = rows_table(
+            [{"identifier": r[ID], **{k: v for k, v in r.items() if k != ID}} for r in sample]
+        )
     return meta
 
 
@@ -85,8 +106,8 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
         deps=plan_deps,
         kinds={"polars", "braze"},
         description=f"The delta of {what}: per user, only the attributes (and segment attributes) "
-        "whose value differs from what Braze last accepted (the sync state). Records the state "
-        "version it was computed against.",
+        "and subscription-group states whose value differs from what Braze last accepted (the "
+        "sync state). Records the state version it was computed against.",
     )
     def braze_sync_plan(
         context: dg.AssetExecutionContext, storage: StorageResource
@@ -108,7 +129,8 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 group_name=group,
                 deps=[braze_sync_plan],
                 kinds={"braze"},
-                description=f"Sends the plan of {what} to Braze's /users/track and commits its "
+                description=f"Sends the plan of {what} to Braze's /users/track (and its "
+                "subscription-group states to /v2/subscription/status/set) and commits its "
                 "sync state for accepted rows; rows Braze rejects go to braze_sync_rejections "
                 "and are retried by the next sync.",
             ),
@@ -136,6 +158,16 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 path = Path(tmp) / "requests.jsonl"
                 n_req, n_obj = write_dry_run(plan, cfg, path, spec)
                 store.write_bytes(name, path.read_bytes())
+                more = {}
+                if plan.subscriptions:  # their bodies in a file of their own
+                    subs = f"{paths.dry_runs}/{context.run.run_id}.subscriptions.jsonl"
+                    n_sub, n_ids = subscription.write_requests(plan.table, plan.subscriptions, path)
+                    store.write_bytes(subs, path.read_bytes())
+                    more = {
+                        "subscription_requests": dg.MetadataValue.int(n_sub),
+                        "subscription_ids": dg.MetadataValue.int(n_ids),
+                        "subscription_requests_file": dg.MetadataValue.path(store.uri(subs)),
+                    }
             context.log.info(
                 f"dry run: {n_req:,} requests with {n_obj:,} objects written to {store.uri(name)}"
             )
@@ -147,6 +179,7 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
                     "users": dg.MetadataValue.int(n_obj),
                     "estimated_data_points": dg.MetadataValue.int(plan.stats["data_points"]),
                     "requests_file": dg.MetadataValue.path(store.uri(name)),
+                    **more,
                 },
             )
             return
@@ -183,6 +216,14 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
             "seconds": stage_seconds(report.seconds),
             "requests_per_second": dg.MetadataValue.float(round(report.requests_per_second, 1)),
             "rejected_sample": rows_table(rej.rename({ID: "identifier"}).head(20).to_dicts()),
+            **(
+                _subscription_metadata(
+                    report.subscriptions.by_group(report.plan.subscriptions),
+                    {"subscription_requests": report.subscriptions.requests},
+                )
+                if report.plan.subscriptions
+                else {}
+            ),
             "rejections_table": dg.MetadataValue.path(
                 store.uri(store.table_name(paths.rejections))
             ),

@@ -26,6 +26,7 @@ from amp_braze.braze.payload import comparable_types
 from amp_braze.braze.plan_columns import ADD, NEW, REMOVE, WHOLE, AttrSpec, flag
 from amp_braze.config import BrazeConfig
 from amp_braze.storage import non_null_counts
+from amp_braze.sync import subscriptions as subscription
 from amp_braze.sync.id_match import Match, match_sorted_ids, row_numbers
 from amp_braze.sync.plan_stats import plan_stats
 
@@ -41,10 +42,11 @@ W_ROW, S_ROW = "__w_row", "__s_row"  # row numbers in the wanted table and the s
 @dataclass
 class Plan:
     table: pl.DataFrame  # only rows with something to send
-    attrs: list[AttrSpec]
+    attrs: list[AttrSpec]  # what goes to /users/track
     wanted_users: int
     state_fingerprint: str = ""
     stats: dict = field(default_factory=dict)
+    subscriptions: list[str] = field(default_factory=list)  # group columns (sync.subscriptions)
 
 
 @dataclass
@@ -108,8 +110,11 @@ def plan_delta(
     args = (braze, segment_booleans, segment_array, protected_ids)
     done = [_delta(pw, ps, *args) for pw, ps in _pieces(w, s)]
     table = pl.concat([d.table for d in done]) if len(done) > 1 else done[0].table
-    plan = Plan(table=table, attrs=done[0].attrs, wanted_users=sum(d.wanted_rows for d in done))
-    plan.stats = plan_stats(plan.table, plan.attrs, plan.wanted_users, w.frame, braze, w.non_null)
+    attrs, subs = subscription.split(done[0].attrs)
+    plan = Plan(table, attrs, sum(d.wanted_rows for d in done), subscriptions=subs)
+    track = plan.table.filter(subscription.track_rows(attrs)) if subs else plan.table
+    plan.stats = plan_stats(track, plan.attrs, plan.wanted_users, w.frame, braze, w.non_null)
+    plan.stats |= subscription.stats(plan.table, subs)
     plan.stats["state_users"] = sum(d.state_rows for d in done)
     plan.stats["users_no_longer_wanted"] = sum(d.gone for d in done)
     plan.stats["pieces"] = len(done)
@@ -184,7 +189,12 @@ def _delta(
     held = {
         a: field_rules.held_column(a) for a in managed if field_rules.held_column(a) in w_schema
     }
-    removed_attrs = [c for c in s_schema.names() if not c.startswith("__") and c not in managed]
+    # (a subscription group no longer configured is left as Braze has it: never unset)
+    removed_attrs = [
+        c
+        for c in s_schema.names()
+        if not c.startswith(subscription.NOT_ATTRIBUTES) and c not in managed
+    ]
     unset_attrs = removed_attrs if braze.unset_removed_attributes else []
     in_state = [a for a in managed + unset_attrs if a in s_schema]
     marked = [a for a in in_state if uncertain(a) in s_schema]
@@ -252,10 +262,14 @@ def _delta(
         if unset.len() and protected_ids is not None and protected_ids.len():
             unset = unset.filter(~s_ids.gather(unset).is_in(protected_ids.implode()))
         if unset.len():
+            gone_cols = managed + unset_attrs
             parts.append(
                 _rows(s_num, S_ROW, unset, keep=True).select(
                     [no_w]
-                    + [pl.lit(None, dtype(a)).alias(a) for a in managed + unset_attrs]
+                    + [
+                        subscription.removed_value(a, dtype(a), s_schema, uncertain(a), marked)
+                        for a in gone_cols
+                    ]
                     + [pl.lit(None, pl.String).alias(h) for h in held.values()]
                     + [*old_cols, pl.col(S_ROW), not_new]
                 )

@@ -10,7 +10,7 @@ import polars as pl
 from amp_braze.braze import field_rules
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.payload import data_points
-from amp_braze.braze.plan_columns import NEW, AttrSpec, flag
+from amp_braze.braze.plan_columns import NEW, AttrSpec, flag, is_subscription
 from amp_braze.config import BrazeConfig
 
 
@@ -32,6 +32,7 @@ def plan_stats(
         and c != ID
         and c not in field_rules.NON_BILLABLE_FIELDS
         and not field_rules.is_held_column(c)
+        and not is_subscription(c)  # subscription states cost no data points
     ]
     known = wanted_non_null or {}
     missing = [c for c in billable if c not in known]

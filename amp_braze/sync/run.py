@@ -24,6 +24,7 @@ from amp_braze.identity.ids import IdMap
 from amp_braze.metadata import Laps
 from amp_braze.storage import Storage
 from amp_braze.sync import merges
+from amp_braze.sync import subscriptions as subscription
 from amp_braze.sync.lease import Lease, LeaseLost
 from amp_braze.sync.plan import Plan, plan_delta
 from amp_braze.sync.state import StateMovedError, StateView, SyncState
@@ -56,6 +57,7 @@ def save_plan(storage: Storage, plan: Plan, paths: SyncNames) -> str:
             "table": name,
             "state_fingerprint": plan.state_fingerprint,
             "attrs": [[a.name, a.array_ops] for a in plan.attrs],
+            "subscriptions": plan.subscriptions,
             "wanted_users": plan.wanted_users,
             "stats": plan.stats,
         },
@@ -75,6 +77,7 @@ def load_plan(storage: Storage, paths: SyncNames) -> Plan:
         wanted_users=man["wanted_users"],
         state_fingerprint=man["state_fingerprint"],
         stats=man["stats"],
+        subscriptions=man.get("subscriptions", []),
     )
 
 
@@ -94,6 +97,10 @@ def make_plan(
         w.segment_array,
         w.protected_ids,
     )
+    if w.subscriptions:  # values that are no state: set aside, with the reason
+        rejected = subscription.rejections(w.side.frame, w.subscriptions)
+        plan.stats["subscription_rejections"] = rejected.height
+        plan.stats["subscription_rejected_sample"] = rejected.head(20).to_dicts()
     plan.state_fingerprint = view.fingerprint
     plan.stats["state_version"] = view.version
     plan.stats["pending_checkpoints"] = len(view.pending)
@@ -119,6 +126,8 @@ def iter_requests(
     ``before_window`` runs before each window's first request is handed out."""
     b = config.destination_of(spec)
     for chunk in plan.table.iter_slices(window_rows(config, b)):
+        if plan.subscriptions:  # rows whose only change is a subscription state: none here
+            chunk = chunk.filter(subscription.track_rows(plan.attrs))
         if before_window is not None:
             before_window(chunk)
         objs = object_json(chunk, plan.attrs, b.identifier, b.update_existing_only)
@@ -156,6 +165,9 @@ class SyncReport:
     retried_from_last_run: int = 0
     users_merged: int = 0  # identity merges sent to Braze before the plan (/users/merge)
     users_renamed: int = 0  # ... where the surviving id was not in Braze yet (rename)
+    subscriptions: subscription.SubscriptionReport = field(
+        default_factory=subscription.SubscriptionReport
+    )
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
     @property
@@ -255,15 +267,22 @@ def _send(
         report.data_points += int(data_points(rows.select(point_cols), plan.attrs).sum())
         buffer.clear()
 
-    def going_out(window: pl.DataFrame) -> None:
+    def going_out(window: pl.DataFrame, cols: list[str] = flags) -> None:
         if lease.lost.is_set():
             raise LeaseLost(
                 f"this sync lost its lease on {storage.uri(state.base)} (it stalled for more "
                 "than sync.lease_seconds and another run took over); it stops sending"
             )
-        state.write_intent(window.select([ID] + flags))
+        state.write_intent(window.select([ID, *cols]))
         report.intents += 1
         failpoint("sync.window_recorded")
+
+    def subscriptions_going_out(window: pl.DataFrame) -> None:
+        going_out(window, [c for c in window.columns if c != ID])
+
+    def subscriptions_accepted(rows: pl.DataFrame) -> None:
+        state.write_checkpoint(rows)
+        report.checkpoints += 1
 
     def on_result(result: BatchResult) -> None:
         buffer.extend(result.accepted)
@@ -276,6 +295,17 @@ def _send(
     try:
         try:
             client.send(iter_requests(plan, config, spec, going_out), on_result)
+            if plan.subscriptions:  # after the attributes: a new user's profile exists by now
+                flush()
+                subscription.send(
+                    plan.table,
+                    plan.subscriptions,
+                    client,
+                    window_rows(config, b),
+                    subscriptions_going_out,
+                    subscriptions_accepted,
+                    report.subscriptions,
+                )
         finally:
             flush()  # whatever Braze accepted is recorded, even when the run stops early
             lease.next_request_at = client.next_request_at()
@@ -290,7 +320,7 @@ def _send(
             report.pruned = state.prune(config.sync.keep_state_versions)
         else:
             report.state_version = view.version
-        report.rejected = _rejections(rejected, run_id)
+        report.rejected = _rejections(rejected + report.subscriptions.rejected, run_id)
         report.retried_from_last_run = _retried(storage, plan, paths.rejections)
         storage.write_table(paths.rejections, report.rejected)
         lap("rejections")

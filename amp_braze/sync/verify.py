@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from amp_braze.braze.field_rules import HELD_PREFIX, is_held_column
+from amp_braze.braze.field_rules import HELD_PREFIX, held_column, is_held_column
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.payload import object_json
 from amp_braze.braze.plan_columns import AttrSpec, flag
@@ -26,6 +26,7 @@ _PROFILE_KEYS = (
     "purchases",
     "event_objects",
     "purchase_objects",
+    "subscription_groups",  # states, not attributes (compared by the subscription tests)
 )
 
 
@@ -53,8 +54,9 @@ def _expected(config: Config, storage: Storage, spec: SyncSpec) -> tuple[dict[st
     w = wanted_state(config, storage, spec)
     kind = config.destination_of(spec).identifier
     skip = set(identifier_columns(kind)) | {ID}
+    skip |= {c for sc in w.subscriptions.values() for c in (sc, held_column(sc))}  # no attributes
     attrs = [AttrSpec(c) for c in w.table.columns if c not in skip and not is_held_column(c)]
-    held = [c for c in w.table.columns if is_held_column(c)]
+    held = [c for c in w.table.columns if is_held_column(c) and c not in skip]
     table = w.table.with_columns([pl.lit(True).alias(flag(a.name)) for a in attrs])
     out = {}
     holds = w.table.select(held).rows() if held else [()] * w.table.height

@@ -3,7 +3,7 @@ lazily, for the planner to stream against the sync state."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import polars as pl
@@ -11,7 +11,9 @@ import polars as pl
 from amp_braze.audiences.memberships import segment_attributes
 from amp_braze.braze.field_rules import held_column
 from amp_braze.braze.identifiers import ID, identifier_columns
-from amp_braze.catalogue import MEMBERSHIPS
+from amp_braze.braze.normalize import group_state
+from amp_braze.braze.plan_columns import subscription_column
+from amp_braze.catalogue import MEMBERSHIPS, SINGLE_SYNC
 from amp_braze.config import Config, SyncSpec
 from amp_braze.profiles.attributes import sent_columns
 from amp_braze.storage import Storage
@@ -24,6 +26,8 @@ class Wanted:
     segment_booleans: list[str]
     segment_array: str | None
     protected_ids: pl.Series
+    # table column -> its subscription group's column in the plan and state (see plan_columns)
+    subscriptions: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def table(self) -> pl.DataFrame:
@@ -55,10 +59,25 @@ def wanted_state(config: Config, storage: Storage, spec: SyncSpec) -> Wanted:
                 f"{paths.attributes} (its columns: {', '.join(sent)})"
             )
         sent = [c for c in sent if c in spec.attributes]
+    groups = spec.subscription_groups
+    for column in groups:
+        if column not in schema:
+            where = "sync" if spec.name == SINGLE_SYNC == spec.destination else f"syncs.{spec.name}"
+            raise ValueError(
+                f"{where}.subscription_groups: {column!r} is not a column of "
+                f"{paths.attributes} (its columns: {', '.join(sent)})"
+            )
+    sent = [c for c in sent if c not in groups]  # a state is never sent as an attribute
     cols = id_cols + [ID] + sent
     # Values a field rule set aside this run (an invalid phone): the planner leaves them alone.
     cols += [held_column(c) for c in sent if held_column(c) in schema]
-    frame = attrs.select(cols)
+    # Subscription states, by group id; where there is none, Braze keeps what it has (held).
+    subs = {c: subscription_column(g) for c, g in groups.items()}
+    states = []
+    for c, sc in subs.items():
+        state, bad = group_state(pl.col(c), schema[c])
+        states += [state.alias(sc), bad.alias(held_column(sc))]
+    frame = attrs.select([*cols, *states])
     digest, ids = footer.get("ids_digest"), None
     segs = list(spec.segments) if spec.segments is not None else list(config.segments)
     booleans: list[str] = []
@@ -98,4 +117,4 @@ def wanted_state(config: Config, storage: Storage, spec: SyncSpec) -> Wanted:
     protected = pl.Series(ID, [], dtype=pl.String)
     if storage.table_exists(paths.field_rejections):
         protected = storage.read_table(paths.field_rejections).get_column(ID).drop_nulls().unique()
-    return Wanted(side, booleans, array, protected)
+    return Wanted(side, booleans, array, protected, subs)

@@ -1,5 +1,6 @@
 """A local HTTP server that behaves like Braze's REST API: /users/track, /users/export/ids,
-/users/merge and /users/external_ids/rename.
+/users/merge, /users/external_ids/rename, /v2/subscription/status/set and
+/subscription/status/get.
 
 It is how the demo, the tests and users' own CI exercise a sync without a Braze account. It imports
 nothing from Dagster or the pipeline. Run it with ``amp-braze emulator`` or::

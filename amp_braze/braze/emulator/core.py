@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from amp_braze.braze import field_rules
-from amp_braze.braze.emulator import identity
+from amp_braze.braze.emulator import identity, subscriptions
 from amp_braze.braze.emulator.faults import (
     DROP,
     Dropped,
@@ -69,6 +69,7 @@ class Emulator:
                 self.settings.export_rate_limit, self.settings.export_rate_window
             )
             self.identity_limiter = FixedWindowLimiter(*IDENTITY_RATE_LIMIT)
+            self.subscriptions = subscriptions.Subscriptions()
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         with self.lock:
@@ -120,11 +121,13 @@ class Emulator:
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> Response | Dropped:
         """Answer one HTTP request (headers lower-cased)."""
-        path = path.split("?", 1)[0].rstrip("/") if path != "/" else path
+        target, path = path, path.split("?", 1)[0].rstrip("/") if path != "/" else path
         with self.lock:
             self.stats.requests += 1
         if path.startswith("/_emulator"):
             return self._admin(method, path, body)
+        if path in subscriptions.ROUTES:
+            return subscriptions.handle(self, method, target, headers, body)
         if path not in _ROUTES:
             return self._count(404, {}, {"message": "Not Found"})
         if method != "POST":

@@ -373,7 +373,8 @@ def exported(
         if p.get(f) is not None:
             out[f] = p[f]
     out["custom_attributes"] = dict(p.get("custom_attributes") or {})
-    for extra in ("custom_events", "purchases"):  # per name: {"count", "first", "last"}
+    # custom_events and purchases per name: {"count", "first", "last"}; group id: state
+    for extra in ("custom_events", "purchases", "subscription_groups"):
         if p.get(extra):
             out[extra] = dict(p[extra])
     if objects is not None:

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from amp_braze.braze import field_rules
+from amp_braze.braze import event_rules, field_rules
 
 
 @dataclass
@@ -20,6 +20,8 @@ class Settings:
     legacy_limits: bool = False  # 75 per array instead of 75 combined
     array_cap: int = field_rules.DEFAULT_ARRAY_CAP
     reset_header: str = "seconds"  # X-RateLimit-Reset as "seconds" remaining or "epoch"
+    subscription_rate_limit: int = event_rules.SUBSCRIPTION_RATE_LIMIT
+    subscription_rate_window: float = event_rules.SUBSCRIPTION_RATE_WINDOW_SECONDS
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Stats:
     identity_requests: int = 0  # /users/merge and /users/external_ids/rename
     users_merged: int = 0
     users_renamed: int = 0
+    subscription_requests: int = 0  # /v2/subscription/status/set requests applied
+    subscription_updates: int = 0  # profile states set by them
+    subscription_unknown_ids: int = 0  # ids no profile has: ignored
     bytes_received: int = 0
     status: Counter = field(default_factory=Counter)
 
