@@ -38,7 +38,10 @@ def test_minimal_config_resolves_paths_against_its_folder(tmp_path):
 def test_bundled_demo_config_is_valid(tmp_path, monkeypatch):
     monkeypatch.setenv("AMP_BRAZE_HOME", str(tmp_path))
     cfg = load_config(BUNDLED_CONFIG)
-    assert set(cfg.sources) == {"pos", "ecommerce", "loyalty"}
+    assert set(cfg.sources) == {"pos", "ecommerce", "loyalty", "web_orders"}
+    assert set(cfg.profile_sources) == {"pos", "ecommerce", "loyalty"}  # orders: a table only
+    assert cfg.events["orders_us"].type == "ecommerce.order_placed"
+    assert cfg.events["orders_us"].names.pool == cfg.syncs["profiles_us"].names.pool
     assert cfg.sources["pos"].path == str(tmp_path / ".amp_braze/demo_data/pos_customers.csv")
     assert cfg.sources["loyalty"].format == "ndjson"
     assert cfg.segments["lapsed"].exclude == ("vip",)
@@ -338,7 +341,9 @@ def test_validate_says_which_file_and_never_ok_above_a_failure(tmp_path):
         "set and there is no ./amp_braze.yaml)"
     )
     assert "configuration OK" not in proc.stdout
-    assert proc.stdout.splitlines()[-1] == f"3 problem(s) in {BUNDLED_CONFIG}"
+    assert (
+        proc.stdout.splitlines()[-1] == f"4 problem(s) in {BUNDLED_CONFIG}"
+    )  # four feeds not generated yet
     (tmp_path / "amp_braze.yaml").write_text(MINIMAL)
     proc = subprocess.run(
         [sys.executable, "-m", "amp_braze.cli", "validate"],
