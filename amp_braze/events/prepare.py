@@ -1,10 +1,11 @@
-"""A stream's query result to what goes out: the rows that pass their type's rules as
-/users/track objects, each under the id the ledger records, and the rest with the rule they
-broke; then, against the ledger, which of them Braze has never been sent."""
+"""A stream's query result to what goes out. Every row is keyed and checked against the ledger
+first (cheap: hashes of the ids); only rows Braze has never been sent (and, with
+``resend_uncertain``, those in doubt) pass their type's rules and become /users/track objects,
+each under the id the ledger records; the rest are counted."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -15,27 +16,120 @@ from amp_braze.config import BrazeConfig
 from amp_braze.config.events import EventStream
 from amp_braze.events import ledger as lg
 from amp_braze.events import shape, types
-from amp_braze.events.shape import EVENT_ID, RULE, TS
+from amp_braze.events.shape import EVENT_ID, HASH, RULE, STATE, TS
 from amp_braze.events.types import POINTS, SENT_ID
 
-HASH = "__hash"
 REJECTION_SCHEMA = {EVENT_ID: pl.String, "identifier": pl.String, "rule": pl.String}
+NEW, UNSURE, SPLIT = "new", "uncertain", "split"
 
 
 @dataclass
 class Prepared:
-    ready: pl.DataFrame  # event_id, __sent_id, __hash, __obj, __points, __id, __time
+    ready: pl.DataFrame  # to send: event_id, __sent_id, __hash, __obj, __points, __id, __time
     rejected: pl.DataFrame  # event_id, identifier, rule
     rows: int  # the query's rows
     array: str  # the /users/track array they go in
+    new: int = 0  # ready rows never sent
+    already_sent: int = 0  # rows (by event_id) Braze has
+    changed_after_send: int = 0  # ... whose row changed since
+    uncertain: pl.DataFrame = field(default_factory=pl.DataFrame)  # event_id, __id, __time
 
 
-def prepare(df: pl.DataFrame, stream: EventStream, dest: BrazeConfig, now: datetime) -> Prepared:
-    """Validate a stream's rows by its type (``types``) and encode those that pass."""
+class LedgerIndex:
+    """The ledger's ids as two independent 64-bit hashes: a join on one, checked by the other,
+    finds a row's status at the cost of integers, not strings (two ids would have to agree on
+    128 bits to be taken for one another)."""
+
+    def __init__(self, view: lg.LedgerView):
+        self.basis_ok = view.hash_basis == lg.HASH_BASIS
+        self.frame = view.frame.select(
+            pl.col(lg.EID).hash(1).alias("__h1"),
+            pl.col(lg.EID).hash(2).alias("__h2_held"),
+            lg.STATUS,
+            pl.col(lg.HASH).alias("__held_hash"),
+        ).collect()
+
+    def statuses(self, ids: pl.Series) -> pl.DataFrame:
+        """Per id, in order: its status (null: not in the ledger) and the row hash it was sent
+        with."""
+        keys = pl.DataFrame({"__i": ids}).select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("__row"),
+            pl.col("__i").hash(1).alias("__h1"),
+            pl.col("__i").hash(2).alias("__h2"),
+        )
+        j = keys.join(self.frame, on="__h1", how="left")
+        same = pl.col("__h2") == pl.col("__h2_held")
+        j = j.with_columns(
+            pl.when(same).then(pl.col(lg.STATUS)).alias(lg.STATUS),
+            pl.when(same).then(pl.col("__held_hash")).alias("__held_hash"),
+        )
+        if j.height != keys.height:  # an id matched on __h1 alone, besides its own: drop it
+            j = j.sort("__row", pl.col(lg.STATUS).is_null()).unique("__row", keep="first")
+            j = j.sort("__row")
+        return j.select(lg.STATUS, "__held_hash")
+
+
+def _precheck(keyed: pl.DataFrame, index: LedgerIndex, stream: EventStream):
+    """(rows to validate with their __state, rows sent, rows changed since, rows in doubt).
+
+    A purchase of over 100 units went out as parts (``<id>:part-1``, ...): its row is held once
+    its first part is, whatever its quantity now (a row that changed is never sent again)."""
+    st = index.statuses(keyed.get_column(EVENT_ID))
+    if stream.type == er.PURCHASE:
+        first = index.statuses(keyed.get_column(EVENT_ID) + f"{types.PART_SEPARATOR}1")
+        parts = first.get_column(lg.STATUS).is_not_null()
+        st = pl.DataFrame(
+            {
+                lg.STATUS: st.get_column(lg.STATUS).zip_with(~parts, first.get_column(lg.STATUS)),
+                "__held_hash": st.get_column("__held_hash").zip_with(
+                    ~parts, first.get_column("__held_hash")
+                ),
+                "__parts": parts,
+            }
+        )
+    else:
+        st = st.with_columns(pl.lit(False).alias("__parts"))
+    keyed = keyed.with_columns(st)
+    status = pl.col(lg.STATUS)
+    keyed = keyed.with_columns(
+        pl.when(status.is_null())
+        .then(pl.lit(NEW))
+        .when(pl.col("__parts"))
+        .then(pl.lit(SPLIT))
+        .when(status == lg.UNCERTAIN)
+        .then(pl.lit(UNSURE))
+        .alias(STATE)
+    )
+    sent = keyed.filter(status == lg.SENT)  # a split row: its first part
+    changed = sent.filter(pl.col("__held_hash") != pl.col(HASH)).height if index.basis_ok else 0
+    doubt = keyed.filter(pl.col(STATE) == UNSURE)
+    go = pl.col(STATE) == NEW
+    if stream.resend_uncertain:  # with the parts of split rows, checked one by one (_parts)
+        go = go | pl.col(STATE).is_in([UNSURE, SPLIT])
+    return keyed.filter(go).drop(lg.STATUS, "__held_hash", "__parts"), sent.height, changed, doubt
+
+
+def prepare(
+    df: pl.DataFrame,
+    stream: EventStream,
+    dest: BrazeConfig,
+    now: datetime,
+    view: lg.LedgerView | None = None,
+) -> Prepared:
+    """The rows of a stream's query Braze has never been sent (all rows without a ``view``),
+    validated by the stream's type (``types``) and encoded."""
     identifier = dest.identifier
     shape.required_columns(df, identifier, stream.stream, [])
     rows = df.height
-    df = shape.prepared(df, identifier)
+    keyed = shape.keyed(df)
+    index = LedgerIndex(view) if view is not None else None
+    sent = changed = 0
+    doubt = keyed.clear()
+    if index is not None:
+        keyed, sent, changed, doubt = _precheck(keyed, index, stream)
+    else:
+        keyed = keyed.with_columns(pl.lit(NEW).alias(STATE))
+    df = shape.prepared(keyed, identifier)
     t = types.rules_for(df, stream.type, identifier, stream.name, stream.stream)
     df = df.with_columns(shape.first_rule(shape.common_rules(df, identifier, now) + t.rules))
     rejected = df.filter(pl.col(RULE).is_not_null()).select(
@@ -50,45 +144,35 @@ def prepare(df: pl.DataFrame, stream: EventStream, dest: BrazeConfig, now: datet
         EVENT_ID,
         SENT_ID,
         HASH,
+        STATE,
         types.object_expr(t, identifier, dest.update_existing_only),
         t.points.alias(POINTS),
         ID,
         TS,
     )
-    return Prepared(ready, rejected, rows, t.array)
-
-
-@dataclass
-class Checked:
-    to_send: pl.DataFrame
-    new: int  # ids never sent
-    already_sent: int
-    changed_after_send: int  # rows (by event_id) whose content changed since they were sent
-    uncertain: (
-        pl.DataFrame
-    )  # ready rows whose id a crash left in doubt (event_id, __sent_id, __id, __time)
-
-
-def check(ready: pl.DataFrame, view: lg.LedgerView, resend_uncertain: bool) -> Checked:
-    """Which ready rows go out: ids the ledger does not hold (and, with ``resend_uncertain``,
-    those it holds as uncertain); the rest are counted."""
-    held = view.frame.select(lg.EID, lg.STATUS, pl.col(lg.HASH).alias("__held_hash"))
-    j = ready.lazy().join(held, left_on=SENT_ID, right_on=lg.EID, how="left").collect()
-    status = pl.col(lg.STATUS)
-    sent = j.filter(status == lg.SENT)
-    changed = 0
-    if view.hash_basis == lg.HASH_BASIS and sent.height:
-        moved = sent.filter(pl.col("__held_hash") != pl.col(HASH))
-        changed = moved.get_column(EVENT_ID).n_unique()
-    uncertain = j.filter(status == lg.UNCERTAIN)
-    go = status.is_null() | (status == lg.UNCERTAIN) if resend_uncertain else status.is_null()
-    return Checked(
-        to_send=j.filter(go).drop(lg.STATUS, "__held_hash"),
-        new=int(j.get_column(lg.STATUS).is_null().sum()),
-        already_sent=sent.get_column(EVENT_ID).n_unique(),
+    if index is not None and (ready.get_column(STATE) == SPLIT).any():
+        ready = _parts(ready, index)
+    doubt_rows = shape.prepared(doubt, identifier).select(EVENT_ID, ID, TS) if doubt.height else (
+        pl.DataFrame(schema={EVENT_ID: pl.String, ID: pl.String, TS: pl.Datetime("us", "UTC")})
+    )  # fmt: skip
+    return Prepared(
+        ready=ready,
+        rejected=rejected,
+        rows=rows,
+        array=t.array,
+        new=int((ready.get_column(STATE) == NEW).sum()),
+        already_sent=sent,
         changed_after_send=changed,
-        uncertain=uncertain.select(EVENT_ID, SENT_ID, ID, TS),
+        uncertain=doubt_rows,
     )
+
+
+def _parts(ready: pl.DataFrame, index: LedgerIndex) -> pl.DataFrame:
+    """The parts of split purchases sent before, resent only where in doubt: a part Braze has,
+    or one the ledger never held (the row's quantity grew since), is left out."""
+    st = index.statuses(ready.get_column(SENT_ID))
+    keep = (pl.col(STATE) != SPLIT) | (pl.col(lg.STATUS) == lg.UNCERTAIN)
+    return ready.with_columns(st).filter(keep).drop(lg.STATUS, "__held_hash")
 
 
 def rejections(rejected: pl.DataFrame, braze: list[tuple[str, str]], ready: pl.DataFrame,

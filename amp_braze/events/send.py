@@ -16,8 +16,8 @@ from amp_braze.braze.payload import Request, requests
 from amp_braze.config import Config
 from amp_braze.config.events import EventStream
 from amp_braze.events import ledger as lg
-from amp_braze.events.prepare import Prepared, check, prepare, rejections
-from amp_braze.events.types import OBJ, POINTS, SENT_ID
+from amp_braze.events.prepare import prepare, rejections
+from amp_braze.events.types import OBJ, PART_SEPARATOR, POINTS, SENT_ID
 from amp_braze.metadata import Laps
 from amp_braze.profiles.sql import base_tables, run_sql
 from amp_braze.storage import Storage
@@ -49,6 +49,19 @@ class EventReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def windows(rows: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
+    """Windows of about ``size`` rows that never part the objects of one row (a split purchase's
+    parts are in flight together, so a crash leaves all of them sent or in doubt)."""
+    if rows.height <= size:
+        if rows.height:
+            yield rows
+        return
+    rows = rows.with_columns((pl.int_range(pl.len()) // size).alias("__w"))
+    rows = rows.with_columns(pl.col("__w").first().over("event_id"))
+    for part in rows.partition_by("__w", maintain_order=True):
+        yield part.drop("__w")
+
+
 def stream_rows(config: Config, storage: Storage, stream: EventStream) -> pl.DataFrame:
     sql = stream.sql.read_text()
     return run_sql(sql, base_tables(config, storage, [sql]), f"events.{stream.stream}.sql")
@@ -68,12 +81,10 @@ def run_stream(
     now = now or datetime.now(UTC)
     df = stream_rows(config, storage, stream)
     lap("query")
-    prepared = prepare(df, stream, config.destination_of(stream), now)
-    lap("validate")
     lease = Lease(storage, stream.names.lease, run_id, ttl=config.sync.lease_seconds)
     waited = lease.acquire(config.sync.lease_wait_seconds)
     try:
-        report = _send(config, storage, stream, prepared, lease, run_id, workspace, lap)
+        report = _send(config, storage, stream, df, now, lease, run_id, workspace, lap)
     finally:
         lease.release()
     report.lease_wait_seconds = waited
@@ -82,20 +93,20 @@ def run_stream(
     return report
 
 
-def _send(config, storage, stream, prepared: Prepared, lease: Lease, run_id, workspace, lap):
+def _send(config, storage, stream, df, now, lease: Lease, run_id, workspace, lap):
     dest = config.destination_of(stream)
     ledger = lg.Ledger(storage, stream.names.ledger)
-    view = ledger.current()
-    checked = check(prepared.ready, view, stream.resend_uncertain)
-    lap("ledger check")
+    view = ledger.current()  # under the lease: what a crashed run left in flight is uncertain
+    prepared = prepare(df, stream, dest, now, view)
+    lap("ledger check and validation")
     report = EventReport(
         rows=prepared.rows,
-        new=checked.new,
-        already_sent=checked.already_sent,
-        changed_after_send=checked.changed_after_send,
-        resent_uncertain=checked.uncertain.height if stream.resend_uncertain else 0,
+        new=prepared.new,
+        already_sent=prepared.already_sent,
+        changed_after_send=prepared.changed_after_send,
+        resent_uncertain=prepared.uncertain.height if stream.resend_uncertain else 0,
     )
-    to_send = checked.to_send
+    to_send = prepared.ready
     client = workspace.client(start_at=lease.next_request_at, retry_unanswered=False)
     report.stats = client.stats
     per = dest.objects_per_request
@@ -115,7 +126,7 @@ def _send(config, storage, stream, prepared: Prepared, lease: Lease, run_id, wor
             buffer.clear()
 
     def out() -> Iterator[Request]:
-        for chunk in to_send.iter_slices(window):
+        for chunk in windows(to_send, window):
             if lease.lost.is_set():
                 raise LeaseLost(
                     f"event stream {stream.stream!r} lost its destination's lease (it stalled "
@@ -162,8 +173,9 @@ def _send(config, storage, stream, prepared: Prepared, lease: Lease, run_id, wor
         doubt = held.filter(pl.col(lg.STATUS) == lg.UNCERTAIN).select(
             pl.col(lg.EID).alias("sent_as")
         )
-        rows = prepared.ready.select(pl.col(SENT_ID).alias("sent_as"), "event_id", "__id", "__time")
-        report.uncertain = doubt.join(rows, on="sent_as", how="left")
+        report.uncertain = doubt.with_columns(
+            pl.col("sent_as").str.replace(f"{PART_SEPARATOR}[0-9]+$", "").alias("event_id")
+        ).join(prepared.uncertain, on="event_id", how="left")
         report.sent = len(accepted)
         report.uncertain_now = len(failed)
         report.braze_rejected = len(braze_rejected)

@@ -14,6 +14,9 @@ from amp_braze.braze.payload import fragment, wire
 EVENT_ID, TIME = "event_id", "time"
 RULE = "__rule"  # the first rule a row breaks (null: none)
 TS = "__time"  # time as UTC
+HASH = "__hash"  # the query row's hash: a row sent and later changed is counted, not resent
+DUP = "__dup"
+STATE = "__state"  # new | uncertain (resent) | split (a purchase of over 100: checked per part)
 WIRE_TIME = "%Y-%m-%dT%H:%M:%S%.3fZ"
 _NULLS = (r',"[A-Za-z0-9_]+":null', r'"[A-Za-z0-9_]+":null,?')  # members a JSON text leaves out
 
@@ -71,22 +74,27 @@ def common_rules(df: pl.DataFrame, identifier: str, now: datetime) -> list[pl.Ex
     return [
         id_problem(identifier),
         pl.when(eid.is_null() | (eid == "")).then(pl.lit("event_id_missing")),
-        pl.when(eid.is_duplicated()).then(pl.lit("event_id_duplicate")),
+        pl.when(pl.col(DUP)).then(pl.lit("event_id_duplicate")),
         pl.when(pl.col(TS).is_null()).then(pl.lit("time_invalid")),
         pl.when(pl.col(TS) > late).then(pl.lit("time_in_future")),
     ]
 
 
+def keyed(df: pl.DataFrame) -> pl.DataFrame:
+    """The query's rows with a text ``event_id``, the row's hash and ``__dup`` (its event_id is
+    on another, different row); rows that are exact duplicates (a query that joins one row
+    twice) collapse into one. Cheap on every row: the rules run only on rows to send."""
+    df = df.with_columns(pl.col(EVENT_ID).cast(pl.String).str.strip_chars())
+    dup = df.get_column(EVENT_ID).is_duplicated()
+    if dup.any():
+        df = pl.concat([df.filter(~dup), df.filter(dup).unique(maintain_order=True)])
+        dup = df.get_column(EVENT_ID).is_duplicated()
+    return df.with_columns(pl.Series(HASH, df.hash_rows(seed=0)), dup.alias(DUP))
+
+
 def prepared(df: pl.DataFrame, identifier: str) -> pl.DataFrame:
-    """The query's rows with ``__id``, a text ``event_id``, ``__time`` and the row's hash;
-    exact duplicate rows collapse into one (a query that joins one row twice)."""
-    df = df.unique(maintain_order=True)
-    return df.with_columns(
-        id_expr(identifier),
-        pl.col(EVENT_ID).cast(pl.String).str.strip_chars(),
-        utc_time(df.schema[TIME]).alias(TS),
-        pl.Series("__hash", df.hash_rows(seed=0)),
-    )
+    """Keyed rows with ``__id`` and ``__time``."""
+    return df.with_columns(id_expr(identifier), utc_time(df.schema[TIME]).alias(TS))
 
 
 def first_rule(rules: list[pl.Expr]) -> pl.Expr:

@@ -11,7 +11,7 @@ from amp_braze.braze import event_rules as er
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.payload import fragment, identifier_fragment
 from amp_braze.events import shape
-from amp_braze.events.shape import EVENT_ID, TIME, TS, EventsError
+from amp_braze.events.shape import DUP, EVENT_ID, HASH, STATE, TIME, TS, EventsError
 
 POINTS, OBJ, SENT_ID = "__points", "__obj", "__sent_id"
 PART_SEPARATOR = ":part-"  # a purchase of quantity 250 goes out as <id>:part-1 .. :part-3
@@ -35,7 +35,7 @@ def _head(identifier: str, update_existing_only: bool) -> list[pl.Expr]:
 
 
 def _taken(identifier: str) -> set[str]:
-    return {*identifier_columns(identifier), EVENT_ID, TIME, ID, TS, "__hash"}
+    return {*identifier_columns(identifier), EVENT_ID, TIME, ID, TS, HASH, DUP, STATE}
 
 
 def custom(df: pl.DataFrame, identifier: str, name: str | None, stream: str) -> TypeRules:

@@ -127,3 +127,21 @@ def test_custom_events_cost_one_data_point_each(brand, emulator):
         "store": "web"
     }
     assert emulator.stats()["data_points"] == 40
+
+
+def test_a_purchase_whose_quantity_changes_is_not_sent_again(brand, emulator):
+    brand.write_orders(orders(2).with_columns(pl.Series("units", [250, 50], dtype=pl.Int64)))
+    assert brand.run("purchases")["purchases/braze_events"]["events_sent"] == 4
+    brand.write_orders(orders(2).with_columns(pl.Series("units", [50, 150], dtype=pl.Int64)))
+    m = brand.run("purchases")["purchases/braze_events"]
+    assert (m["events_sent"], m["already_sent"], m["changed_after_send"]) == (0, 2, 2)
+    quantities = sorted(o["quantity"] for o in _objects(emulator, "purchase_objects"))
+    assert quantities == [50, 50, 100, 100]
+
+
+def test_a_stream_reads_the_feeds_its_query_reads_not_the_profiles(brand):
+    from amp_braze.definitions import build_defs
+
+    job = build_defs(brand.config).resolve_job_def("orders_job")
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert keys == {"sources/orders", "orders/braze_events", "orders/braze_events_rejections"}
