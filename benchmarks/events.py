@@ -95,7 +95,7 @@ def ledger_cost(sent: int, new: int) -> dict[str, float]:
         view = ledger.current()
         status = LedgerIndex(view).statuses(keyed.get_column("event_id"))
         t2 = time.perf_counter()
-        assert status.get_column(lg.STATUS).null_count() == new
+        assert status.get_column("__sent").null_count() == new
         prepared = prepare(query, _stream(), _dest(), NOW, ledger.current())
         t3 = time.perf_counter()
         assert prepared.new == new and prepared.already_sent == sent

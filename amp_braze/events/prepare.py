@@ -21,6 +21,7 @@ from amp_braze.events.types import POINTS, SENT_ID
 
 REJECTION_SCHEMA = {EVENT_ID: pl.String, "identifier": pl.String, "rule": pl.String}
 NEW, UNSURE, SPLIT = "new", "uncertain", "split"
+SENT = "__sent"
 
 
 @dataclass
@@ -45,28 +46,32 @@ class LedgerIndex:
         self.frame = view.frame.select(
             pl.col(lg.EID).hash(1).alias("__h1"),
             pl.col(lg.EID).hash(2).alias("__h2_held"),
-            lg.STATUS,
+            (pl.col(lg.STATUS) == lg.SENT).alias("__sent"),
             pl.col(lg.HASH).alias("__held_hash"),
         ).collect()
 
     def statuses(self, ids: pl.Series) -> pl.DataFrame:
-        """Per id, in order: its status (null: not in the ledger) and the row hash it was sent
-        with."""
+        """Per id, in order: ``__sent`` (true: Braze has it; false: in doubt; null: not in the
+        ledger) and the row hash it was sent with."""
         keys = pl.DataFrame({"__i": ids}).select(
             pl.int_range(pl.len(), dtype=pl.UInt32).alias("__row"),
             pl.col("__i").hash(1).alias("__h1"),
             pl.col("__i").hash(2).alias("__h2"),
         )
-        j = keys.join(self.frame, on="__h1", how="left")
         same = pl.col("__h2") == pl.col("__h2_held")
-        j = j.with_columns(
-            pl.when(same).then(pl.col(lg.STATUS)).alias(lg.STATUS),
-            pl.when(same).then(pl.col("__held_hash")).alias("__held_hash"),
+        j = (
+            keys.lazy()
+            .join(self.frame.lazy(), on="__h1", how="left")
+            .select(
+                "__row",
+                pl.when(same).then(pl.col("__sent")).alias(SENT),
+                pl.when(same).then(pl.col("__held_hash")).alias("__held_hash"),
+            )
+            .collect()
         )
         if j.height != keys.height:  # an id matched on __h1 alone, besides its own: drop it
-            j = j.sort("__row", pl.col(lg.STATUS).is_null()).unique("__row", keep="first")
-            j = j.sort("__row")
-        return j.select(lg.STATUS, "__held_hash")
+            j = j.sort(pl.col(SENT).is_null()).unique("__row", keep="first")
+        return j.sort("__row").select(SENT, "__held_hash")
 
 
 def _precheck(keyed: pl.DataFrame, index: LedgerIndex, stream: EventStream):
@@ -77,10 +82,10 @@ def _precheck(keyed: pl.DataFrame, index: LedgerIndex, stream: EventStream):
     st = index.statuses(keyed.get_column(EVENT_ID))
     if stream.type == er.PURCHASE:
         first = index.statuses(keyed.get_column(EVENT_ID) + f"{types.PART_SEPARATOR}1")
-        parts = first.get_column(lg.STATUS).is_not_null()
+        parts = first.get_column(SENT).is_not_null()
         st = pl.DataFrame(
             {
-                lg.STATUS: st.get_column(lg.STATUS).zip_with(~parts, first.get_column(lg.STATUS)),
+                SENT: st.get_column(SENT).zip_with(~parts, first.get_column(SENT)),
                 "__held_hash": st.get_column("__held_hash").zip_with(
                     ~parts, first.get_column("__held_hash")
                 ),
@@ -90,23 +95,23 @@ def _precheck(keyed: pl.DataFrame, index: LedgerIndex, stream: EventStream):
     else:
         st = st.with_columns(pl.lit(False).alias("__parts"))
     keyed = keyed.with_columns(st)
-    status = pl.col(lg.STATUS)
+    held = pl.col(SENT)
     keyed = keyed.with_columns(
-        pl.when(status.is_null())
+        pl.when(held.is_null())
         .then(pl.lit(NEW))
         .when(pl.col("__parts"))
         .then(pl.lit(SPLIT))
-        .when(status == lg.UNCERTAIN)
+        .when(~held)
         .then(pl.lit(UNSURE))
         .alias(STATE)
     )
-    sent = keyed.filter(status == lg.SENT)  # a split row: its first part
+    sent = keyed.filter(held)  # a split row: by its first part
     changed = sent.filter(pl.col("__held_hash") != pl.col(HASH)).height if index.basis_ok else 0
     doubt = keyed.filter(pl.col(STATE) == UNSURE)
     go = pl.col(STATE) == NEW
     if stream.resend_uncertain:  # with the parts of split rows, checked one by one (_parts)
         go = go | pl.col(STATE).is_in([UNSURE, SPLIT])
-    return keyed.filter(go).drop(lg.STATUS, "__held_hash", "__parts"), sent.height, changed, doubt
+    return keyed.filter(go).drop(SENT, "__held_hash", "__parts"), sent.height, changed, doubt
 
 
 def prepare(
@@ -171,8 +176,8 @@ def _parts(ready: pl.DataFrame, index: LedgerIndex) -> pl.DataFrame:
     """The parts of split purchases sent before, resent only where in doubt: a part Braze has,
     or one the ledger never held (the row's quantity grew since), is left out."""
     st = index.statuses(ready.get_column(SENT_ID))
-    keep = (pl.col(STATE) != SPLIT) | (pl.col(lg.STATUS) == lg.UNCERTAIN)
-    return ready.with_columns(st).filter(keep).drop(lg.STATUS, "__held_hash")
+    keep = (pl.col(STATE) != SPLIT) | (pl.col(SENT) == False)  # noqa: E712 (null: not held)
+    return ready.with_columns(st).filter(keep).drop(SENT, "__held_hash")
 
 
 def rejections(rejected: pl.DataFrame, braze: list[tuple[str, str]], ready: pl.DataFrame,

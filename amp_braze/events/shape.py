@@ -83,13 +83,21 @@ def common_rules(df: pl.DataFrame, identifier: str, now: datetime) -> list[pl.Ex
 def keyed(df: pl.DataFrame) -> pl.DataFrame:
     """The query's rows with a text ``event_id``, the row's hash and ``__dup`` (its event_id is
     on another, different row); rows that are exact duplicates (a query that joins one row
-    twice) collapse into one. Cheap on every row: the rules run only on rows to send."""
+    twice) collapse into one. Cheap on every row (distinct hashes of the ids prove there is no
+    duplicate): the rules run only on rows to send."""
     df = df.with_columns(pl.col(EVENT_ID).cast(pl.String).str.strip_chars())
-    dup = df.get_column(EVENT_ID).is_duplicated()
-    if dup.any():
-        df = pl.concat([df.filter(~dup), df.filter(dup).unique(maintain_order=True)])
-        dup = df.get_column(EVENT_ID).is_duplicated()
-    return df.with_columns(pl.Series(HASH, df.hash_rows(seed=0)), dup.alias(DUP))
+    df = df.with_columns(pl.Series(HASH, df.hash_rows(seed=0)))
+    ids = df.get_column(EVENT_ID).hash(1)
+    if ids.n_unique() == df.height:
+        return df.with_columns(pl.lit(False).alias(DUP))
+    maybe = ids.is_duplicated()
+    twins = df.filter(maybe).unique([EVENT_ID, HASH], maintain_order=True)
+    return pl.concat(
+        [
+            df.filter(~maybe).with_columns(pl.lit(False).alias(DUP)),
+            twins.with_columns(pl.col(EVENT_ID).is_duplicated().alias(DUP)),
+        ]
+    )
 
 
 def prepared(df: pl.DataFrame, identifier: str) -> pl.DataFrame:
