@@ -126,7 +126,13 @@ def print_summary(
         print(
             f"  emulator {dest}: {stats['users']:,} profiles, {stats['track_requests']:,} requests, "
             f"{stats['data_points']:,} data points billed in all; Braze holds the wanted state "
-            f"for {check.wanted_users:,} users: {verdict}"
+            f"for {check.wanted_users:,} users"
+            + (
+                f" and {check.subscription_states:,} subscription-group states"
+                if check.subscription_states
+                else ""
+            )
+            + f": {verdict}"
             + (
                 ""
                 if check.equal

@@ -3,7 +3,7 @@ the wanted state, attribute by attribute. Used by the demo's final check and by 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import polars as pl
@@ -11,7 +11,7 @@ import polars as pl
 from amp_braze.braze.field_rules import HELD_PREFIX, held_column, is_held_column
 from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.payload import object_json
-from amp_braze.braze.plan_columns import AttrSpec, flag
+from amp_braze.braze.plan_columns import AttrSpec, flag, subscription_column
 from amp_braze.config import Config, SyncSpec
 from amp_braze.storage import Storage
 from amp_braze.sync.wanted import wanted_state
@@ -88,10 +88,37 @@ class Comparison:
     missing: list[str]
     unexpected: list[str]
     different: list[tuple[str, dict, dict]]
+    subscription_states: int = 0  # (user, group) states wanted
+    subscriptions_differing: list[tuple[str, str, str, str | None]] = field(default_factory=list)
 
     @property
     def equal(self) -> bool:
-        return not (self.missing or self.unexpected or self.different)
+        return not (
+            self.missing or self.unexpected or self.different or self.subscriptions_differing
+        )
+
+
+def _subscription_states(
+    config: Config, storage: Storage, braze_users: list[dict], syncs: list[SyncSpec]
+) -> tuple[int, list[tuple[str, str, str, str | None]]]:
+    """(states wanted, (user, group, wanted, held) where Braze holds another) over the syncs'
+    subscription groups; a user whose value was set aside keeps what Braze has."""
+    held = {u.get("external_id"): u.get("subscription_groups") or {} for u in braze_users}
+    wanted, off = 0, []
+    for spec in syncs:
+        if not spec.subscription_groups:
+            continue
+        w = wanted_state(config, storage, spec)
+        kind = config.destination_of(spec).identifier
+        for sc in w.subscriptions.values():
+            group = sc[len(subscription_column("")) :]
+            rows = w.table.select(kind, sc).drop_nulls(sc)
+            wanted += rows.height
+            for user, state in rows.iter_rows():
+                have = held.get(user, {}).get(group)
+                if have != state:
+                    off.append((user, group, state, have))
+    return wanted, off
 
 
 def compare(
@@ -119,4 +146,5 @@ def compare(
     missing = sorted(set(want) - set(have))
     unexpected = sorted(set(have) - set(want))
     different = [(k, want[k], have[k]) for k in sorted(want) if k in have and want[k] != have[k]]
-    return Comparison(len(want), len(have), missing, unexpected, different)
+    states, off = _subscription_states(config, storage, braze_users, syncs)
+    return Comparison(len(want), len(have), missing, unexpected, different, states, off)

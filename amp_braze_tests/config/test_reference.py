@@ -94,7 +94,7 @@ NOT_BUILT = {
 }
 
 NAMED = {"sources", "segments", "destinations", "syncs", "events"}  # keys below are names
-OPAQUE = {"columns", "types", "fields", "rules"}  # mappings of the user's own keys
+OPAQUE = {"columns", "types", "fields", "rules", "subscription_groups"}  # the user's own keys
 
 
 def key_paths(data: dict, prefix: str = "") -> set[str]:

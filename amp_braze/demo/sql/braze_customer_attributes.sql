@@ -12,6 +12,9 @@ SELECT
     p.home_city,
     CASE WHEN p.email_opt_in THEN 'opted_in'
          WHEN NOT p.email_opt_in THEN 'unsubscribed' END AS email_subscribe,
+    -- The newsletter's subscription group (sync profiles_us mirrors it; never an attribute).
+    CASE WHEN p.email_opt_in THEN 'subscribed'
+         WHEN NOT p.email_opt_in THEN 'unsubscribed' END AS newsletter,
     ROUND(COALESCE(p.lifetime_spend, 0) + COALESCE(p.online_revenue, 0), 2) AS lifetime_value,
     p.orders_count,
     p.loyalty_tier,
