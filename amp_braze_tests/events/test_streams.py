@@ -145,3 +145,20 @@ def test_a_stream_reads_the_feeds_its_query_reads_not_the_profiles(brand):
     job = build_defs(brand.config).resolve_job_def("orders_job")
     keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert keys == {"sources/orders", "orders/braze_events", "orders/braze_events_rejections"}
+
+
+def test_objects_braze_refuses_are_mapped_back_and_sent_once_it_takes_them(brand, emulator):
+    brand.write_orders(orders(100))  # user-3 has orders o-3, o-53
+    emulator.faults(blocklisted_external_ids=["user-3"])
+    meta = brand.run()
+    m = meta["orders/braze_events"]
+    assert m["events_sent"] == 98 and m["braze_rejected"] == 2
+    refused = {r["event_id"]: r["rule"] for r in meta["orders/braze_events_rejections"]["sample"]}
+    assert refused == {
+        "o-3": "braze: provided external_id is blacklisted and disallowed",
+        "o-53": "braze: provided external_id is blacklisted and disallowed",
+    }
+    emulator.faults(blocklisted_external_ids=[])
+    again = brand.run()["orders/braze_events"]
+    assert again["events_sent"] == 2 and again["already_sent"] == 98
+    assert len(_objects(emulator)) == 100
