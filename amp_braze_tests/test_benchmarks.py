@@ -56,11 +56,16 @@ def test_database_benchmark_reads_the_changes():
 
 
 def test_events_benchmark_sends_every_event_and_checks_the_ledger():
-    out = _bench("events", "--rate", "200", "--seconds", "1", "--sent", "20000", "--new", "300")
+    out = _bench(
+        "events", "--rate", "200", "--seconds", "1", "--sent", "20000", "--new", "300",
+        "--subscription-users", "2000",
+    )  # fmt: skip
     sent = _rows(out, "R=200: events/s sent (accepted)")[0]
     assert int(sent[0].replace(",", "")) > 0 and sent[1] == "15,000"
     check = _rows(out, "ledger of 20,000, 300 new: check against the ledger")[0]
     assert float(check[0]) > 0 and check[-1] == "<= 2 s"
+    subs = _rows(out, "subscription states: 2,000 users, requests/s at 50 ms a request")[0]
+    assert float(subs[0]) > 0 and subs[1] == "83.3"
 
 
 def _rows(table: str, figure: str) -> list[list[str]]:

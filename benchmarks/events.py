@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from amp_braze.braze import event_rules as er
 from amp_braze.braze.client import BrazeClient
 from amp_braze.braze.payload import requests as make_requests
 from amp_braze.config import BrazeConfig
@@ -79,6 +80,37 @@ def throughput(rate: int, seconds: float, concurrency: int) -> dict:
     }
 
 
+def subscription_rate(users: int, latency_ms: float, concurrency: int) -> dict:
+    """Subscription-group states sent by the sync's sender (``sync.subscriptions.send``) for
+    ``users`` changed users of one group, against the emulator answering after ``latency_ms``."""
+    import requests as http
+
+    from amp_braze.braze.identifiers import ID
+    from amp_braze.braze.plan_columns import flag, subscription_column
+    from amp_braze.sync import subscriptions
+
+    col = subscription_column("5b1e7c9a-0d2f-4c3e-9a61-6e2d8b7f4a10")
+    table = pl.select(
+        ("user-" + pl.int_range(users).cast(pl.String)).alias(ID),
+        pl.lit("subscribed").alias(col),
+        pl.lit(True).alias(flag(col)),
+    )
+    proc, url = start_emulator(600)
+    try:
+        http.post(f"{url}/_emulator/faults", json={"latency_ms": latency_ms}, timeout=10)
+        client = BrazeClient(url, "k", concurrency=concurrency)
+        report = subscriptions.SubscriptionReport()
+        t0 = time.perf_counter()
+        subscriptions.send(table, [col], client, 5_000, lambda _: None, lambda _: None, report)
+        wall = time.perf_counter() - t0
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert sum(report.accepted[next(iter(report.accepted))].values()) == users
+    return {"rps": report.requests / wall, "requests": report.requests}
+
+
 def ledger_cost(sent: int, new: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         store = Storage(tmp)
@@ -115,10 +147,13 @@ def run(argv: list[str]) -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--sent", type=int, default=10_000_000, help="ids the ledger holds")
     p.add_argument("--new", type=int, default=100_000, help="new rows in the run")
+    p.add_argument("--subscription-users", type=int, default=50_000)
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args(argv)
     t = throughput(a.rate, a.seconds, a.concurrency)
     c = ledger_cost(a.sent, a.new)
+    sub = subscription_rate(a.subscription_users, 50.0, a.concurrency)
+    sub_limit = er.SUBSCRIPTION_RATE_LIMIT / er.SUBSCRIPTION_RATE_WINDOW_SECONDS
     goal = a.rate * 75
     out = [
         Row(f"R={a.rate}: events/s sent (accepted)", round(t["events_per_s"]), goal, "events/s",
@@ -131,13 +166,17 @@ def run(argv: list[str]) -> None:
         Row(f"ledger of {a.sent:,}: the whole preparation (key, check, validate and encode the "
             "new)", round(c["prepare"], 3), "", "s"),
         Row(f"ledger of {a.sent:,}: commit {a.new:,} new ids", round(c["commit"], 3), "", "s"),
+        Row(f"subscription states: {a.subscription_users:,} users, requests/s at 50 ms a request",
+            round(sub["rps"], 1), round(sub_limit, 1), "req/s", ">= 0.90x"),
         Row("peak RSS", round(peak_rss_mb()), "", "MB"),
     ]  # fmt: skip
     report(
         "Event streams: throughput and the ledger's cost",
         "events " + " ".join(argv),
         out,
-        notes=f"Custom events with two properties, 75 per request, {a.concurrency} workers; the "
+        notes="Subscription states: one group, 50 ids a request, Braze's limit of 5,000 requests a "
+        "minute as the baseline. "
+        f"Custom events with two properties, 75 per request, {a.concurrency} workers; the "
         "emulator in its own process with Braze-style windows of 3 s (limit 3R). Baseline of the "
         f"first row: R x 75. Machine: {os.cpu_count()} cores shared by client and emulator.",
         record=not a.no_record,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from amp_braze.braze.plan_columns import (
 )
 
 if TYPE_CHECKING:
-    from amp_braze.braze.client import BrazeClient
+    from amp_braze.braze.client import BatchResult, BrazeClient
 
 SUBSCRIBED, UNSUBSCRIBED = GROUP_STATES
 NOT_ATTRIBUTES = ("__", SUBSCRIPTION)  # state columns that are no attribute
@@ -163,23 +164,36 @@ def send(
     """Send the flagged states, a window of ids at a time: ``going_out`` records the window's ids
     and flag before it is sent (an intent), ``accepted`` the ids and states Braze took after (a
     checkpoint), also when a request raises mid-window."""
-    for s, state, ids in windows(table, subs, window):
-        going_out(ids.to_frame().with_columns(pl.lit(True).alias(flag(s))))
-        took: list[str] = []
-        try:
-            for chunk in chunks(ids):
-                result = client.post_subscriptions(request_body(s, state, chunk), chunk)
-                report.requests += 1
-                took += result.accepted
-                report.rejected += result.rejected
-                report.failed += len(result.failed)
-                client.stats.add(failed=len(result.failed))  # the sync fails, as for attributes
-        finally:
-            if took:
-                accepted(
-                    pl.DataFrame({ID: took}, schema={ID: pl.String}).with_columns(
-                        pl.lit(state).alias(s), pl.lit(True).alias(flag(s))
-                    )
+    pool = ThreadPoolExecutor(max_workers=client.concurrency, thread_name_prefix="braze-subs")
+    try:
+        for s, state, ids in windows(table, subs, window):
+            _send_window(pool, client, s, state, ids, going_out, accepted, report)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _send_window(pool, client, s, state, ids, going_out, accepted, report) -> None:
+    """One window's requests, ``client.concurrency`` at a time (states are idempotent: a
+    request whose answer is lost in a failure is sent again by the next sync)."""
+    going_out(ids.to_frame().with_columns(pl.lit(True).alias(flag(s))))
+    took: list[str] = []
+
+    def post(chunk: list[str]) -> BatchResult:
+        return client.post_subscriptions(request_body(s, state, chunk), chunk)
+
+    try:
+        for result in pool.map(post, list(chunks(ids))):
+            report.requests += 1
+            took += result.accepted
+            report.rejected += result.rejected
+            report.failed += len(result.failed)
+            client.stats.add(failed=len(result.failed))  # the sync fails, as for attributes
+    finally:
+        if took:
+            accepted(
+                pl.DataFrame({ID: took}, schema={ID: pl.String}).with_columns(
+                    pl.lit(state).alias(s), pl.lit(True).alias(flag(s))
                 )
-                counts = report.accepted.setdefault(group_of(s), dict.fromkeys(GROUP_STATES, 0))
-                counts[state] += len(took)
+            )
+            counts = report.accepted.setdefault(group_of(s), dict.fromkeys(GROUP_STATES, 0))
+            counts[state] += len(took)
