@@ -12,6 +12,7 @@ from amp_braze.events.send import EventReport, run_stream
 from amp_braze.events.shape import EventsError
 from amp_braze.metadata import rows_table, stage_seconds, table_metadata
 from amp_braze.profiles.sql import SqlError, sql_upstream, table_assets
+from amp_braze.sync.jobs import stopped_schedule
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
 
 UNCERTAIN_SHOWN = 50  # ids listed in the metadata table (all of them are in the ledger)
@@ -142,11 +143,4 @@ def stream_job(cfg: Config, stream: EventStream) -> "dg.UnresolvedAssetJobDefini
 
 
 def stream_schedule(stream: EventStream, job) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name=stream.names.schedule,
-        job=job,
-        cron_schedule=stream.schedule,
-        execution_timezone=stream.timezone,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Runs {job.name} on '{stream.schedule}' ({stream.timezone}).",
-    )
+    return stopped_schedule(stream.names.schedule, job, stream.schedule, stream.timezone)

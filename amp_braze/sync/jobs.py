@@ -77,11 +77,19 @@ def build_jobs(cfg: Config) -> tuple[list[dg.UnresolvedAssetJobDefinition], list
 
 
 def _schedule(spec: SyncSpec, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    return stopped_schedule(spec.names.schedule, job, spec.schedule, spec.timezone)
+
+
+def stopped_schedule(
+    name: str, job: dg.UnresolvedAssetJobDefinition, cron: str, timezone: str
+) -> dg.ScheduleDefinition:
+    """A job's schedule, stopped until someone starts it (a deployment should not begin sending
+    to Braze the moment it loads)."""
     return dg.ScheduleDefinition(
-        name=spec.names.schedule,
+        name=name,
         job=job,
-        cron_schedule=spec.schedule,
-        execution_timezone=spec.timezone,
+        cron_schedule=cron,
+        execution_timezone=timezone,
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Runs {job.name} on '{spec.schedule}' ({spec.timezone}).",
+        description=f"Runs {job.name} on '{cron}' ({timezone}).",
     )

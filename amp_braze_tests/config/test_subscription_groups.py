@@ -6,17 +6,9 @@ from __future__ import annotations
 import pytest
 
 from amp_braze.config import ConfigError, load_config
-from amp_braze_tests.support.configs import write_config
+from amp_braze_tests.support.configs import FEED_ONLY, write_config
 
-BASE = """
-storage: ./store
-sources:
-  pos:
-    path: pos.csv
-    customer_key: customer_id
-    updated_at: updated_at
-profile_sql: profile.sql
-"""
+BASE = FEED_ONLY
 SINGLE = (
     BASE
     + "braze:\n  rest_endpoint: http://127.0.0.1:9\n{braze}sync:\n  subscription_groups: {groups}\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-MINIMAL = """
+FEED_ONLY = """
 storage: ./store
 sources:
   pos:
@@ -14,9 +14,13 @@ sources:
     customer_key: customer_id
     updated_at: updated_at
 profile_sql: profile.sql
-braze:
+"""
+MINIMAL = (
+    FEED_ONLY
+    + """braze:
   rest_endpoint: http://127.0.0.1:9
 """
+)
 
 
 def write_config(folder: Path, body: str, sql: str | None = None) -> Path:
