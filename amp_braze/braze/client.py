@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from amp_braze.braze import event_rules as rules
+from amp_braze.braze.answers import message as _message
+from amp_braze.braze.answers import reason as _reason
 from amp_braze.braze.instances import check_endpoint
 from amp_braze.braze.payload import Request
 from amp_braze.braze.retry import RETRYABLE_STATUS, Pacer, RetryPolicy, retry_after_seconds
@@ -386,22 +388,3 @@ class BrazeClient:
         self._stop.set()
         error = AuthError if resp.status in (401, 403) else BrazeError
         raise error(f"{msg} (it needs subscription.status.set: check {self.key_env})")
-
-
-def _message(data: bytes) -> str:
-    try:
-        msg = orjson.loads(data).get("message")
-        return f"({msg})" if msg else ""
-    except (orjson.JSONDecodeError, AttributeError):
-        return ""
-
-
-def _reason(data: bytes, status: int) -> str:
-    try:
-        out = orjson.loads(data)
-        errors = out.get("errors") or []
-        if errors and isinstance(errors[0], dict):
-            return str(errors[0].get("type"))
-        return f"{status}: {out.get('message', '')}"
-    except (orjson.JSONDecodeError, AttributeError):
-        return f"HTTP {status}"
