@@ -164,14 +164,16 @@ def _send(config, storage, stream, df, now, lease: Lease, run_id, workspace, lap
             never = every.filter(~every.is_in(pl.Series(handed, dtype=pl.String).implode()))
             refused = [i for i, _ in braze_rejected]
             ledger.write_settled([*refused, *unsent, *never.to_list()], failed)
+        if intended or view.pending:  # a crashed run's entries are folded in too
             view = ledger.commit()
             ledger.prune()
             lap("commit ledger")
         report.ledger_version = view.version
-        held = view.frame.collect()
-        report.ledger_ids = held.height
-        doubt = held.filter(pl.col(lg.STATUS) == lg.UNCERTAIN).select(
-            pl.col(lg.EID).alias("sent_as")
+        report.ledger_ids = view.frame.select(pl.len()).collect().item()
+        doubt = (
+            view.frame.filter(pl.col(lg.STATUS) == lg.UNCERTAIN)
+            .select(pl.col(lg.EID).alias("sent_as"))
+            .collect()
         )
         report.uncertain = doubt.with_columns(
             pl.col("sent_as").str.replace(f"{PART_SEPARATOR}[0-9]+$", "").alias("event_id")
