@@ -49,7 +49,11 @@ def test_dg_project_tooling_loads_the_code_location(tmp_path):
     data = json.loads(listed.stdout)
     deps = {a["asset_key"]: set(a["dependency_keys"]) for a in data["assets"]}
     assert deps["braze_customer_attributes"] == {"customer_profiles", "engagement_summary"}
-    assert {s["name"] for s in data["schedules"]} == {"profiles_us_schedule", "winback_eu_schedule"}
+    assert {s["name"] for s in data["schedules"]} == {
+        "profiles_us_schedule",
+        "winback_eu_schedule",
+        "orders_us_schedule",
+    }
     # The storage and each Braze workspace are resources (shown on the UI's resource pages).
     resources = {r["name"]: r["type"] for r in data["resources"]}
     assert resources["storage"] == "amp_braze.resources.StorageResource"

@@ -40,7 +40,7 @@ def _demo(people: int, seed: int) -> float:
         os.environ["AMP_BRAZE_HOME"] = home
         cfg = load_config(BUNDLED_CONFIG)
         assert cfg.identity is not None
-        feeds = {n: (s, read_source(s).lazy()) for n, s in cfg.sources.items()}
+        feeds = {n: (s, read_source(s).lazy()) for n, s in cfg.profile_sources.items()}
         table = resolve(feeds, cfg.identity, EMPTY, 1).table
     return quality(
         table, table.select("source", "record_id", customer_of_record().alias("person"))

@@ -45,7 +45,7 @@ def test_demo_brand_trains_and_links_above_the_floor(people, seed, tmp_path, mon
     monkeypatch.setenv("AMP_BRAZE_HOME", str(tmp_path))
     cfg = load_config(BUNDLED_CONFIG)
     assert cfg.identity is not None
-    feeds = {name: (src, read_source(src).lazy()) for name, src in cfg.sources.items()}
+    feeds = {name: (src, read_source(src).lazy()) for name, src in cfg.profile_sources.items()}
     result = resolve(feeds, cfg.identity, EMPTY, 1)
     assert result.trained
     assert result.training["untrained"] == []  # every field is present in two feeds

@@ -98,7 +98,7 @@ def test_merge_reaches_braze_and_the_state_follows(tmp_path, emulator, monkeypat
     # customer_profiles was rebuilt for the changed customers only, and equals a full unify.
     assert day2["customer_profiles"]["rebuild"] == "changed customers only"
     store = brand.storage
-    feeds = {n: (src, store.scan_table(f"sources/{n}")) for n, src in cfg.sources.items()}
+    feeds = {n: (src, store.scan_table(f"sources/{n}")) for n, src in cfg.profile_sources.items()}
     full = unify(with_amp_ids(feeds, store.scan_table("identity_clusters"))).profiles
     assert store.read_table("customer_profiles").equals(full)
 

@@ -42,6 +42,12 @@ GRAPH_EDGES = {
     # The rejection tables are assets of their own, beside the asset that writes them.
     ("customer_profiles", "braze_customer_attributes_rejections"),
     ("engagement_summary", "braze_customer_attributes_rejections"),
+    # The order stream: its query reads the orders feed and identity_clusters (record -> amp_id).
+    *(
+        (table, f"orders_us/{asset}")
+        for table in ("sources/web_orders", "identity_clusters")
+        for asset in ("braze_events", "braze_events_rejections")
+    ),
 } | {
     edge
     for sync in SYNCS
@@ -186,10 +192,16 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(
     assert groups["profiles_us/braze_sync"] == "profiles_us"
     assert groups["winback_eu/braze_sync_plan"] == "winback_eu"
     assert groups["engagement_summary"] == "braze_currents"
+    assert (
+        groups["orders_us/braze_events"]
+        == groups["orders_us/braze_events_rejections"]
+        == "orders_us"
+    )
 
     repo = _gql(port, AUTOMATION)["repositoriesOrError"]["nodes"][0]
     assert [s["name"] for s in repo["sensors"]] == ["braze_currents_sensor"]
     assert sorted((s["name"], s["cronSchedule"]) for s in repo["schedules"]) == [
+        ("orders_us_schedule", "*/30 * * * *"),
         ("profiles_us_schedule", "0 6 * * *"),
         ("winback_eu_schedule", "0 7 * * MON"),
     ]
@@ -214,7 +226,10 @@ def test_ui_lineage_automation_and_a_sync_launched_through_graphql(
     stats = emulator.stats()
     assert meta["users_sent"] == stats["objects"] == stats["users"] > 1400
     assert meta["data_points"] == stats["data_points"]
-    assert meta["requests"] == stats["track_requests"] == -(-meta["users_sent"] // 75)
+    # /users/track, and the newsletter's subscription states (/v2/subscription/status/set)
+    assert stats["track_requests"] == -(-meta["users_sent"] // 75)
+    assert meta["requests"] == stats["track_requests"] + stats["subscription_requests"]
+    assert stats["subscription_requests"] > 0
     assert meta["rejected_rows"] == 0 and meta["rate_limited_429s"] == 0
     # The campaign went to the other workspace, and only there.
     data = _gql(port, METADATA, {"key": {"path": ["winback_eu", "braze_sync"]}})
@@ -259,7 +274,11 @@ def test_demo_left_running_shows_named_jobs_and_keeps_the_sensor_cursor(tmp_path
         data = _wait_for_location(port, deadline, proc, log, DEMO_STATE)
         runs = data["runsOrError"]["results"]
         jobs = sorted(r["jobName"] for r in runs)
-        assert jobs == ["braze_currents_load_job"] * len(hours) + ["braze_sync_job"] * 2
+        assert jobs == (
+            ["braze_currents_load_job"] * len(hours)
+            + ["braze_sync_job"] * 2
+            + ["orders_us_job"] * 2
+        )
         assert all(r["status"] == "SUCCESS" for r in runs)
         sensor = data["repositoriesOrError"]["nodes"][0]["sensors"][0]
         cursor = json.loads(sensor["sensorState"]["typeSpecificData"]["lastCursor"])
