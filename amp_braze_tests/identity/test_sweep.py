@@ -22,13 +22,15 @@ from amp_braze_tests.support.link_quality import EMPTY, demo_truth, feeds_of, pa
 
 SIZES = (1_000, 3_000, 5_000, 10_000, 20_000, 50_000)
 SEEDS = (1, 2, 3)
+# Every size, three seeds up to 10k and one above (CI's 20-minute budget; the benchmark
+# ``python -m benchmarks identity-sweep`` runs every seed at every size).
+CASES = [(n, s) for n in SIZES for s in SEEDS if n <= 10_000 or s == SEEDS[0]]
 HELD_OUT_F1 = 0.99
 DEMO_F1, DEMO_PRECISION = 0.97, 0.999
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("people", SIZES)
+@pytest.mark.parametrize(("people", "seed"), CASES)
 def test_held_out_brand_trains_and_links_above_the_floor(people, seed):
     syn = generate(people, seed, HELD_OUT)
     result = resolve(feeds_of(syn.feeds), CONFIG, EMPTY, 1)
@@ -38,8 +40,7 @@ def test_held_out_brand_trains_and_links_above_the_floor(people, seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("people", SIZES)
+@pytest.mark.parametrize(("people", "seed"), CASES)
 def test_demo_brand_trains_and_links_above_the_floor(people, seed, tmp_path, monkeypatch):
     demo_brand(tmp_path / ".amp_braze/demo_data", customers=people, seed=seed, shared_key=False)
     monkeypatch.setenv("AMP_BRAZE_HOME", str(tmp_path))
