@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from amp_braze.storage import COMPRESSION, Storage, VersionedManifests
-from amp_braze.storage.journal import Journal
+from amp_braze.storage import Storage, VersionedManifests
+from amp_braze.storage.journal import Journal, entry_bytes
 
 EID, STATUS, HASH = "event_id", "status", "row_hash"
 SENT, UNCERTAIN, UNSENT = "sent", "uncertain", "unsent"
@@ -34,6 +34,7 @@ INTENT, ACCEPTED, SETTLED = "intent", "accepted", "settled"
 _KIND = "__kind"
 MAX_PARTS = 16
 SCHEMA = {EID: pl.String, STATUS: pl.String, HASH: pl.UInt64}
+SCHEMA_IH = {EID: pl.String, HASH: pl.UInt64}  # an intent: ids and their rows' hashes
 HASH_BASIS = f"polars-{pl.__version__}"  # row hashes compare only under the same polars
 
 
@@ -49,14 +50,7 @@ class LedgerView:
     frame: pl.LazyFrame  # event_id, status, row_hash: pending entries folded in
     parts: list[str] = field(default_factory=list)
     hash_basis: str = HASH_BASIS
-
-
-def _bytes(df: pl.DataFrame) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    df.write_parquet(buf, compression=COMPRESSION, statistics=False)
-    return buf.getvalue()
+    folded: pl.DataFrame | None = None  # the pending entries folded (``unsent`` ids included)
 
 
 def fold(entries: list[tuple[str, pl.DataFrame]]) -> pl.DataFrame:
@@ -84,6 +78,15 @@ def fold(entries: list[tuple[str, pl.DataFrame]]) -> pl.DataFrame:
     )
 
 
+def _over(held: pl.LazyFrame, folded: pl.DataFrame) -> pl.LazyFrame:
+    """The ledger with folded entries over it: each id they name takes its new status, and an
+    ``unsent`` one leaves the ledger (it is sent again)."""
+    return pl.concat(
+        [held.join(folded.lazy().select(EID), on=EID, how="anti"),
+         folded.lazy().filter(pl.col(STATUS) != UNSENT)]
+    )  # fmt: skip
+
+
 class Ledger:
     """The ledger of one stream, under ``folder`` (``events/<stream>``)."""
 
@@ -96,6 +99,11 @@ class Ledger:
     def _part(self, name: str) -> str:
         return f"{self.folder}/ledger/parts/{name}"
 
+    def _parts(self, parts: list[str]) -> pl.LazyFrame:
+        if not parts:
+            return pl.LazyFrame(schema=SCHEMA)
+        return self.storage.scan_parquet([self._part(p) for p in parts])
+
     def _entry(self, name: str) -> tuple[str, pl.DataFrame]:
         df = self.storage.scan_parquet(name).collect()
         kind = df.get_column(_KIND)[0] if df.height else ACCEPTED
@@ -106,24 +114,18 @@ class Ledger:
         version, man = self.manifests.newest()
         through = int(man.get("folded_through", 0))
         parts = list(man.get("parts", []))
-        if parts:
-            frame = self.storage.scan_parquet([self._part(p) for p in parts])
-        else:
-            frame = pl.LazyFrame(schema=SCHEMA)
+        frame = self._parts(parts)
         pending = [n for n in entries if Journal.seq_of(n) > through]
-        if pending:
-            new = fold([self._entry(n) for n in pending])
-            frame = pl.concat(
-                [frame.join(new.lazy().select(EID), on=EID, how="anti"),
-                 new.lazy().filter(pl.col(STATUS) != UNSENT)]
-            )  # fmt: skip
+        new = fold([self._entry(n) for n in pending]) if pending else None
+        if new is not None:
+            frame = _over(frame, new)
         basis = man.get("hash_basis", HASH_BASIS)
-        return LedgerView(version, through, pending, frame, parts, basis)
+        return LedgerView(version, through, pending, frame, parts, basis, new)
 
     # -- the journal ---------------------------------------------------------------------------
     def _append(self, kind: str, rows: pl.DataFrame) -> str:
         floor = int(self.manifests.newest()[1].get("folded_through", 0))
-        data = _bytes(rows.with_columns(pl.lit(kind).alias(_KIND)))
+        data = entry_bytes(rows.with_columns(pl.lit(kind).alias(_KIND)))
         name, seq = self.journal.append(data, floor, f"ledger.{kind}")
         if seq <= int(self.manifests.newest()[1].get("folded_through", 0)):
             self.storage.delete(name)
@@ -155,21 +157,15 @@ class Ledger:
             if not view.pending:
                 return view
             through = max(Journal.seq_of(n) for n in view.pending)
-            new = fold([self._entry(n) for n in view.pending]).filter(pl.col(STATUS) != UNSENT)
-            old = (
-                self.storage.scan_parquet([self._part(p) for p in view.parts])
-                if view.parts
-                else pl.LazyFrame(schema=SCHEMA)
-            )
-            touched = old.join(new.lazy().select(EID), on=EID, how="semi").select(pl.len())
-            rewrite = len(view.parts) >= MAX_PARTS or touched.collect().item() > 0
+            assert view.folded is not None
+            old = self._parts(view.parts)
+            touched = old.join(view.folded.lazy().select(EID), on=EID, how="semi")
+            rewrite = len(view.parts) >= MAX_PARTS or touched.select(pl.len()).collect().item() > 0
             part = f"{uuid.uuid4().hex[:16]}.parquet"
-            if rewrite:
-                table = pl.concat([old.join(new.lazy().select(EID), on=EID, how="anti"),
-                                   new.lazy()]).collect()  # fmt: skip
-                parts = [part]
+            if rewrite:  # the version is what the view showed: one part
+                table, parts = view.frame.collect(), [part]
             else:
-                table, parts = new, [*view.parts, part]
+                table, parts = view.folded.filter(pl.col(STATUS) != UNSENT), [*view.parts, part]
             self.storage.write_parquet(self._part(part), table)
             manifest = {
                 "version": view.version + 1,
@@ -179,7 +175,7 @@ class Ledger:
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             if self.manifests.create(view.version + 1, manifest, []):
-                return LedgerView(view.version + 1, through, [], self.current().frame, parts)
+                return LedgerView(view.version + 1, through, [], self._parts(parts), parts)
             self.storage.delete(self._part(part))
         raise RuntimeError(f"could not commit the event ledger under {self.folder}")
 
@@ -201,6 +197,3 @@ class Ledger:
         self.storage.remove_empty_folders(f"{self.folder}/journal")
         self.storage.remove_empty_folders(f"{self.folder}/ledger")
         return len(done)
-
-
-SCHEMA_IH = {EID: pl.String, HASH: pl.UInt64}

@@ -124,7 +124,7 @@ def prepare(
     """The rows of a stream's query Braze has never been sent (all rows without a ``view``),
     validated by the stream's type (``types``) and encoded."""
     identifier = dest.identifier
-    shape.required_columns(df, identifier, stream.stream, [])
+    shape.required_columns(df, identifier, stream.stream)
     rows = df.height
     keyed = shape.keyed(df)
     index = LedgerIndex(view) if view is not None else None

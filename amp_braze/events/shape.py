@@ -26,8 +26,8 @@ class EventsError(ValueError):
     cannot be sent): no row of it could be sent, so the run stops and says which."""
 
 
-def required_columns(df: pl.DataFrame, identifier: str, stream: str, also: list[str]) -> None:
-    need = [*identifier_columns(identifier), EVENT_ID, TIME, *also]
+def required_columns(df: pl.DataFrame, identifier: str, stream: str) -> None:
+    need = [*identifier_columns(identifier), EVENT_ID, TIME]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise EventsError(

@@ -3,8 +3,19 @@ across runs, with no two writers on one number (the sync state's and the event l
 
 from __future__ import annotations
 
+import io
+
+import polars as pl
+
 from amp_braze.failpoints import failpoint
-from amp_braze.storage.base import Storage
+from amp_braze.storage.base import COMPRESSION, Storage
+
+
+def entry_bytes(rows: pl.DataFrame) -> bytes:
+    """A journal entry's Parquet bytes (small: written whole, create-only)."""
+    buf = io.BytesIO()
+    rows.write_parquet(buf, compression=COMPRESSION, statistics=False)
+    return buf.getvalue()
 
 
 class Journal:

@@ -26,7 +26,6 @@ Braze accepted is lost, and what a crashed run may or may not have applied is ma
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -37,8 +36,8 @@ import polars as pl
 from amp_braze.braze.identifiers import ID, id_footer
 from amp_braze.braze.plan_columns import FLAG
 from amp_braze.failpoints import failpoint
-from amp_braze.storage import COMPRESSION, Storage, VersionedManifests
-from amp_braze.storage.journal import Journal
+from amp_braze.storage import Storage, VersionedManifests
+from amp_braze.storage.journal import Journal, entry_bytes
 from amp_braze.sync.journal_fold import CHECKPOINT, INTENT, Entry, fold_journal
 from amp_braze.sync.plan import Side
 
@@ -68,12 +67,6 @@ class StateView:
         """Identifies exactly what this view contains; a plan is valid only against the same one."""
         digest = hashlib.sha1("\n".join(self.pending).encode()).hexdigest()[:12]
         return f"v{self.version}+{len(self.pending)}:{digest}"
-
-
-def _parquet_bytes(df: pl.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.write_parquet(buf, compression=COMPRESSION, statistics=False)
-    return buf.getvalue()
 
 
 class StateMovedError(RuntimeError):
@@ -140,7 +133,7 @@ class SyncState:
     def _append(self, kind: str, rows: pl.DataFrame) -> str:
         """Write one journal entry under the next free number (create-only, so two writers never
         share one), numbered above everything folded or written so far."""
-        data = _parquet_bytes(rows.with_columns(pl.lit(kind).alias(_KIND)))
+        data = entry_bytes(rows.with_columns(pl.lit(kind).alias(_KIND)))
         floor = int(self._newest()[1].get("folded_through", 0))
         name, seq = self._journal.append(data, floor, f"journal.{kind}")
         # A writer that stalled between choosing its number and writing it could land below a
