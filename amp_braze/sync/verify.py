@@ -14,7 +14,7 @@ from amp_braze.braze.payload import object_json
 from amp_braze.braze.plan_columns import AttrSpec, flag, subscription_column
 from amp_braze.config import Config, SyncSpec
 from amp_braze.storage import Storage
-from amp_braze.sync.wanted import wanted_state
+from amp_braze.sync.wanted import Wanted, wanted_state
 
 _PROFILE_KEYS = (
     "external_id",
@@ -31,7 +31,7 @@ _PROFILE_KEYS = (
 
 
 def expected_profiles(
-    config: Config, storage: Storage, syncs: list[SyncSpec]
+    config: Config, storage: Storage, syncs: list[SyncSpec], wanted: dict | None = None
 ) -> tuple[dict[str, dict], set[str]]:
     """Per external_id, every non-null wanted attribute as it goes on the wire (false segment
     flags left out: false and absent mean the same), over the given syncs of one workspace. An
@@ -40,7 +40,8 @@ def expected_profiles(
     out: dict[str, dict] = {}
     booleans: set[str] = set()
     for spec in syncs:
-        want, bools = _expected(config, storage, spec)
+        w = wanted[spec.name] if wanted else wanted_state(config, storage, spec)
+        want, bools = _expected(config, spec, w)
         booleans |= bools
         for key, attrs in want.items():
             out.setdefault(key, {}).update(attrs)
@@ -50,8 +51,7 @@ def expected_profiles(
 HELD = object()  # in an expected profile: whatever Braze holds
 
 
-def _expected(config: Config, storage: Storage, spec: SyncSpec) -> tuple[dict[str, dict], set[str]]:
-    w = wanted_state(config, storage, spec)
+def _expected(config: Config, spec: SyncSpec, w: Wanted) -> tuple[dict[str, dict], set[str]]:
     kind = config.destination_of(spec).identifier
     skip = set(identifier_columns(kind)) | {ID}
     skip |= {c for sc in w.subscriptions.values() for c in (sc, held_column(sc))}  # no attributes
@@ -99,26 +99,26 @@ class Comparison:
 
 
 def _subscription_states(
-    config: Config, storage: Storage, braze_users: list[dict], syncs: list[SyncSpec]
+    config: Config, wanted: dict[str, Wanted], braze_users: list[dict], syncs: list[SyncSpec]
 ) -> tuple[int, list[tuple[str, str, str, str | None]]]:
     """(states wanted, (user, group, wanted, held) where Braze holds another) over the syncs'
     subscription groups; a user whose value was set aside keeps what Braze has."""
     held = {u.get("external_id"): u.get("subscription_groups") or {} for u in braze_users}
-    wanted, off = 0, []
+    states, off = 0, []
     for spec in syncs:
         if not spec.subscription_groups:
             continue
-        w = wanted_state(config, storage, spec)
+        w = wanted[spec.name]
         kind = config.destination_of(spec).identifier
         for sc in w.subscriptions.values():
             group = sc[len(subscription_column("")) :]
             rows = w.table.select(kind, sc).drop_nulls(sc)
-            wanted += rows.height
+            states += rows.height
             for user, state in rows.iter_rows():
                 have = held.get(user, {}).get(group)
                 if have != state:
                     off.append((user, group, state, have))
-    return wanted, off
+    return states, off
 
 
 def compare(
@@ -128,7 +128,8 @@ def compare(
     syncs: list[SyncSpec],
 ) -> Comparison:
     """What a workspace holds against what the given syncs to it want."""
-    want, booleans = expected_profiles(config, storage, syncs)
+    wanted = {spec.name: wanted_state(config, storage, spec) for spec in syncs}
+    want, booleans = expected_profiles(config, storage, syncs, wanted)
     have = {
         u.get("external_id") or u.get("braze_id"): flatten_braze_profile(u, booleans)
         for u in braze_users
@@ -146,5 +147,5 @@ def compare(
     missing = sorted(set(want) - set(have))
     unexpected = sorted(set(have) - set(want))
     different = [(k, want[k], have[k]) for k in sorted(want) if k in have and want[k] != have[k]]
-    states, off = _subscription_states(config, storage, braze_users, syncs)
+    states, off = _subscription_states(config, wanted, braze_users, syncs)
     return Comparison(len(want), len(have), missing, unexpected, different, states, off)
