@@ -146,10 +146,14 @@ def _strip_national_prefix(df: pl.DataFrame, col: str, p: _Plan) -> pl.Series:
     return df.get_column(col).scatter(df.get_column("__hit").arg_true(), done.to_series())
 
 
+def _falses(name: str, n: int) -> pl.Series:
+    return pl.repeat(False, n, dtype=pl.Boolean, eager=True).alias(name)
+
+
 def _valid_in(nsn: pl.Series, p: _Plan) -> pl.Series:
     """_number_type_helper(nsn, md) != UNKNOWN, per value: the general description, and the
     patterns of the number types of the value's length (one pass of each per value)."""
-    out = pl.Series(nsn.name, [False] * nsn.len(), dtype=pl.Boolean)
+    out = _falses(nsn.name, nsn.len())
     if not p.general or not nsn.len():
         return out
     n = pl.col("n")
@@ -173,20 +177,39 @@ def _valid(cc: str, nsn: pl.Series) -> pl.Series:
     plans = [p for p in (_plan(r) for r in regions) if p is not None]
     if len(regions) == 1:
         return _valid_in(nsn, plans[0]) if plans else nsn.is_null() & False
-    out = pl.Series(nsn.name, [False] * nsn.len(), dtype=pl.Boolean)
+    out = _falses(nsn.name, nsn.len())
     left = pl.DataFrame({"n": nsn}).with_row_index("i")  # not claimed yet
-    for p in plans:
-        if not left.height:
-            break
-        if p.leading_digits:
-            claims = left.get_column("n").str.contains(f"^(?:{p.leading_digits})")
-            mine = left.filter(claims)
-            out = out.scatter(mine.get_column("i"), _valid_in(mine.get_column("n"), p))
-        else:
-            claims = _valid_in(left.get_column("n"), p)
+    i = 0
+    while i < len(plans) and left.height:
+        if not plans[i].leading_digits:
+            claims = _valid_in(left.get_column("n"), plans[i])
             out = out.scatter(left.get_column("i").filter(claims), True)
-        left = left.filter(~claims)
+            left = left.filter(~claims)
+            i += 1
+            continue
+        # Consecutive regions that claim by leading digits: one pass finds, per number, the
+        # first of them whose leading digits it starts with (alternatives match first-listed
+        # first, as the loop over regions would).
+        run = []
+        while i < len(plans) and plans[i].leading_digits:
+            run.append(plans[i])
+            i += 1
+        claimant = _claimant(pl.col("n"), run)
+        left = left.with_columns(claimant.alias("by"))
+        for (j,), mine in left.filter(pl.col("by").is_not_null()).group_by("by"):
+            out = out.scatter(mine.get_column("i"), _valid_in(mine.get_column("n"), run[j]))
+        left = left.filter(pl.col("by").is_null()).drop("by")
     return out
+
+
+def _claimant(n: pl.Expr, run: list[_Plan]) -> pl.Expr:
+    """The index in ``run`` of the first plan whose leading digits start ``n`` (null: none)."""
+    alternatives = "|".join(f"(?P<g{j}>{p.leading_digits})" for j, p in enumerate(run))
+    groups = n.str.extract_groups(f"^(?:{alternatives})")
+    return pl.coalesce(
+        pl.when(groups.struct.field(f"g{j}").is_not_null()).then(pl.lit(j, pl.UInt32))
+        for j in range(len(run))
+    )
 
 
 def _cc_of(full: pl.Expr) -> pl.Expr:
@@ -316,7 +339,7 @@ def _finish(part: pl.DataFrame, cc: str, md_id: str, least: int) -> pl.DataFrame
     part = part.with_columns(pl.when(keep).then(nnn).otherwise(pl.col("potential")).alias("nsn"))
     ok = (nnn.str.len_chars() >= 2) & (nsn.str.len_chars() >= 2) & (nsn.str.len_chars() <= 17)
     part = part.with_columns(ok.alias("ok"))
-    valid = pl.Series("valid", [False] * part.height, dtype=pl.Boolean)
+    valid = _falses("valid", part.height)
     fine = part.get_column("ok").arg_true()
     valid = valid.scatter(fine, _valid(cc, part.get_column("nsn").gather(fine)))
     return part.select(
@@ -335,6 +358,13 @@ def parse_digit_keys(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
     retry = first.filter(
         pl.col("handled") & ~pl.col("valid") & pl.col("key").str.contains(r"^00[0-9]{2,}$")
     ).get_column("key")
+    if not retry.len():  # the usual case: nothing to read again after "00"
+        return first.select(
+            "key",
+            "handled",
+            pl.when(pl.col("valid")).then(pl.col("form")).alias("e164"),
+            pl.when(~pl.col("valid")).then(pl.col("form")).alias("parsed"),
+        )
     tail = pl.col("key").str.slice(2).alias("tail")
     if retry.len():
         second = _attempt("+" + retry.str.slice(2), region, least).select(

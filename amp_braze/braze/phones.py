@@ -161,14 +161,12 @@ def _by_text(texts: pl.Series, region: str) -> pl.DataFrame:
 def lookup(values: pl.Series, region: str = DEFAULT_REGION) -> pl.DataFrame:
     """Per value (same length and order as ``values``): ``e164`` (valid numbers only) and
     ``parsed`` (the E.164 form of a number that parsed but is not valid; null otherwise). Blank
-    and null values get nulls in both. Each distinct key is parsed once."""
-    raw = values.cast(pl.String).rename("raw")
-    by_raw = _by_text(raw.drop_nulls().unique(), region)
-    return (
-        raw.to_frame()
-        .join(by_raw, on="raw", how="left", maintain_order="left")
-        .select("e164", "parsed")
-    )
+    and null values get nulls in both. Each distinct key is parsed once; the keys are taken of
+    every value (cheaper than a distinct pass over the texts first, and one join back)."""
+    keys = values.cast(pl.String).to_frame("raw").select(canonical(pl.col("raw")).alias("key"))
+    distinct = keys.get_column("key").drop_nulls().unique()
+    mapping = parse_keys(distinct.filter(distinct != ""), region)
+    return keys.join(mapping, on="key", how="left", maintain_order="left").select("e164", "parsed")
 
 
 def row_regions(regions: pl.Expr, default: str = DEFAULT_REGION) -> pl.Expr:

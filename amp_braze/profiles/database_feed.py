@@ -32,13 +32,16 @@ from amp_braze.braze import phones
 from amp_braze.config import SourceConfig
 from amp_braze.profiles import databases as db
 from amp_braze.profiles.feeds import typed
-from amp_braze.storage import Storage
+from amp_braze.storage import Storage, parts
 from amp_braze.storage.base import non_null_counts
 
 READER_VERSION = 1  # bump when the table a read gives for the same rows changes
 FOOTER_KEY = "database_read"
 DELETED = "__amp_deleted"  # the soft-delete flag of a changed row, while it is merged
 REREAD_CHUNK = 1_000  # keys per `IN (...)` list when rows are read again by key
+# Rows typed at once in a full read: the phone rule has a cost per call (a plan per calling
+# code) that a driver's batch of about 100,000 rows pays too often.
+TYPED_ROWS = 500_000
 
 
 @dataclass
@@ -54,6 +57,7 @@ class DatabaseRead:
     rows_deleted: int  # keys the feed held that the table no longer has
     cursor: str | None  # the newest updated_at read so far (ISO 8601, UTC)
     key_scan: bool
+    written: str  # how the table was written: "parts" (a full read), "changes" or "compacted"
     summary: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -144,12 +148,14 @@ def _summary(store: Storage, table: str, src: SourceConfig, without_key: int) ->
 
 def _full(conn, src, store, table, raw, fp, why, previous) -> DatabaseRead:
     lap = time.perf_counter()
-    columns, batches = db.fetch(conn, src, f"SELECT * FROM {db.relation(src)}{_live(src)}")
+    every = db.columns_sql(src, raw)
+    sql = f"SELECT {every} FROM {db.relation(src)}{_live(src)}"
+    columns, batches = db.fetch(conn, src, sql, raw)
     shaped = typed(src, pl.LazyFrame(schema=columns)).collect_schema()
     state: dict[str, Any] = {"read": 0, "without_key": 0, "cursor": None}
 
     def frames() -> Iterator[pl.DataFrame]:
-        for batch in batches:
+        for batch in _gathered(batches, TYPED_ROWS):
             state["read"] += batch.height
             df = typed(src, batch.lazy()).collect()
             keyed = df.filter(pl.col(_key(src)).is_not_null())
@@ -161,7 +167,7 @@ def _full(conn, src, store, table, raw, fp, why, previous) -> DatabaseRead:
         return {FOOTER_KEY: _footer(src, fp, state["cursor"], 0)}
 
     old_keys = _stored_rows(previous, src) if previous is not None else None
-    uri, rows = store.write_parquet_stream(store.table_name(table), shaped, frames(), footer)
+    uri, rows = parts.write_stream(store, store.table_name(table), shaped, frames(), footer)
     read_s = time.perf_counter() - lap
     changed = deleted = rows
     if old_keys is not None:
@@ -178,9 +184,22 @@ def _full(conn, src, store, table, raw, fp, why, previous) -> DatabaseRead:
         rows_deleted=deleted if old_keys is not None else 0,
         cursor=_iso(state["cursor"]),
         key_scan=False,
+        written="parts",
         summary=summary,
         seconds={"read and write": read_s},
     )
+
+
+def _gathered(batches: Iterator[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
+    """The batches, joined into frames of at least ``rows`` rows (the last may hold fewer)."""
+    held: list[pl.DataFrame] = []
+    for batch in batches:
+        held.append(batch)
+        if sum(b.height for b in held) >= rows:
+            yield pl.concat(held)
+            held = []
+    if held:
+        yield pl.concat(held)
 
 
 def _stored_rows(previous, src: SourceConfig) -> pl.DataFrame:
@@ -233,10 +252,10 @@ def _incremental(conn, src, store, table, raw, fp, previous) -> DatabaseRead:
     # Every row of each key that changed, so a key on several rows comes whole.
     db_key = db.quote(_db_name(src, key))
     sql = (
-        f"SELECT * FROM {db.relation(src)} WHERE {db_key} IN (SELECT {db_key} FROM "
-        f"{db.relation(src)} WHERE {' OR '.join(changed_where)})"
+        f"SELECT {db.columns_sql(src, raw)} FROM {db.relation(src)} WHERE {db_key} IN "
+        f"(SELECT {db_key} FROM {db.relation(src)} WHERE {' OR '.join(changed_where)})"
     )
-    _, batches = db.fetch(conn, src, sql)
+    _, batches = db.fetch(conn, src, sql, raw)
     stored_schema = previous.frame.collect_schema()
     changed = _collect(src, batches, stored_schema, keep_deleted=True)
     rows_read = changed.height
@@ -258,7 +277,7 @@ def _incremental(conn, src, store, table, raw, fp, previous) -> DatabaseRead:
     reread = pl.DataFrame(schema=stored_schema)
     if reread_keys.len():
         lap = time.perf_counter()
-        reread = _read_keys(conn, src, reread_keys, stored_schema)
+        reread = _read_keys(conn, src, raw, reread_keys, stored_schema)
         rows_read += reread.height
         live = live.filter(~pl.col(key).is_in(reread_keys.implode()))
         seconds["rows read again"] = time.perf_counter() - lap
@@ -268,14 +287,26 @@ def _incremental(conn, src, store, table, raw, fp, previous) -> DatabaseRead:
     lap = time.perf_counter()
     frame, dropped = previous.frame, drop.implode()
     old = frame.filter(pl.col(key).is_in(dropped)).collect()
+    # Keys whose rows came back as they were (the lookback reads the last hour again) stay in
+    # place: only keys that changed are written.
+    same = _unchanged_keys(key, stored_schema, old, new_rows)
+    if same.len():
+        kept = ~pl.col(key).is_in(same.implode())
+        old, new_rows, drop = (
+            old.filter(kept),
+            new_rows.filter(kept),
+            drop.filter(~drop.is_in(same.implode())),
+        )
     new_cursor = _newest(src, changed, cursor)
     # The new version's counts follow from the old one's: no pass over the rows kept.
     rows = previous.footer["rows"] - old.height + new_rows.height
     held, out, came = previous.footer["non_null"], non_null_counts(old), non_null_counts(new_rows)
     non_null = {c: held.get(c, 0) - out[c] + came[c] for c in stored_schema.names()}
-    merged = pl.concat([frame.filter(~pl.col(key).is_in(dropped)), new_rows.lazy()])
     footer = {FOOTER_KEY: _footer(src, fp, new_cursor, since_scan)}
-    uri = store.sink_parquet(store.table_name(table), merged, rows, non_null, footer)
+    head = store.table_name(table)
+    uri, written = parts.write_changes(
+        store, head, previous, key, new_rows, drop, rows, non_null, footer
+    )
     seconds["merge and write"] = time.perf_counter() - lap
     hashes = pl.struct(stored_schema.names()).hash(0)
     rows_changed = new_rows.select(hashes.alias("h")).join(
@@ -296,9 +327,23 @@ def _incremental(conn, src, store, table, raw, fp, previous) -> DatabaseRead:
         rows_deleted=rows_deleted.height,
         cursor=_iso(new_cursor),
         key_scan=scan,
+        written=written,
         summary=summary,
         seconds=seconds,
     )
+
+
+def _unchanged_keys(key: str, schema: pl.Schema, old: pl.DataFrame, new: pl.DataFrame) -> pl.Series:
+    """The keys whose rows are the same in ``old`` and ``new`` (the same rows, as many times)."""
+    hashes = pl.struct(schema.names()).hash(0).alias("h")
+
+    def by_key(df: pl.DataFrame) -> pl.DataFrame:
+        rows = df.select(pl.col(key), hashes).group_by(key).agg(pl.col("h").sort())
+        return rows.select(
+            key, pl.col("h").hash(0).alias("rows"), pl.col("h").list.len().alias("n")
+        )
+
+    return by_key(old).join(by_key(new), on=[key, "rows", "n"]).get_column(key)
 
 
 def _collect(src, batches, stored_schema: pl.Schema, keep_deleted: bool) -> pl.DataFrame:
@@ -360,18 +405,19 @@ def _key_scan(conn, src, previous, changed: pl.DataFrame, live: pl.DataFrame, su
     return gone, reread
 
 
-def _read_keys(conn, src, keys: pl.Series, stored_schema: pl.Schema) -> pl.DataFrame:
+def _read_keys(conn, src, raw, keys: pl.Series, stored_schema: pl.Schema) -> pl.DataFrame:
     kind, key = src.database.kind, _key(src)
     col = db.as_text(kind, _db_name(src, key))
     live = f" AND {db.quote(_db_name(src, src.deleted_at))} IS NULL" if src.deleted_at else ""
-    parts = []
+    chunks = []
     values = keys.to_list()
     for lo in range(0, len(values), REREAD_CHUNK):
         chunk = db.string_list(values[lo : lo + REREAD_CHUNK])
-        sql = f"SELECT * FROM {db.relation(src)} WHERE {col} IN ({chunk}){live}"
-        _, batches = db.fetch(conn, src, sql)
-        parts.append(_collect(src, batches, stored_schema, keep_deleted=False))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=stored_schema)
+        every = db.columns_sql(src, raw)
+        sql = f"SELECT {every} FROM {db.relation(src)} WHERE {col} IN ({chunk}){live}"
+        _, batches = db.fetch(conn, src, sql, raw)
+        chunks.append(_collect(src, batches, stored_schema, keep_deleted=False))
+    return pl.concat(chunks) if chunks else pl.DataFrame(schema=stored_schema)
 
 
 def read_source(src: SourceConfig) -> pl.DataFrame:
@@ -384,6 +430,7 @@ def read_source(src: SourceConfig) -> pl.DataFrame:
     with db.connection(src) as conn:
         raw = db.schema(conn, src)
         db.check_types(src, raw)
-        columns, batches = db.fetch(conn, src, f"SELECT * FROM {db.relation(src)}{_live(src)}")
+        sql = f"SELECT {db.columns_sql(src, raw)} FROM {db.relation(src)}{_live(src)}"
+        columns, batches = db.fetch(conn, src, sql, raw)
         shaped = typed(src, pl.LazyFrame(schema=columns)).collect_schema()
         return _collect(src, batches, shaped, keep_deleted=False)

@@ -26,6 +26,9 @@ from amp_braze.profiles.feeds import FeedError
 CONNECT_TIMEOUT_SECONDS = 10
 _UNHOLDABLE = {"money": "numeric"}  # read wrong by polars (integer cents): cast to this instead
 BATCH_ROWS = 250_000  # rows a batch from the driver holds at most (DuckDB; ADBC sizes its own)
+# Batches the driver may run ahead of the feed: enough to keep it busy while a full read types a
+# frame of rows (database_feed.TYPED_ROWS) at once.
+READ_AHEAD = 8
 _DRIVERS = {
     "postgres": "adbc_driver_postgresql.dbapi",
     "redshift": "adbc_driver_postgresql.dbapi",
@@ -157,10 +160,26 @@ def string_list(values: list[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def fetch(conn: Any, src: SourceConfig, sql: str) -> tuple[pl.Schema, Iterator[pl.DataFrame]]:
+def columns_sql(src: SourceConfig, columns: pl.Schema) -> str:
+    """The select list that reads every column: ``*``, except that PostgreSQL sends its decimals
+    as text (the driver's own conversion of ``numeric`` is most of its work on a wide table;
+    ``fetch`` with ``types`` reads the text back as the decimal)."""
+    if src.database.kind not in ("postgres", "redshift"):
+        return "*"
+    decimals = {c for c, t in columns.items() if isinstance(t, pl.Decimal)}
+    if not decimals:
+        return "*"
+    return ", ".join(
+        f"{quote(c)}::text AS {quote(c)}" if c in decimals else quote(c) for c in columns
+    )
+
+
+def fetch(
+    conn: Any, src: SourceConfig, sql: str, types: pl.Schema | None = None
+) -> tuple[pl.Schema, Iterator[pl.DataFrame]]:
     """The columns of ``sql`` and its rows, a batch at a time, each batch in those columns' types
-    (SQLite types values, not columns: its batches are cast to the declared types); errors name
-    what exists."""
+    (SQLite types values, not columns: its batches are cast to the declared types; ``types``, the
+    feed's columns, casts those sent as text by ``columns_sql``); errors name what exists."""
     kind = src.database.kind
     cur = None  # held until the batches are read: closing it closes their stream
     try:
@@ -179,6 +198,8 @@ def fetch(conn: Any, src: SourceConfig, sql: str) -> tuple[pl.Schema, Iterator[p
     columns = decode(arrow_schema.empty_table()).schema
     if kind == "sqlite":
         columns = _sqlite_schema(conn, src, columns)
+    if types is not None:
+        columns = pl.Schema({c: types.get(c, t) for c, t in columns.items()})
 
     def decoded() -> Iterator[pl.DataFrame]:
         for batch in reader:
@@ -189,7 +210,7 @@ def fetch(conn: Any, src: SourceConfig, sql: str) -> tuple[pl.Schema, Iterator[p
 
     def frames(cursor: Any = cur) -> Iterator[pl.DataFrame]:
         try:
-            yield from ahead(decoded())
+            yield from ahead(decoded(), READ_AHEAD)
         except DatabaseError:
             raise
         except pl.exceptions.InvalidOperationError as e:

@@ -13,13 +13,14 @@ import contextlib
 import io
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import orjson
 import polars as pl
+
+from amp_braze.storage import parts
 
 TABLES = "tables"
 COMPRESSION = "lz4"  # the planner reads whole tables every sync: LZ4 decodes faster than zstd
@@ -179,40 +180,6 @@ class Storage(ABC):
         self._write_parquet_file(name, df, options)
         return self.uri(name)
 
-    def write_parquet_stream(
-        self,
-        name: str,
-        schema: pl.Schema,
-        frames: Iterable[pl.DataFrame],
-        footer: dict | Callable[[], dict] | None = None,
-    ) -> tuple[str, int]:
-        """Write frames one after another into one Parquet file (a table larger than memory
-        takes the memory of one frame), atomically as ``write_parquet`` does; ``footer`` may be a
-        function, called once the last frame is written. Returns the URI and the rows written."""
-        import pyarrow.parquet as pq
-
-        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
-        rows, non_null = 0, dict.fromkeys(schema.names(), 0)
-        with self._staged_file(name) as path:
-            with pq.ParquetWriter(path, arrow_schema, compression=COMPRESSION) as writer:
-                for df in frames:
-                    if df.height == 0:
-                        continue
-                    df = df.select(pl.col(c).cast(t) for c, t in schema.items())
-                    rows += df.height
-                    for c, n in non_null_counts(df).items():
-                        non_null[c] += n
-                    writer.write_table(df.to_arrow().cast(arrow_schema))
-                extra = footer() if callable(footer) else footer
-                summary = {
-                    "rows": rows,
-                    "non_null": non_null,
-                    "write_id": uuid.uuid4().hex,
-                    **(extra or {}),
-                }
-                writer.add_key_value_metadata({SUMMARY_KEY: orjson.dumps(summary).decode()})
-        return self.uri(name), rows
-
     def sink_parquet(
         self, name: str, lf: pl.LazyFrame, rows: int, non_null: dict[str, int], footer: dict
     ) -> str:
@@ -251,7 +218,7 @@ class Storage(ABC):
         if isinstance(name, list):
             uris = [self.uri(n) for n in name]
             return pl.scan_parquet(uris, storage_options=self.storage_options)
-        return pl.scan_parquet(self._pinned_or_missing(name))
+        return self.snapshot(name).frame
 
     def snapshot(self, name: str) -> Snapshot:
         """One version of a file: its rows (lazy) and its footer, read from the same version (a
@@ -259,7 +226,10 @@ class Storage(ABC):
         f = self._pinned_or_missing(name)
         footer = _summary(pl.read_parquet_metadata(f))
         f.seek(0)  # a scan starts where the handle stands
-        return Snapshot(pl.scan_parquet(f), footer)
+        frame = pl.scan_parquet(f)
+        if parts.PARTS_KEY in footer:  # a head: the table is in the parts it names
+            frame = parts.assemble(self, footer[parts.PARTS_KEY], frame)
+        return Snapshot(frame, footer)
 
     def read_parquet(self, name: str) -> pl.DataFrame:
         """The whole file as it is now. Read in one go (one open file, one GET), so a writer
@@ -269,6 +239,10 @@ class Storage(ABC):
             data = self.read_bytes(name)
         except FileNotFoundError:
             raise _not_materialized(self.uri(name)) from None
+        footer = _summary(pl.read_parquet_metadata(io.BytesIO(data)))
+        if parts.PARTS_KEY in footer:
+            head = pl.scan_parquet(io.BytesIO(data))
+            return parts.assemble(self, footer[parts.PARTS_KEY], head).collect()
         return pl.read_parquet(io.BytesIO(data))
 
     # -- tables (named datasets the assets produce) ---------------------------------------------

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from amp_braze.profiles.database_feed import read_database_feed
-from amp_braze.storage import Storage
+from amp_braze.storage import Storage, parts
 from amp_braze_tests.support.databases import FileDatabase, PostgresDatabase, database_source
 
 TABLE = "sources/crm"
@@ -46,7 +46,11 @@ def _same_counts(incremental, full, store: Storage, full_root) -> None:
     assert (footer["rows"], footer["non_null"]) == (whole.footer["rows"], whole.footer["non_null"])
 
 
-def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path):
+@pytest.mark.parametrize("compact_at", [1e9, 0.0], ids=["changes", "compacted"])
+def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path, monkeypatch, compact_at):
+    """Both ways a change is written: the changed rows beside the base, and the table again."""
+    monkeypatch.setattr(parts, "COMPACT_AT", compact_at)
+    written = "changes" if compact_at else "compacted"
     src = database_source(crm.uri, delete_scan_every=1)
     store = Storage(tmp_path / "feed")
     first = read_database_feed(src, store, TABLE)
@@ -72,7 +76,7 @@ def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path):
     second = read_database_feed(src, store, TABLE)
     full, whole = _full(src, tmp_path, 2)
     _same_counts(second, whole, store, tmp_path / "full2")
-    assert second.read == "incremental" and second.key_scan
+    assert second.read == "incremental" and second.key_scan and second.written == written
     assert second.cursor == "2026-12-01T11:30:00+00:00"
     assert _rows(store).equals(full)
     assert full.height == 200 - 3 + 4
@@ -99,7 +103,7 @@ def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path):
         "WHERE customer_id = 'c0040'",
     )
     fourth = read_database_feed(src, store, TABLE)
-    assert fourth.read == "incremental" and fourth.key_scan
+    assert fourth.read == "incremental" and fourth.key_scan and fourth.written == written
     full, whole = _full(src, tmp_path, 4)
     assert _rows(store).equals(full)
     _same_counts(fourth, whole, store, tmp_path / "full4")
