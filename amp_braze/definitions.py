@@ -24,7 +24,7 @@ def step_executor() -> dg.ExecutorDefinition:
     "Session 7")."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return dg.multiprocess_executor
-    preload = {"forkserver": {"preload_modules": ["dagster"]}}
+    preload = {"forkserver": {"preload_modules": ["dagster", "amp_braze.step_preload"]}}
     return dg.multiprocess_executor.configured({"start_method": preload})
 
 
@@ -37,8 +37,24 @@ def build_defs(config: Config) -> dg.Definitions:
     )
 
 
+_prebuilt: dg.Definitions | None = None
+
+
+def prebuild() -> None:
+    """Build the definitions now, for the processes forked from this one (a run's steps): a step
+    then starts with the code location its run loaded moments before. A configuration that does
+    not load is left for the step to report."""
+    global _prebuilt
+    try:
+        built = build_defs(load_config())
+        built.get_repository_def()  # the asset graph, resolved once
+    except Exception:
+        return
+    _prebuilt = built
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     """Built when Dagster loads the code location, not when the package is imported: the CLI's
     --config never depends on the file in the working directory."""
-    return build_defs(load_config())
+    return _prebuilt if _prebuilt is not None else build_defs(load_config())

@@ -43,3 +43,40 @@ def test_each_area_loads_alone_with_the_resources_it_needs():
     )
     sensor = root.resolve_sensor_def("braze_currents_sensor")
     assert sensor.required_resource_keys == {"currents", "storage"}
+
+
+_PRELOAD = """
+import amp_braze.step_preload
+from amp_braze import definitions
+built = definitions._prebuilt
+print(built is not None, built is not None and definitions.defs() is built)
+"""
+
+
+def test_the_step_server_builds_the_definitions_once_and_leaves_a_bad_configuration_to_the_step(
+    tmp_path,
+):
+    """What the forkserver of a run's steps imports (``step_preload``): with a configuration
+    that loads, the steps are handed the definitions it built; with one that does not, nothing
+    is built there and the step itself reports the error."""
+    import os
+    import subprocess
+    import sys
+
+    from amp_braze.config.load import ENV_VAR
+
+    bad = tmp_path / "elsewhere.yaml"  # not ./amp_braze.yaml, which the demo run would load
+    bad.write_text("sources: [not, a, mapping]\n")
+    runs = {}
+    for name, env in (("demo", {}), ("bad", {ENV_VAR: str(bad)})):
+        environ = {k: v for k, v in os.environ.items() if k != ENV_VAR} | env
+        done = subprocess.run(
+            [sys.executable, "-c", _PRELOAD],
+            env=environ,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        runs[name] = done.stdout.split()
+    assert runs == {"demo": ["True", "True"], "bad": ["False", "False"]}

@@ -35,6 +35,7 @@ from amp_braze.profiles.incremental import (
 from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_assets
 from amp_braze.profiles.unify import with_amp_ids
 from amp_braze.resources import StorageResource
+from amp_braze.storage import parts
 
 
 def _database_asset(src: SourceConfig) -> dg.AssetsDefinition:
@@ -63,8 +64,10 @@ def _database_asset(src: SourceConfig) -> dg.AssetsDefinition:
             done = read_database_feed(src, store, table)
         except (FeedError, DatabaseError) as e:
             raise dg.Failure(description=str(e)) from None
-        schema = store.scan_table(table).collect_schema()
-        meta = stored_table_metadata(schema, done.rows, done.uri)
+        snapshot = store.table_snapshot(table)
+        meta = stored_table_metadata(snapshot.frame.collect_schema(), done.rows, done.uri)
+        layout = parts.describe(snapshot.footer) or {}
+        meta |= {k: dg.MetadataValue.int(v) for k, v in layout.items()}
         meta |= {k: dg.MetadataValue.int(v) for k, v in done.summary.items()}
         meta |= {
             "database": dg.MetadataValue.text(uri.kind),
@@ -76,6 +79,7 @@ def _database_asset(src: SourceConfig) -> dg.AssetsDefinition:
             "rows_deleted": dg.MetadataValue.int(done.rows_deleted),
             "cursor": dg.MetadataValue.text(done.cursor or "none"),
             "key_scan": dg.MetadataValue.bool(done.key_scan),
+            "written": dg.MetadataValue.text(done.written),
             "seconds": stage_seconds({k: v for k, v in done.seconds.items() if k != "total"}),
         }
         context.log.info(

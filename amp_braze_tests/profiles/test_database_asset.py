@@ -54,6 +54,11 @@ def test_the_feed_asset_reads_the_table_and_says_how(tmp_path):
     assert (first["read"], first["rows_read"], first["dagster/row_count"]) == ("full", 50, 50)
     assert first["cursor"] == "2026-12-01T10:00:00+00:00"
     assert first["distinct_customers"] == 50
+    assert (first["written"], first["base_parts"], first["rows_changed_since_base"]) == (
+        "parts",
+        1,
+        0,
+    )
 
     db.execute(
         f"UPDATE customers SET city = 'x', updated_at = {db.ts('2026-12-01 12:00:00')} "
@@ -66,3 +71,5 @@ def test_the_feed_asset_reads_the_table_and_says_how(tmp_path):
     assert (second["rows_read"], second["rows_changed"], second["rows_deleted"]) == (3, 2, 1)
     assert second["dagster/row_count"] == 49 and second["key_scan"] is True
     assert second["cursor"] == "2026-12-01T12:00:00+00:00"
+    # 3 of 49 rows changed: past 10% of the table, it is written again as one base
+    assert (second["written"], second["base_parts"]) == ("compacted", 1)
