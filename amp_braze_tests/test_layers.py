@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"sync"},
     {"events"},
     {"definitions"},
+    {"step_preload"},  # what a run's step server imports: the definitions, built once
     {"demo"},
     {"cli"},
 ]

@@ -23,12 +23,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
-if TYPE_CHECKING:
-    from amp_braze.storage.base import Snapshot, Storage
+# ``storage`` below is an ``amp_braze.storage.Storage`` and ``previous`` a ``Snapshot``: the
+# storage base class reads heads through this module, so this module does not import it.
+Storage = Snapshot = Any
 
 PARTS_KEY = "parts"
 PART_ROWS = 1_000_000  # rows a base part holds (a full read writes one part at a time)
