@@ -38,6 +38,8 @@ _DESCS = (  # the number types _number_type_helper tries after the general descr
     "voicemail", "fixed_line", "mobile",
 )  # fmt: skip
 SIMPLE_KEY = r"^\+?[0-9]{3,250}$"  # the keys these expressions handle
+_ROW = "__row"  # a key's position in what it was given
+_PREFIX_DIGITS = 6  # leading digits matched on distinct prefixes when none is longer than this
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,19 @@ def _main_md_id(cc: str) -> str:
 
 
 @cache
-def _calling_codes() -> tuple[list[str], ...]:
+def _codes_by_prefix() -> dict[str, str]:
+    """_extract_country_code for every text of one to three digits: the calling code it starts
+    with (the first one to three digits that are one; none after a 0). A number's code depends on
+    its first three digits only, so one lookup of them finds it."""
     codes = {str(c) for c in COUNTRY_CODE_TO_REGION_CODE}
-    return tuple(sorted(c for c in codes if len(c) == n) for n in (1, 2, 3))
+    out: dict[str, str] = {}
+    for width in (1, 2, 3):
+        for i in range(10**width):
+            text = f"{i:0{width}d}"
+            found = next((text[:n] for n in (1, 2, 3) if text[:n] in codes), None)
+            if found is not None and not text.startswith("0"):
+                out[text] = found
+    return out
 
 
 def _full(c: pl.Expr, pattern: str) -> pl.Expr:
@@ -157,14 +169,25 @@ def _valid_in(nsn: pl.Series, p: _Plan) -> pl.Series:
     if not p.general or not nsn.len():
         return out
     n = pl.col("n")
-    df = pl.DataFrame({"n": nsn}).with_row_index("i").with_columns(n.str.len_chars().alias("len"))
+    lengths = nsn.str.len_chars()
+    if lengths.min() == lengths.max():  # one length (the usual case): no split
+        types = _types(p, int(lengths[0]))
+        if types is None:
+            return out
+        return nsn.to_frame("n").select(_full(n, p.general) & _full(n, types)).to_series()
+    df = pl.DataFrame({"n": nsn, "len": lengths}).with_row_index("i")
     for (length,), part in df.group_by("len"):
-        types = p.by_length.get(int(length))
-        if types is None or (p.general_lengths and length not in p.general_lengths):
-            continue
-        hit = part.filter(_full(n, p.general) & _full(n, types)).get_column("i")
-        out = out.scatter(hit, True)
+        types = _types(p, int(length))
+        if types is not None:
+            out = out.scatter(part.filter(_full(n, p.general) & _full(n, types))["i"], True)
     return out
+
+
+def _types(p: _Plan, length: int) -> str | None:
+    """The pattern of the number types of this length (None: no number has this length)."""
+    if p.general_lengths and length not in p.general_lengths:
+        return None
+    return p.by_length.get(length)
 
 
 def _valid(cc: str, nsn: pl.Series) -> pl.Series:
@@ -194,36 +217,73 @@ def _valid(cc: str, nsn: pl.Series) -> pl.Series:
         while i < len(plans) and plans[i].leading_digits:
             run.append(plans[i])
             i += 1
-        claimant = _claimant(pl.col("n"), run)
-        left = left.with_columns(claimant.alias("by"))
-        for (j,), mine in left.filter(pl.col("by").is_not_null()).group_by("by"):
-            out = out.scatter(mine.get_column("i"), _valid_in(mine.get_column("n"), run[j]))
+        left = left.with_columns(_claimant(left.get_column("n"), run).alias("by"))
+        mine = left.filter(pl.col("by").is_not_null())
+        out = out.scatter(mine.get_column("i"), _valid_claimed(mine, run))
         left = left.filter(pl.col("by").is_null()).drop("by")
     return out
 
 
-def _claimant(n: pl.Expr, run: list[_Plan]) -> pl.Expr:
-    """The index in ``run`` of the first plan whose leading digits start ``n`` (null: none)."""
+def _valid_claimed(mine: pl.DataFrame, run: list[_Plan]) -> pl.Series:
+    """_valid_in of each number ``n`` in the plan its ``by`` names, in two regex passes for all
+    the plans: each number is tagged with its plan and length, and each (plan, length) present
+    adds one tagged alternative (the patterns of the types of that length) to the pass."""
+    n, by, length = pl.col("n"), pl.col("by"), pl.col("len")
+    mine = mine.select(n, by, n.str.len_chars().alias("len"))
+    general, types = [], []
+    for j, size in mine.select(by, length).unique().sort(by, length).iter_rows():
+        p = run[j]
+        pattern = _types(p, size) if p.general else None
+        if pattern is not None:
+            general.append(f"R{j}L{size}:(?:{p.general})")
+            types.append(f"R{j}L{size}:(?:{pattern})")
+    if not general:
+        return _falses("n", mine.height)
+    tagged = pl.format("R{}L{}:{}", by, length, n)
+    return mine.select(
+        _full(tagged, "|".join(general)) & _full(tagged, "|".join(types))
+    ).to_series()
+
+
+def _claimant(n: pl.Series, run: list[_Plan]) -> pl.Series:
+    """The index in ``run`` of the first plan whose leading digits start each number (null:
+    none). When no plan's leading digits can match more than a few digits, the regex runs on
+    the distinct prefixes of that many digits only."""
     alternatives = "|".join(f"(?P<g{j}>{p.leading_digits})" for j, p in enumerate(run))
-    groups = n.str.extract_groups(f"^(?:{alternatives})")
-    return pl.coalesce(
-        pl.when(groups.struct.field(f"g{j}").is_not_null()).then(pl.lit(j, pl.UInt32))
-        for j in range(len(run))
-    )
+
+    def first(c: pl.Expr) -> pl.Expr:
+        groups = c.str.extract_groups(f"^(?:{alternatives})")
+        return pl.coalesce(
+            pl.when(groups.struct.field(f"g{j}").is_not_null()).then(pl.lit(j, pl.UInt32))
+            for j in range(len(run))
+        )
+
+    width = _widest(tuple(p.leading_digits or "" for p in run))
+    if width is None:
+        return n.to_frame("n").select(first(pl.col("n"))).to_series()
+    prefixes = n.str.slice(0, width)
+    distinct = prefixes.unique().to_frame("p").with_columns(first(pl.col("p")).alias("by"))
+    return prefixes.replace_strict(distinct["p"], distinct["by"], return_dtype=pl.UInt32)
+
+
+@cache
+def _widest(patterns: tuple[str, ...]) -> int | None:
+    """The most characters any of these patterns can match (None: more than a few, or a pattern
+    that looks past its match)."""
+    import re._parser as sre_parse  # Python's own regex parser: the widths of a pattern
+
+    most = 0
+    for p in patterns:
+        if "$" in p or "\\b" in p or "(?=" in p or "(?!" in p:
+            return None
+        most = max(most, sre_parse.parse(p).getwidth()[1])
+    return most if most <= _PREFIX_DIGITS else None
 
 
 def _cc_of(full: pl.Expr) -> pl.Expr:
     """_extract_country_code: the first 1-3 digits that are a calling code (none after a 0)."""
-    one, two, three = _calling_codes()
-    return (
-        pl.when(full.str.starts_with("0"))
-        .then(pl.lit(None, pl.String))
-        .when(full.str.slice(0, 1).is_in(one))
-        .then(full.str.slice(0, 1))
-        .when(full.str.slice(0, 2).is_in(two))
-        .then(full.str.slice(0, 2))
-        .when(full.str.slice(0, 3).is_in(three))
-        .then(full.str.slice(0, 3))
+    return full.str.slice(0, 3).replace_strict(
+        _codes_by_prefix(), default=None, return_dtype=pl.String
     )
 
 
@@ -231,12 +291,18 @@ _UNHANDLED, _FAILED, _GO_ON = 0, 1, 2
 
 
 def _attempt(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
-    """For keys of digits (optionally after one "+"): key, ``handled`` (false: ask parse_key),
-    ``form`` (the E.164 form when parsing succeeds) and ``valid``."""
+    """For keys of digits (optionally after one "+"), in their order: key, ``handled`` (false:
+    ask parse_key), ``form`` (the E.164 form when parsing succeeds) and ``valid``. Each key
+    carries its position (``_ROW``) through the splits, so the answers are put back in order
+    without a join on the text."""
     r = _plan(region)
     assert r is not None
     key, d, full = pl.col("key"), pl.col("d"), pl.col("full")
-    df = pl.DataFrame({"key": keys}).with_columns(key.str.strip_prefix("+").alias("d"))
+    df = (
+        pl.DataFrame({"key": keys})
+        .with_row_index(_ROW)
+        .with_columns(key.str.strip_prefix("+").alias("d"))
+    )
     plus = df.filter(key.str.starts_with("+")).with_columns(d.alias("full"))
     national = df.filter(~key.str.starts_with("+"))
     idd = national.clear().with_columns(full=pl.lit(None, pl.String))
@@ -258,6 +324,7 @@ def _attempt(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
         no_code = _UNHANDLED if source == "plus" else _FAILED  # "+": phonenumbers retries
         parts.append(
             frame.select(
+                _ROW,
                 "key",
                 "cc",
                 full.str.slice(pl.col("cc").str.len_chars()).alias("nnn"),
@@ -282,7 +349,7 @@ def _attempt(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
         starts = starts.with_columns(take.alias("take"))
         parts.append(
             starts.filter("take").select(
-                "key", pl.lit(rcc).alias("cc"), pl.col("rest").alias("nnn"), state=_GO_ON
+                _ROW, "key", pl.lit(rcc).alias("cc"), pl.col("rest").alias("nnn"), state=_GO_ON
             )
         )
         national = pl.concat(
@@ -294,6 +361,7 @@ def _attempt(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
     frames = [p.with_columns(pl.lit(None, pl.String).alias("md")) for p in parts]
     frames.append(
         national.select(
+            _ROW,
             "key",
             pl.lit(rcc).alias("cc"),
             full.alias("nnn"),
@@ -310,6 +378,7 @@ def _attempt(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
     )
     out = [
         every.filter(pl.col("state") != _GO_ON).select(
+            _ROW,
             "key",
             (pl.col("state") == _FAILED).alias("handled"),
             pl.lit(None, pl.String).alias("form"),
@@ -317,9 +386,13 @@ def _attempt(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
         )
     ]
     going = every.filter(pl.col("state") == _GO_ON)
-    for (code, md_id), part in going.group_by("cc", "md"):
-        out.append(_finish(part, str(code), str(md_id), least))
-    return pl.concat(out)
+    codes = going.select(pl.col("cc", "md").unique(maintain_order=True).implode()).row(0)
+    if len(codes[0]) == 1 and len(codes[1]) == 1:  # one country (the usual case): no split
+        out.append(_finish(going, codes[0][0], codes[1][0], least))
+    else:
+        for (code, md_id), part in going.group_by("cc", "md"):
+            out.append(_finish(part, str(code), str(md_id), least))
+    return pl.concat(out).sort(_ROW).drop(_ROW)
 
 
 def _finish(part: pl.DataFrame, cc: str, md_id: str, least: int) -> pl.DataFrame:
@@ -329,6 +402,7 @@ def _finish(part: pl.DataFrame, cc: str, md_id: str, least: int) -> pl.DataFrame
     nnn, nsn = pl.col("nnn"), pl.col("nsn")
     if p is None or part.height < least:  # few: phonenumbers is quicker
         return part.select(
+            _ROW,
             "key",
             pl.lit(False).alias("handled"),
             pl.lit(None, pl.String).alias("form"),
@@ -343,6 +417,7 @@ def _finish(part: pl.DataFrame, cc: str, md_id: str, least: int) -> pl.DataFrame
     fine = part.get_column("ok").arg_true()
     valid = valid.scatter(fine, _valid(cc, part.get_column("nsn").gather(fine)))
     return part.select(
+        _ROW,
         "key",
         pl.lit(True).alias("handled"),
         pl.when("ok").then(pl.concat_str(pl.lit("+" + cc), nsn)).alias("form"),
@@ -351,9 +426,9 @@ def _finish(part: pl.DataFrame, cc: str, md_id: str, least: int) -> pl.DataFrame
 
 
 def parse_digit_keys(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
-    """``phones.parse_key`` for keys of digits (``SIMPLE_KEY``): key, handled (false: not decided
-    here, ask ``parse_key``), e164, parsed. Calling codes with fewer than ``least`` keys are left
-    undecided (phonenumbers is quicker for a few)."""
+    """``phones.parse_key`` for keys of digits (``SIMPLE_KEY``), in their order: key, handled
+    (false: not decided here, ask ``parse_key``), e164, parsed. Calling codes with fewer than
+    ``least`` keys are left undecided (phonenumbers is quicker for a few)."""
     first = _attempt(keys, region, least)
     retry = first.filter(
         pl.col("handled") & ~pl.col("valid") & pl.col("key").str.contains(r"^00[0-9]{2,}$")
@@ -365,21 +440,15 @@ def parse_digit_keys(keys: pl.Series, region: str, least: int) -> pl.DataFrame:
             pl.when(pl.col("valid")).then(pl.col("form")).alias("e164"),
             pl.when(~pl.col("valid")).then(pl.col("form")).alias("parsed"),
         )
-    tail = pl.col("key").str.slice(2).alias("tail")
-    if retry.len():
-        second = _attempt("+" + retry.str.slice(2), region, least).select(
-            pl.col("key").str.slice(1).alias("tail"),
-            pl.col("handled").alias("handled2"),
-            pl.col("valid").alias("valid2"),
-            pl.col("form").alias("form2"),
-        )
-    else:
-        second = pl.DataFrame(
-            schema={"tail": pl.String, "handled2": pl.Boolean, "valid2": pl.Boolean,
-                    "form2": pl.String}
-        )  # fmt: skip
-    first = first.with_columns(pl.when(pl.col("key").str.starts_with("00")).then(tail)).join(
-        second, on="tail", how="left"
+    second = _attempt("+" + retry.unique().str.slice(2), region, least).select(
+        pl.col("key").str.slice(1).alias("tail"),
+        pl.col("handled").alias("handled2"),
+        pl.col("valid").alias("valid2"),
+        pl.col("form").alias("form2"),
+    )
+    tail = pl.when(pl.col("key").str.starts_with("00")).then(pl.col("key").str.slice(2))
+    first = first.with_columns(tail.alias("tail")).join(
+        second, on="tail", how="left", maintain_order="left"
     )
     valid2 = pl.col("valid2").fill_null(False)
     return first.select(

@@ -43,6 +43,9 @@ FORMATTING = (
 )
 _E164 = PhoneNumberFormat.E164
 _VECTORISED_FROM = 2_000  # fewer keys than this (of one calling code): phonenumbers is quicker
+# Distinct keys at least this share of the values: parse every value where it stands (a unique
+# pass and a join back would cost more than the repeats they save).
+_DISTINCT_SHARE = 0.8
 # Common mistakes in a region setting, with the code meant.
 _REGION_HINTS = {"UK": "GB", "EN": "GB", "EL": "GR", "USA": "US", "GER": "DE", "DEU": "DE"}
 
@@ -119,27 +122,31 @@ def parse_key(key: str, region: str) -> tuple[str | None, str | None]:
 
 
 def parse_keys(keys: pl.Series, region: str, least: int = _VECTORISED_FROM) -> pl.DataFrame:
-    """parse_key for many distinct keys: key, e164, parsed. Keys of digits, when there are
+    """parse_key for many keys, in their order: key, e164, parsed. Keys of digits, when there are
     many (``least`` of one calling code), are done by expressions; the rest by the
     phonenumbers package."""
     region = region.upper()
     keys = keys.cast(pl.String).rename("key")
-    simple = keys.str.contains(phone_expressions.SIMPLE_KEY)
+    e164, parsed = _nulls(keys.len()), _nulls(keys.len())  # (scatter writes in place)
+    simple = keys.str.contains(phone_expressions.SIMPLE_KEY).fill_null(False)
+    slow_rows = pl.int_range(keys.len(), dtype=pl.UInt32, eager=True)
     if simple.sum() >= least and phone_expressions.AVAILABLE:
-        fast = phone_expressions.parse_digit_keys(keys.filter(simple), region, least)
-        done = fast.filter(pl.col("handled")).drop("handled")
-        others = pl.concat([keys.filter(~simple), fast.filter(~pl.col("handled"))["key"]])
-    else:
-        done, others = (
-            pl.DataFrame(schema={"key": pl.String, "e164": pl.String, "parsed": pl.String}),
-            keys,
-        )
-    results = [parse_key(k, region) for k in others.to_list()]
-    slow = pl.DataFrame(
-        {"key": others, "e164": [r[0] for r in results], "parsed": [r[1] for r in results]},
-        schema={"key": pl.String, "e164": pl.String, "parsed": pl.String},
-    )
-    return pl.concat([done, slow])
+        rows = simple.arg_true()
+        fast = phone_expressions.parse_digit_keys(keys.gather(rows), region, least)
+        handled = fast.get_column("handled")
+        done = rows.filter(handled)
+        e164 = e164.scatter(done, fast.get_column("e164").filter(handled))
+        parsed = parsed.scatter(done, fast.get_column("parsed").filter(handled))
+        slow_rows = pl.concat([(~simple).arg_true(), rows.filter(~handled)])
+    if slow_rows.len():
+        results = [parse_key(k, region) for k in keys.gather(slow_rows).to_list()]
+        e164 = e164.scatter(slow_rows, pl.Series([r[0] for r in results], dtype=pl.String))
+        parsed = parsed.scatter(slow_rows, pl.Series([r[1] for r in results], dtype=pl.String))
+    return pl.DataFrame({"key": keys, "e164": e164, "parsed": parsed})
+
+
+def _nulls(n: int) -> pl.Series:
+    return pl.repeat(None, n, dtype=pl.String, eager=True)
 
 
 # -- columns ------------------------------------------------------------------------------------
@@ -161,12 +168,24 @@ def _by_text(texts: pl.Series, region: str) -> pl.DataFrame:
 def lookup(values: pl.Series, region: str = DEFAULT_REGION) -> pl.DataFrame:
     """Per value (same length and order as ``values``): ``e164`` (valid numbers only) and
     ``parsed`` (the E.164 form of a number that parsed but is not valid; null otherwise). Blank
-    and null values get nulls in both. Each distinct key is parsed once; the keys are taken of
-    every value (cheaper than a distinct pass over the texts first, and one join back)."""
+    and null values get nulls in both. When most values are distinct (a customer table), every
+    key is parsed where it stands; otherwise each distinct key is parsed once and joined back."""
     keys = values.cast(pl.String).to_frame("raw").select(canonical(pl.col("raw")).alias("key"))
-    distinct = keys.get_column("key").drop_nulls().unique()
-    mapping = parse_keys(distinct.filter(distinct != ""), region)
-    return keys.join(mapping, on="key", how="left", maintain_order="left").select("e164", "parsed")
+    key = keys.get_column("key")
+    if key.approx_n_unique() < _DISTINCT_SHARE * key.len():
+        distinct = key.drop_nulls().unique()
+        mapping = parse_keys(distinct.filter(distinct != ""), region)
+        return keys.join(mapping, on="key", how="left", maintain_order="left").select(
+            "e164", "parsed"
+        )
+    present = (key != "").fill_null(False)
+    if present.all():
+        return parse_keys(key, region).select("e164", "parsed")
+    rows = present.arg_true()
+    got = parse_keys(key.gather(rows), region)
+    return pl.DataFrame(
+        {c: _nulls(key.len()).scatter(rows, got.get_column(c)) for c in ("e164", "parsed")}
+    )
 
 
 def row_regions(regions: pl.Expr, default: str = DEFAULT_REGION) -> pl.Expr:

@@ -39,9 +39,10 @@ READER_VERSION = 1  # bump when the table a read gives for the same rows changes
 FOOTER_KEY = "database_read"
 DELETED = "__amp_deleted"  # the soft-delete flag of a changed row, while it is merged
 REREAD_CHUNK = 1_000  # keys per `IN (...)` list when rows are read again by key
-# Rows typed at once in a full read: the phone rule has a cost per call (a plan per calling
-# code) that a driver's batch of about 100,000 rows pays too often.
-TYPED_ROWS = 500_000
+# Rows typed at once in a full read: the phone rule has a cost per call (a few steps per region
+# of a calling code) that a driver's batch of about 100,000 rows pays too often; one part's rows
+# (parts.PART_ROWS) keep the driver, the typing and the writer at work side by side.
+TYPED_ROWS = parts.PART_ROWS
 
 
 @dataclass

@@ -242,3 +242,46 @@ def test_vectorised_parse_agrees_with_libphonenumber():
 @pytest.mark.slow
 def test_vectorised_parse_agrees_with_libphonenumber_in_every_region():
     _agree(sorted(phonenumbers.SUPPORTED_REGIONS), 300, seed=2)
+
+
+def test_a_column_of_distinct_numbers_keeps_every_answer_in_its_row():
+    """A customer table: almost every number distinct, with blanks, nulls, junk and a few repeats
+    among them. Parsed where they stand (no distinct pass), each row gets libphonenumber's answer
+    for its own text, in its own place."""
+    rng = random.Random(5)
+    area = ["212", "415", "305", "416", "604", "671", "787", "999", "555"]  # US, CA, GU, PR, none
+    texts: list[str | None] = []
+    for i in range(6_000):
+        n = f"{rng.choice(area)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+        texts.append(
+            rng.choice(
+                [n, "+1" + n, "1-" + n, f"({n[:3]}) {n[3:6]}-{n[6:]}", "+44 20 7946 " + n[:4]]
+            )
+        )
+        if i % 97 == 0:
+            texts.append(rng.choice([None, "", "  ", "n/a", "ext. 12", texts[-1]]))
+    values = pl.Series(texts, dtype=pl.String)
+    assert values.approx_n_unique() >= phones._DISTINCT_SHARE * values.len()  # the case tested
+    got = phones.lookup(values, "US")
+    # parse_key takes the canonical key (punctuation gone), as lookup does.
+    keys = values.to_frame("t").select(phones.canonical(pl.col("t"))).to_series().to_list()
+    expected = [(None, None) if not k else phones.parse_key(k, "US") for k in keys]
+    assert list(zip(got["e164"], got["parsed"], strict=True)) == expected
+    assert sum(e is not None for e, _ in expected) > 3_000  # most are valid numbers
+    assert sum(p is not None for _, p in expected) > 500  # and many parse but are not valid
+    # The same answers when the values repeat (the distinct pass and the join back).
+    twice = phones.lookup(pl.concat([values, values, values]), "US")
+    assert twice.head(values.len()).equals(got)
+
+
+def test_leading_digits_are_matched_on_prefixes_only_when_they_are_short():
+    """Regions sharing +1 after the US claim numbers by leading digits of at most four digits, so
+    those are matched on distinct four-digit prefixes; a pattern that can match more is not."""
+    from amp_braze.braze import phone_expressions as pe
+
+    nanpa = [pe._plan(r) for r in ("AG", "DO", "PR", "JM", "GU")]
+    assert pe._widest(tuple(p.leading_digits for p in nanpa)) == 4  # DO's 8001
+    assert pe._widest(("8[0-9]+",)) is None and pe._widest(("8(?=1)",)) is None
+    numbers = pl.Series(["2681234567", "8091234567", "7871234567", "8761234567", "6711234567",
+                         "8001234567", "2121234567"])  # fmt: skip
+    assert pe._claimant(numbers, nanpa).to_list() == [0, 1, 2, 3, 4, 1, None]
