@@ -131,9 +131,14 @@ def parse_keys(keys: pl.Series, region: str, least: int = _VECTORISED_FROM) -> p
     simple = keys.str.contains(phone_expressions.SIMPLE_KEY).fill_null(False)
     slow_rows = pl.int_range(keys.len(), dtype=pl.UInt32, eager=True)
     if simple.sum() >= least and phone_expressions.AVAILABLE:
-        rows = simple.arg_true()
-        fast = phone_expressions.parse_digit_keys(keys.gather(rows), region, least)
+        every = bool(simple.all())
+        rows = slow_rows if every else simple.arg_true()
+        fast = phone_expressions.parse_digit_keys(
+            keys if every else keys.gather(rows), region, least
+        )
         handled = fast.get_column("handled")
+        if every and handled.all():  # all keys of digits, all decided (a customer table)
+            return fast.drop("handled")
         done = rows.filter(handled)
         e164 = e164.scatter(done, fast.get_column("e164").filter(handled))
         parsed = parsed.scatter(done, fast.get_column("parsed").filter(handled))

@@ -136,9 +136,18 @@ def _footer(src: SourceConfig, fp: str, cursor: datetime | None, since_scan: int
     return {"fingerprint": fp, "cursor": _iso(cursor), "reads_since_key_scan": since_scan}
 
 
-def _summary(store: Storage, table: str, src: SourceConfig, without_key: int) -> dict[str, int]:
+def _summary(
+    store: Storage, table: str, src: SourceConfig, without_key: int, hashes: list[pl.Series]
+) -> dict[str, int]:
+    """The table's key counts. ``hashes`` (the keys' 64-bit hashes, taken as the rows streamed
+    by) answer without reading the table again when they are all different: then so are the keys.
+    Equal hashes (duplicate keys, or once in a blue moon two keys that collide) mean counting the
+    keys themselves."""
     key = pl.col(_key(src))
-    rows, distinct = store.scan_table(table).select(pl.len(), key.n_unique()).collect().row(0)
+    every = pl.concat(hashes) if hashes else pl.Series([], dtype=pl.UInt64)
+    rows = distinct = every.len()
+    if every.n_unique() != rows:
+        rows, distinct = store.scan_table(table).select(pl.len(), key.n_unique()).collect().row(0)
     label = "distinct_customers" if src.customer_key else "distinct_records"
     return {
         label: distinct,
@@ -153,7 +162,7 @@ def _full(conn, src, store, table, raw, fp, why, previous) -> DatabaseRead:
     sql = f"SELECT {every} FROM {db.relation(src)}{_live(src)}"
     columns, batches = db.fetch(conn, src, sql, raw)
     shaped = typed(src, pl.LazyFrame(schema=columns)).collect_schema()
-    state: dict[str, Any] = {"read": 0, "without_key": 0, "cursor": None}
+    state: dict[str, Any] = {"read": 0, "without_key": 0, "cursor": None, "hashes": []}
 
     def frames() -> Iterator[pl.DataFrame]:
         for batch in _gathered(batches, TYPED_ROWS):
@@ -162,6 +171,7 @@ def _full(conn, src, store, table, raw, fp, why, previous) -> DatabaseRead:
             keyed = df.filter(pl.col(_key(src)).is_not_null())
             state["without_key"] += df.height - keyed.height
             state["cursor"] = _newest(src, keyed, state["cursor"])
+            state["hashes"].append(keyed.get_column(_key(src)).hash(seed=0))
             yield keyed
 
     def footer() -> dict:
@@ -173,7 +183,7 @@ def _full(conn, src, store, table, raw, fp, why, previous) -> DatabaseRead:
     changed = deleted = rows
     if old_keys is not None:
         changed, deleted = _compare_full(store, table, src, old_keys)
-    summary = _summary(store, table, src, state["without_key"])
+    summary = _summary(store, table, src, state["without_key"], state["hashes"])
     _write_summary(store, table, summary)
     return DatabaseRead(
         uri=uri,

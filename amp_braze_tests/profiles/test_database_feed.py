@@ -76,6 +76,11 @@ def test_reading_what_changed_gives_what_a_full_read_gives(crm, tmp_path, monkey
     second = read_database_feed(src, store, TABLE)
     full, whole = _full(src, tmp_path, 2)
     _same_counts(second, whole, store, tmp_path / "full2")
+    # A full read counts keys from their hashes while the rows stream by, and counts the keys
+    # themselves once two hashes are equal (here: c0020 twice).
+    assert (first.summary["distinct_customers"], first.summary["duplicate_key_rows"]) == (200, 0)
+    assert whole.summary["duplicate_key_rows"] == 1
+    assert whole.summary["distinct_customers"] == full.height - 1 == 200
     assert second.read == "incremental" and second.key_scan and second.written == written
     assert second.cursor == "2026-12-01T11:30:00+00:00"
     assert _rows(store).equals(full)
