@@ -105,6 +105,13 @@ class IdentityConfig(Section):
         description="Feeds that hold at most one record per person (a loyalty program, a "
         "deduplicated CRM): clusters never hold two records of such a feed.",
     )
+    score_chunks: bounded(int, low=1) = Field(
+        1,
+        description="Score the candidate pairs in pieces: each side of a pair is split in this "
+        "many chunks by record id and the chunk pairs are scored one at a time (Splink's "
+        "`predict_chunk`), so a full scoring holds one piece's pairs at once, not all of them. "
+        "The links are the same as in one piece.",
+    )
 
     @property
     def columns(self) -> list[str]:

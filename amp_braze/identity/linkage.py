@@ -138,14 +138,35 @@ def _links(predictions: Any) -> pl.DataFrame:
 
 def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> pl.DataFrame:
     """Every blocked pair at or above the threshold, scored by the stored model: unique_id_l,
-    unique_id_r, match_probability."""
+    unique_id_r, match_probability. With ``score_chunks`` N > 1, in N x N pieces: a pair's left
+    record falls in one of N chunks and its right record in one of N, so the pieces together
+    score each pair exactly once."""
     from splink import Linker
 
     db = database_api()
     linker = Linker(db.register(records.to_arrow()), model, log_level=logging.ERROR)
-    return _links(
-        linker.inference.predict(threshold_match_probability=cfg.threshold, warning_mode="never")
-    )
+    n = cfg.score_chunks
+    if n == 1:
+        return _links(
+            linker.inference.predict(
+                threshold_match_probability=cfg.threshold, warning_mode="never"
+            )
+        )
+    for col, kind in cfg.fields.items():  # the term frequencies once, not once per piece
+        if kind in FREQUENCY_KINDS:
+            linker.table_management.compute_tf_table(col)
+    pieces = []
+    for left in range(1, n + 1):
+        for right in range(1, n + 1):
+            scored = linker.inference.predict_chunk(
+                left_chunk=(left, n),
+                right_chunk=(right, n),
+                threshold_match_probability=cfg.threshold,
+                warning_mode="never",
+            )
+            pieces.append(_links(scored))
+            scored.drop_table_from_database_and_remove_from_cache()
+    return pl.concat(pieces)
 
 
 def score_changed(

@@ -183,3 +183,18 @@ def test_a_rerun_scores_only_new_and_changed_records_and_agrees_with_a_full_reli
                           full.join(mine, on=["a", "b"], how="anti")])  # fmt: skip
     assert (disagree["match_probability"] < config.threshold + 0.02).all(), disagree
     assert disagree.height <= 0.001 * full.height
+
+
+def test_scoring_in_chunks_gives_the_links_of_one_scoring(background):
+    """``score_chunks: 3``: nine pieces (three chunks of left records by three of right records)
+    give exactly the pairs and probabilities of one ``predict()``, and so the same people."""
+    one = run(background.feeds)
+    config = IdentityConfig(fields=FIELDS, blocking=BLOCKING, deterministic=(("loyalty_id",),),
+                            score_chunks=3)  # fmt: skip
+    chunked = resolve(feeds_of(background.feeds), config, EMPTY, 1, one.model)
+    pair = ["source_l", "record_id_l", "source_r", "record_id_r"]
+    a, b = one.links.sort(pair), chunked.links.sort(pair)
+    assert a.height == b.height > 1_000 and a.select(pair).equals(b.select(pair))
+    assert (a["match_probability"] - b["match_probability"]).abs().max() < 1e-12
+    assert chunked.model_links == one.model_links
+    assert one.table.sort("source", "record_id").equals(chunked.table.sort("source", "record_id"))
