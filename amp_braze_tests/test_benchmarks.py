@@ -38,6 +38,15 @@ def test_delta_benchmark_plans_the_changed_users():
     assert _row(out, "data points planned")[:2] == ["200", "460,000"]
 
 
+def test_identity_chunks_benchmark_compares_the_links():
+    out = _bench("identity-chunks", "--people", "3000", "--chunks", "2")
+    one, pieces = _row(out, "links at or above the threshold (one predict / pieces)")[0].split(
+        " / "
+    )
+    assert one == pieces and int(one.replace(",", "")) > 1_000
+    assert _row(out, "largest difference of a link's match probability")[0] == "0.0e+00"
+
+
 def test_database_benchmark_reads_the_changes():
     out = _bench("database", "--rows", "20000", "--runs", "2")
     made = re.search(

@@ -27,6 +27,10 @@ SCENARIOS = {
         "benchmarks.identity",
         "identity resolution: F1 on held-out data, 1M records end to end, 1% new records",
     ),
+    "identity-chunks": (
+        "benchmarks.identity_chunks",
+        "identity scoring in N x N pieces against one predict(): same links, peak memory",
+    ),
     "identity-sweep": (
         "benchmarks.identity_sweep",
         "identity F1 at 1k..50k people, three seeds, held-out mix and the demo's brand",
