@@ -129,15 +129,16 @@ def parse_keys(keys: pl.Series, region: str, least: int = _VECTORISED_FROM) -> p
     keys = keys.cast(pl.String).rename("key")
     e164, parsed = _nulls(keys.len()), _nulls(keys.len())  # (scatter writes in place)
     simple = keys.str.contains(phone_expressions.SIMPLE_KEY).fill_null(False)
-    slow_rows = pl.int_range(keys.len(), dtype=pl.UInt32, eager=True)
+    every_row = pl.int_range(keys.len(), dtype=pl.UInt32, eager=True)
+    slow_rows = every_row  # the rows left to the phonenumbers package
     if simple.sum() >= least and phone_expressions.AVAILABLE:
-        every = bool(simple.all())
-        rows = slow_rows if every else simple.arg_true()
+        all_simple = bool(simple.all())
+        rows = every_row if all_simple else simple.arg_true()
         fast = phone_expressions.parse_digit_keys(
-            keys if every else keys.gather(rows), region, least
+            keys if all_simple else keys.gather(rows), region, least
         )
         handled = fast.get_column("handled")
-        if every and handled.all():  # all keys of digits, all decided (a customer table)
+        if all_simple and handled.all():  # all keys of digits, all decided (a customer table)
             return fast.drop("handled")
         done = rows.filter(handled)
         e164 = e164.scatter(done, fast.get_column("e164").filter(handled))

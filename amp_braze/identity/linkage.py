@@ -136,6 +136,13 @@ def _links(predictions: Any) -> pl.DataFrame:
     return edges
 
 
+def _term_frequencies(linker: Any, cfg: IdentityConfig) -> None:
+    """How common each name and email value is, over all the linker's records."""
+    for col, kind in cfg.fields.items():
+        if kind in FREQUENCY_KINDS:
+            linker.table_management.compute_tf_table(col)
+
+
 def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> pl.DataFrame:
     """Every blocked pair at or above the threshold, scored by the stored model: unique_id_l,
     unique_id_r, match_probability. With ``score_chunks`` N > 1, in N x N pieces: a pair's left
@@ -152,9 +159,7 @@ def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> 
                 threshold_match_probability=cfg.threshold, warning_mode="never"
             )
         )
-    for col, kind in cfg.fields.items():  # the term frequencies once, not once per piece
-        if kind in FREQUENCY_KINDS:
-            linker.table_management.compute_tf_table(col)
+    _term_frequencies(linker, cfg)  # once, not once per piece
     pieces = []
     for left in range(1, n + 1):
         for right in range(1, n + 1):
@@ -179,9 +184,7 @@ def score_changed(
 
     db = database_api()
     linker = Linker(db.register(records.to_arrow()), model, log_level=logging.ERROR)
-    for col, kind in cfg.fields.items():
-        if kind in FREQUENCY_KINDS:
-            linker.table_management.compute_tf_table(col)
+    _term_frequencies(linker, cfg)
     mine = records.filter(changed)
     rest = records.filter(~changed)
     mine_df = db.register(mine.to_arrow())
