@@ -34,6 +34,12 @@ SINGLE_SYNC_SCHEDULE = "braze_sync_schedule"
 SINGLE_SYNC = "braze"  # the name of the one sync of the braze: + sync: shape
 
 
+def profile_key(customer_keys: set[str]) -> str:
+    """The name of customer_profiles' key: the feeds' shared customer_key name, else
+    ``customer_key`` (with identity resolution the feeds' key is ``amp_id``)."""
+    return next(iter(customer_keys)) if len(customer_keys) == 1 else "customer_key"
+
+
 def source_table(name: str) -> str:
     """The table (and asset path) a feed is read into."""
     return f"{SOURCES}/{name}"

@@ -15,6 +15,7 @@ LAYERS: list[set[str]] = [
     {"failpoints", "sql_reads", "sorted_rows", "catalogue", "engagement_schema", "metadata"},
     {"config"},
     {"storage"},
+    {"shards"},  # which shard a customer is in, and the layout a storage root is split in
     {"resources"},
     {"profiles", "identity", "currents"},
     {"audiences"},
@@ -22,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"events"},
     {"definitions"},
     {"step_preload"},  # what a run's step server imports: the definitions, built once
+    {"resharding"},  # runs a sync's jobs in this process, and changes the number of shards
     {"demo"},
     {"cli"},
 ]

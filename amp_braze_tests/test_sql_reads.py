@@ -88,3 +88,69 @@ def test_only_the_tables_a_query_reads_are_opened(tmp_path):
     unparsable = "SELEC nonsense FROM ("
     with pytest.raises(FileNotFoundError, match="sources/pos"):
         base_tables(cfg, store, [sql, unparsable])  # unknown reads: every table is opened
+
+
+SPLIT = {"customer_profiles", "braze_customer_attributes"}
+KEYS = {"customer_id", "external_id"}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT customer_id AS external_id, email FROM customer_profiles WHERE ltv > 5",
+        "SELECT p.customer_id AS external_id, e.email_opens_30d FROM customer_profiles AS p "
+        "LEFT JOIN engagement_summary AS e ON e.external_user_id = p.customer_id",
+        "SELECT customer_id AS external_id, t FROM (SELECT *, visits > 5 AS t FROM customer_profiles)",
+        "WITH x AS (SELECT customer_id FROM customer_profiles) SELECT customer_id FROM x",
+        "SELECT p.customer_id, o.n FROM customer_profiles p LEFT JOIN (SELECT cust, count(*) AS n "
+        "FROM sources_orders GROUP BY cust) o ON o.cust = p.customer_id",
+        "SELECT customer_id, count(*) FROM customer_profiles GROUP BY customer_id",
+        "SELECT customer_id, sum(ltv) OVER (PARTITION BY customer_id) FROM customer_profiles",
+        "SELECT a.customer_id FROM customer_profiles a JOIN customer_profiles b "
+        "ON a.customer_id = b.customer_id",
+        "SELECT external_id FROM braze_customer_attributes WHERE ltv > 500 ORDER BY ltv",
+        "SELECT external_id FROM braze_customer_attributes UNION ALL "
+        "SELECT customer_id FROM customer_profiles",
+    ],
+)
+def test_queries_that_keep_customers_apart_pass(sql):
+    from amp_braze.sql_reads import cross_customer
+
+    assert cross_customer(sql, SPLIT, KEYS) is None
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("SELECT customer_id FROM customer_profiles ORDER BY ltv DESC LIMIT 100", "LIMIT"),
+        ("SELECT country, count(*) FROM customer_profiles GROUP BY country", "COUNT"),
+        ("SELECT customer_id, rank() OVER (ORDER BY ltv) FROM customer_profiles", "window"),
+        (
+            "SELECT external_id FROM braze_customer_attributes "
+            "WHERE ltv > (SELECT avg(ltv) FROM braze_customer_attributes)",
+            "subquery",
+        ),
+        ("SELECT c.id AS external_id FROM sources_crm c", "sources_crm"),
+        (
+            "SELECT p.customer_id FROM customer_profiles p RIGHT JOIN sources_crm c "
+            "ON c.id = p.customer_id",
+            "RIGHT JOIN",
+        ),
+        (
+            "SELECT a.customer_id FROM customer_profiles a JOIN customer_profiles b "
+            "ON a.referrer = b.customer_id",
+            "join",
+        ),
+        ("SELECT DISTINCT country FROM customer_profiles", "DISTINCT"),
+        (
+            "SELECT customer_id FROM customer_profiles UNION ALL SELECT id FROM sources_crm",
+            "sources_crm",
+        ),
+        ("SELEC nonsense FROM (", "cannot be parsed"),
+    ],
+)
+def test_queries_that_look_across_customers_are_named(sql, why):
+    from amp_braze.sql_reads import cross_customer
+
+    found = cross_customer(sql, SPLIT, KEYS)
+    assert found is not None and why in found, found

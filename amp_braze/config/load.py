@@ -22,8 +22,10 @@ from amp_braze.config.events import EventStream
 from amp_braze.config.identity import IdentityConfig
 from amp_braze.config.model import Config
 from amp_braze.config.ownership import check_syncs
+from amp_braze.config.scale import ScaleConfig
 from amp_braze.config.section import Loading, key_problem
 from amp_braze.config.segments import SegmentConfig, check_exclusions
+from amp_braze.config.shardable import check_shardable
 from amp_braze.config.sources import SourceConfig
 from amp_braze.config.syncs import SyncConfig, SyncSpec
 from amp_braze.config.values import NAME, PhoneRegion
@@ -218,6 +220,7 @@ def _parse(data: Any, base_dir: Path, path: Path | None) -> Config:
             segments=segments,
             sync=sync,
             identity=identity,
+            scale=_optional(ScaleConfig, top.get("scale"), "scale", loading) or ScaleConfig(),
             currents=_optional(CurrentsConfig, top.get("currents"), "currents", loading),
             events=_events(
                 top,
@@ -228,6 +231,7 @@ def _parse(data: Any, base_dir: Path, path: Path | None) -> Config:
     except ValidationError as e:
         raise from_validation(e) from None
     check_syncs(cfg)
+    check_shardable(cfg)
     return cfg
 
 

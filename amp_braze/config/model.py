@@ -12,6 +12,7 @@ from amp_braze.config.currents import CurrentsConfig
 from amp_braze.config.destinations import BrazeConfig
 from amp_braze.config.events import EventStream
 from amp_braze.config.identity import IdentityConfig
+from amp_braze.config.scale import ScaleConfig
 from amp_braze.config.section import Section, derived, set_by_loader
 from amp_braze.config.segments import SegmentConfig
 from amp_braze.config.sources import SourceConfig
@@ -60,6 +61,9 @@ class Config(Section):
     )
     sync: SyncConfig = Field(
         default_factory=SyncConfig, description="How syncs run, and their default schedule."
+    )
+    scale: ScaleConfig = Field(
+        default_factory=ScaleConfig, description="How the pipeline splits by customer."
     )
     identity: IdentityConfig | None = Field(
         None, description="Identity resolution, for feeds that share no customer key."

@@ -71,6 +71,20 @@ class Storage(ABC):
 
     def __init__(self, root: str | Path):
         self.root = str(root).rstrip("/")
+        self._shared: Storage | None = None
+
+    def shard(self, name: str, shards: int) -> Storage:
+        """The root of one shard's own tables and sync state (``shards/<shards>/<name>/``: a
+        split in another number of shards has folders of its own); what every shard reads or
+        holds together (feeds, identity, Currents, leases) stays in ``shared``."""
+        part = Storage(f"{self.root}/shards/{shards}/{name}")
+        part._shared = self
+        return part
+
+    @property
+    def shared(self) -> Storage:
+        """The root of what all shards share: this root itself unless it is a shard's."""
+        return self._shared or self
 
     def __getnewargs__(self) -> tuple[str]:
         return (self.root,)  # copies and pickles are made through __new__ like the original
