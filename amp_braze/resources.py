@@ -16,6 +16,7 @@ from amp_braze.braze.client import BrazeClient
 from amp_braze.braze.instances import endpoint_for
 from amp_braze.braze.retry import RetryPolicy
 from amp_braze.config import BrazeConfig
+from amp_braze.shards import shard_names
 from amp_braze.storage import Storage
 
 
@@ -26,6 +27,21 @@ class StorageResource(dg.ConfigurableResource):
 
     def get(self) -> Storage:
         return Storage(self.root)
+
+    def for_run(self, context: dg.AssetExecutionContext) -> Storage:
+        """The storage of what this step writes: its shard's root when the asset is split in
+        shards (the partition), the root itself otherwise."""
+        store = self.get()
+        if not context.has_partition_key:
+            return store
+        shards = len(context.assets_def.partitions_def.get_partition_keys())
+        return store.shard(context.partition_key, shards)
+
+
+@cache
+def shard_partitions(shards: int) -> dg.StaticPartitionsDefinition | None:
+    """The partitions of a pipeline split in shards (None: not split), one object per count."""
+    return dg.StaticPartitionsDefinition(shard_names(shards)) if shards > 1 else None
 
 
 @cache

@@ -122,15 +122,55 @@ def size_guard(
     or a baseline of zero, passes (there is nothing to compare with)."""
     problems = []
     for name, size in sizes.items():
-        seg = config.segments[name]
         base = baseline.get(name)
-        if not base:
+        if base:
+            problems += _too_far(config, name, abs(size - base) / base, accept_all,
+                                 f"segment {name!r} changed from {base:,} to {size:,} members")  # fmt: skip
+    return GuardResult(not problems, problems, baseline)
+
+
+def _too_far(config: Config, name: str, change: float, accept_all: bool, what: str) -> list[str]:
+    seg = config.segments[name]
+    if change <= seg.max_change or seg.allow_large_change or accept_all:
+        return []
+    return [
+        f"{what} ({change:.0%} > max_change {seg.max_change:.0%}); set "
+        f"segments.{name}.allow_large_change: true or run with accept_segment_changes: true if "
+        "this is intended"
+    ]
+
+
+def sharded_size_guard(
+    config: Config,
+    sizes: dict[str, int],
+    shard: str,
+    shards: dict[str, dict],
+    n: int,
+    accept_all: bool = False,
+) -> GuardResult:
+    """The size guard of one shard of n, over the whole segment. ``shards`` holds, per shard,
+    the sizes it last accepted and last computed. A segment fails when the whole segment (this
+    shard's new size plus every other shard's newest) moved more than max_change from the sizes
+    the shards accepted, or when this shard's change, as if every shard changed alike, would move
+    it that far: a change that reaches every shard stops at the first shard to see it, and while
+    the whole segment is off (shards that failed accepted nothing) every shard stops. The
+    baseline is the whole segment's accepted size; a segment some shard has not accepted yet
+    passes."""
+    problems, baseline = [], {}
+    own = shards.get(shard, {}).get("accepted", {})
+    others = [v for k, v in shards.items() if k != shard]
+    for name, size in sizes.items():
+        accepted = [own.get(name)] + [o.get("accepted", {}).get(name) for o in others]
+        if len(accepted) < n or None in accepted or not sum(accepted):
             continue
-        change = abs(size - base) / base
-        if change > seg.max_change and not (seg.allow_large_change or accept_all):
-            problems.append(
-                f"segment {name!r} changed from {base:,} to {size:,} members ({change:.0%} > "
-                f"max_change {seg.max_change:.0%}); set segments.{name}.allow_large_change: true or "
-                "run with accept_segment_changes: true if this is intended"
-            )
+        base = baseline[name] = sum(accepted)
+        now = size + sum(o.get("latest", {}).get(name, 0) for o in others)
+        problems += _too_far(config, name, abs(now - base) / base, accept_all,
+                             f"segment {name!r} has {now:,} members over its {n} shards "
+                             f"against {base:,} accepted")  # fmt: skip
+        step = (size - own[name]) * n
+        problems += _too_far(config, name, abs(step) / base, accept_all,
+                             f"segment {name!r} changed by {size - own[name]:+,} members in "
+                             f"{shard}, {step:+,} if every shard changed alike, of {base:,} "
+                             "accepted")  # fmt: skip
     return GuardResult(not problems, problems, baseline)

@@ -18,6 +18,7 @@ from amp_braze.catalogue import (
 from amp_braze.config import BrazeConfig, Config, SourceConfig
 from amp_braze.metadata import (
     Laps,
+    StepCost,
     rows_table,
     stage_seconds,
     stored_table_metadata,
@@ -33,8 +34,8 @@ from amp_braze.profiles.incremental import (
     write_profiles,
 )
 from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_assets
-from amp_braze.profiles.unify import with_amp_ids
-from amp_braze.resources import StorageResource
+from amp_braze.profiles.unify import shard_feeds, with_amp_ids
+from amp_braze.resources import StorageResource, shard_partitions
 from amp_braze.storage import parts
 
 
@@ -157,6 +158,7 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
         name=PROFILES,
         group_name=PROFILES_GROUP,
         deps=deps,
+        partitions_def=shard_partitions(cfg.scale.shards),
         kinds={"polars", "parquet"},
         description=(
             "One row per customer, unified across feeds: per field the newest non-null value wins "
@@ -166,14 +168,18 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
     def customer_profiles(
         context: dg.AssetExecutionContext, storage: StorageResource
     ) -> dg.MaterializeResult:
-        store = storage.get()
+        cost = StepCost(context)
+        store = storage.for_run(context)
+        shared = store.shared  # the feeds and identity clusters, read by every shard
         # Each table read as one version, its rows and its write id together: a feed rewritten by
         # another run meanwhile must not be recorded as read when its older rows were.
-        snaps = {name: store.table_snapshot(source_table(name)) for name in cfg.profile_sources}
+        snaps = {name: shared.table_snapshot(source_table(name)) for name in cfg.profile_sources}
         feeds = {name: (src, snaps[name].frame) for name, src in cfg.profile_sources.items()}
         if cfg.identity is not None:
-            snaps[CLUSTERS] = store.table_snapshot(CLUSTERS)
+            snaps[CLUSTERS] = shared.table_snapshot(CLUSTERS)
             feeds = with_amp_ids(feeds, snaps[CLUSTERS].frame)
+        if context.has_partition_key:
+            feeds = shard_feeds(feeds, context.partition_key, cfg.scale.shards)
         versions = {name: snap.footer.get("write_id", "") for name, snap in snaps.items()}
         lap = Laps()
         built = profiles_from_changes(store, feeds, versions)
@@ -209,7 +215,7 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
             | {"write": lap.seconds.get("write", 0)}
         )
         context.log.info(f"customer_profiles: {meta['dagster/row_count'].value} customers")
-        return dg.MaterializeResult(metadata=meta)
+        return dg.MaterializeResult(metadata=meta | cost.metadata())
 
     return customer_profiles
 
@@ -270,9 +276,11 @@ def attributes_assets(
         ],
         check_specs=[check],
         name="_".join(keys[0]),
+        partitions_def=shard_partitions(cfg.scale.shards),
     )
     def attributes(context: dg.AssetExecutionContext, storage: StorageResource):
-        store = storage.get()
+        cost = StepCost(context)
+        store = storage.for_run(context)
         sql = sql_path.read_text()
         tables = base_tables(cfg, store, [sql])
         previous = store.table_snapshot(table) if store.table_exists(table) else None
@@ -310,7 +318,7 @@ def attributes_assets(
         )
         yield dg.MaterializeResult(
             asset_key=dg.AssetKey(keys[0]),
-            metadata=meta,
+            metadata=meta | cost.metadata(),
             check_results=[
                 dg.AssetCheckResult(
                     check_name="rejected_share",

@@ -30,11 +30,13 @@ def base_tables(
     reads = [tables_read(q) for q in queries] if queries is not None else [None]
     wanted = None if any(r is None for r in reads) else set().union(*reads)
 
-    def table(name: str, stored: str) -> pl.LazyFrame:
-        return storage.scan_table(stored) if wanted is None or name in wanted else pl.LazyFrame()
+    shared = storage.shared  # a shard's own profiles; what every shard reads, from the root
 
-    tables = {PROFILES: table(PROFILES, PROFILES)}
-    if storage.table_exists(ENGAGEMENT):
+    def table(name: str, stored: str, where: Storage = shared) -> pl.LazyFrame:
+        return where.scan_table(stored) if wanted is None or name in wanted else pl.LazyFrame()
+
+    tables = {PROFILES: table(PROFILES, PROFILES, storage)}
+    if shared.table_exists(ENGAGEMENT):
         tables[ENGAGEMENT] = table(ENGAGEMENT, ENGAGEMENT)
     else:
         tables[ENGAGEMENT] = empty_engagement_summary().lazy()

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from amp_braze.catalogue import profile_key
 from amp_braze.config import SourceConfig
+from amp_braze.shards import in_shard
 
 SOURCES_COL = "source_feeds"
 UPDATED_COL = "profile_updated_at"
@@ -23,8 +25,7 @@ WON, WON_CODES, NO_WINNER = "fields_won_by", string.ascii_letters + string.digit
 
 def key_column(sources: list[SourceConfig]) -> str:
     """The unified key's name: the feeds' shared customer_key name, else ``customer_key``."""
-    names = {s.customer_key for s in sources}
-    return names.pop() if len(names) == 1 else "customer_key"
+    return profile_key({s.customer_key for s in sources})
 
 
 def normalize_key(expr: pl.Expr, how: str) -> pl.Expr:
@@ -96,6 +97,17 @@ def _prepare(src: SourceConfig, lf: pl.LazyFrame, order: int, key: str) -> pl.La
 def feed_key(src: SourceConfig, key: str) -> pl.Expr:
     """A feed row's customer key as unification uses it."""
     return normalize_key(pl.col(src.customer_key), src.key_normalize).alias(key)
+
+
+def shard_feeds(
+    feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]], shard: str, shards: int
+) -> dict[str, tuple[SourceConfig, pl.LazyFrame]]:
+    """The rows of each feed whose customer key is in ``shard`` (amp_braze.shards)."""
+    key = key_column([cfg for cfg, _ in feeds.values()])
+    return {
+        name: (src, lf.filter(in_shard(feed_key(src, key), shard, shards)))
+        for name, (src, lf) in feeds.items()
+    }
 
 
 def unify(

@@ -10,9 +10,11 @@ from amp_braze.braze.client import AuthError, BrazeError
 from amp_braze.braze.identifiers import ID
 from amp_braze.catalogue import MEMBERSHIPS, SYNC, SYNC_PLAN, SYNC_REJECTIONS
 from amp_braze.config import Config, SyncSpec
-from amp_braze.metadata import rows_table, stage_seconds, table_metadata
+from amp_braze.metadata import StepCost, rows_table, stage_seconds, table_metadata
 from amp_braze.profiles.assets import attributes_assets
-from amp_braze.resources import StorageResource
+from amp_braze.resources import StorageResource, shard_partitions
+from amp_braze.shards import LayoutChanged, check_layout
+from amp_braze.storage import Storage
 from amp_braze.sync import subscriptions as subscription
 from amp_braze.sync.lease import LeaseLost, LeaseTimeout
 from amp_braze.sync.run import load_plan, make_plan, run_sync, save_plan, write_dry_run
@@ -72,6 +74,18 @@ def _subscription_metadata(changes: dict | None, stats: dict) -> dict:
     return meta
 
 
+def sync_storage(
+    context: dg.AssetExecutionContext, storage: StorageResource, cfg: Config
+) -> Storage:
+    """The storage a plan or a sync works in (its shard's), once its layout is the configured one."""
+    store = storage.for_run(context)
+    try:
+        check_layout(store.shared, cfg.scale.shards)
+    except LayoutChanged as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from None
+    return store
+
+
 def sync_asset_key(spec: SyncSpec, name: str) -> dg.AssetKey:
     """The key of one of a sync's assets (its names say where they sit)."""
     return dg.AssetKey(spec.names.key(name))
@@ -80,6 +94,7 @@ def sync_asset_key(spec: SyncSpec, name: str) -> dg.AssetKey:
 def sync_assets(cfg: Config, spec: SyncSpec) -> list:
     """One sync's assets: its plan, its send and rejections, and its own query's result."""
     names = paths = spec.names
+    shards = shard_partitions(cfg.scale.shards)
     pool, workspace, group = names.pool, names.workspace, names.group
     b = cfg.destination_of(spec)
     kind = "a campaign" if spec.audience else "an orchestration"
@@ -102,8 +117,11 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
     @dg.asset(
         key=sync_asset_key(spec, SYNC_PLAN),
         group_name=group,
-        pool=pool,
+        # Split in shards, each shard's plan reads only its own state: plans run side by side,
+        # and only the sends share the destination's pool (and its lease).
+        pool=pool if shards is None else None,
         deps=plan_deps,
+        partitions_def=shards,
         kinds={"polars", "braze"},
         description=f"The delta of {what}: per user, only the attributes (and segment attributes) "
         "and subscription-group states whose value differs from what Braze last accepted (the "
@@ -112,7 +130,8 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
     def braze_sync_plan(
         context: dg.AssetExecutionContext, storage: StorageResource
     ) -> dg.MaterializeResult:
-        store = storage.get()
+        cost = StepCost(context)
+        store = sync_storage(context, storage, cfg)
         plan = make_plan(cfg, store, spec)
         uri = save_plan(store, plan, paths)
         s = plan.stats
@@ -120,7 +139,9 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
             f"plan: {s['users_changed']:,} users, {s['attributes_changed']:,} attributes, "
             f"{s['data_points']:,} data points (a full sync: {s['full_sync_data_points']:,})"
         )
-        return dg.MaterializeResult(metadata=table_metadata(plan.table, uri) | _plan_metadata(s))
+        return dg.MaterializeResult(
+            metadata=table_metadata(plan.table, uri) | _plan_metadata(s) | cost.metadata()
+        )
 
     @dg.multi_asset(
         specs=[
@@ -146,11 +167,13 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
         ],
         name=names.sync_step,
         pool=pool,
+        partitions_def=shards,
         required_resource_keys={"storage", workspace},
     )
     def braze_sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
         # Both resources by key: the workspace differs per destination.
-        store = context.resources.storage.get()
+        cost = StepCost(context)
+        store = sync_storage(context, context.resources.storage, cfg)
         plan = load_plan(store, paths)
         if config.dry_run:
             name = f"{paths.dry_runs}/{context.run.run_id}.jsonl"
@@ -244,6 +267,8 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 "(Braze kept failing); everything Braze accepted is recorded, and the next sync sends the rest.",
                 metadata=meta,
             )
-        yield dg.MaterializeResult(asset_key=sync_asset_key(spec, SYNC), metadata=meta)
+        yield dg.MaterializeResult(
+            asset_key=sync_asset_key(spec, SYNC), metadata=meta | cost.metadata()
+        )
 
     return [*own, braze_sync_plan, braze_sync]

@@ -12,9 +12,13 @@ from amp_braze.sync.jobs import build_jobs
 
 
 def defs(config: Config) -> dg.Definitions:
-    jobs, schedules = build_jobs(config)
+    jobs, triggers = build_jobs(config)
+    schedules = [t for t in triggers if isinstance(t, dg.ScheduleDefinition)]
+    sensors = [t for t in triggers if not isinstance(t, dg.ScheduleDefinition)]
     resources: dict = {"storage": storage_resource(config.storage)}
     for spec in config.syncs.values():
         resources[spec.names.workspace] = braze_workspace(config.destination_of(spec))
     assets = [a for spec in config.syncs.values() for a in sync_assets(config, spec)]
-    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
+    return dg.Definitions(
+        assets=assets, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources
+    )

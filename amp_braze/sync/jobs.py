@@ -8,13 +8,17 @@ import dagster as dg
 
 from amp_braze.catalogue import (
     ALL_SYNCS_JOB,
+    ATTRIBUTES,
     CURRENTS_EVENTS,
     FIELD_REJECTIONS,
+    MEMBERSHIPS,
+    PROFILES,
     SYNC,
     SYNC_PLAN,
     SYNC_REJECTIONS,
 )
 from amp_braze.config import Config, SyncSpec
+from amp_braze.shards import shard_names
 from amp_braze.sync.assets import sync_asset_key
 
 
@@ -42,38 +46,119 @@ def plan_selection(cfg: Config, spec: SyncSpec) -> dg.AssetSelection:
     return _with_side_tables(cfg, spec, [sync_asset_key(spec, SYNC_PLAN)])
 
 
+def sharded_selection(cfg: Config) -> dg.AssetSelection:
+    """The assets split in shards (scale.shards > 1): customer_profiles down to every braze_sync."""
+    keys = [dg.AssetKey(k) for k in (PROFILES, ATTRIBUTES, FIELD_REJECTIONS, MEMBERSHIPS)]
+    for spec in cfg.syncs.values():
+        keys += [sync_asset_key(spec, k) for k in (SYNC_PLAN, SYNC, SYNC_REJECTIONS)]
+        if spec.names.own_attributes:
+            keys += [
+                dg.AssetKey(t.split("/"))
+                for t in (spec.names.attributes, spec.names.field_rejections)
+            ]
+    return dg.AssetSelection.assets(*keys)
+
+
+def feeds_job_name(job: str) -> str:
+    """The job that reads what every shard of ``job`` reads (scale.shards > 1)."""
+    return f"{job}_feeds"
+
+
 def build_jobs(cfg: Config) -> tuple[list[dg.UnresolvedAssetJobDefinition], list]:
-    """(jobs, schedules): per sync its job, its plan job and its schedule, and braze_sync_job."""
+    """(jobs, schedules and sensors): per sync its job, its plan job and its schedule, and
+    braze_sync_job. Split in shards, each job runs one shard (a partition), and its schedule
+    runs the job's ``_feeds`` job (the feeds and everything else all shards read), whose success
+    launches one run of the job per shard (``shard_runs``)."""
     jobs: list = []
-    schedules: list = []
     everything = None
-    own_jobs: dict[str, dg.UnresolvedAssetJobDefinition] = {}
+    own: dict[str, tuple[dg.AssetSelection, str]] = {}
     for spec in cfg.syncs.values():
         selection = sync_selection(cfg, spec)
         everything = selection if everything is None else everything | selection
-        jobs.append(
-            dg.define_asset_job(
-                spec.names.plan_job,
-                selection=plan_selection(cfg, spec),
-                description=f"Everything sync {spec.name!r} needs up to its plan: shows what "
-                "it would send (amp-braze plan runs it); sends nothing.",
-            )
+        jobs += _job(
+            cfg,
+            spec.names.plan_job,
+            plan_selection(cfg, spec),
+            f"Everything sync {spec.name!r} needs up to its plan: shows what it would send "
+            "(amp-braze plan runs it); sends nothing.",
         )
         if spec.names.job != ALL_SYNCS_JOB:
-            own_jobs[spec.name] = dg.define_asset_job(
-                spec.names.job,
-                selection=selection,
-                description=f"Everything sync {spec.name!r} needs, from the feeds to its "
-                "braze_sync.",
-            )
-    all_job = dg.define_asset_job(
+            own[spec.name] = (selection, spec.names.job)
+    all_jobs = _job(
+        cfg,
         ALL_SYNCS_JOB,
-        selection=everything,
-        description="Every sync, and everything they need, from the feeds to braze_sync.",
+        everything,
+        "Every sync, and everything they need, from the feeds to braze_sync.",
     )
+    by_sync = {
+        name: _job(
+            cfg, job, sel, f"Everything sync {name!r} needs, from the feeds to its braze_sync."
+        )
+        for name, (sel, job) in own.items()
+    }
+    triggers: list = []
     for spec in cfg.syncs.values():
-        schedules.append(_schedule(spec, own_jobs.get(spec.name, all_job)))
-    return [all_job, *own_jobs.values(), *jobs], schedules
+        chain = by_sync.get(spec.name, all_jobs)
+        triggers += _triggers(cfg, spec, chain)
+    if len(all_jobs) == 2 and not any(
+        spec.names.job == ALL_SYNCS_JOB for spec in cfg.syncs.values()
+    ):
+        # braze_sync_job of several syncs has no schedule, but its feeds job run by hand still
+        # goes on to every shard.
+        triggers.append(shard_runs(*all_jobs, shard_names(cfg.scale.shards)))
+    return [*all_jobs, *(j for js in by_sync.values() for j in js), *jobs], triggers
+
+
+def _job(
+    cfg: Config, name: str, selection: dg.AssetSelection, description: str
+) -> list[dg.UnresolvedAssetJobDefinition]:
+    """The job (one shard per run when split in shards), and when split its feeds job."""
+    if cfg.scale.shards == 1:
+        return [dg.define_asset_job(name, selection=selection, description=description)]
+    sharded = sharded_selection(cfg)
+    return [
+        dg.define_asset_job(
+            name,
+            selection=selection & sharded,
+            description=f"{description} One shard per run: the feeds are read by "
+            f"{feeds_job_name(name)}.",
+        ),
+        dg.define_asset_job(
+            feeds_job_name(name),
+            selection=selection - sharded,
+            description=f"What every shard of {name} reads (the feeds, ...); when it succeeds, "
+            f"{name} runs once per shard.",
+        ),
+    ]
+
+
+def _triggers(cfg: Config, spec: SyncSpec, jobs: list) -> list:
+    if len(jobs) == 1:
+        return [_schedule(spec, jobs[0])]
+    chain, feeds = jobs
+    return [_schedule(spec, feeds), shard_runs(chain, feeds, shard_names(cfg.scale.shards))]
+
+
+def shard_runs(
+    chain: dg.UnresolvedAssetJobDefinition,
+    feeds: dg.UnresolvedAssetJobDefinition,
+    shards: list[str],
+) -> dg.SensorDefinition:
+    """When a feeds job succeeds, one run of its job per shard (each any worker's)."""
+
+    @dg.run_status_sensor(
+        name=f"{chain.name}_shards",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[feeds],
+        request_job=chain,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Runs {chain.name} once per shard after {feeds.name} succeeds.",
+    )
+    def _shards(context: dg.RunStatusSensorContext):
+        run_id = context.dagster_run.run_id
+        return [dg.RunRequest(run_key=f"{run_id}:{shard}", partition_key=shard) for shard in shards]
+
+    return _shards
 
 
 def _schedule(spec: SyncSpec, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:

@@ -193,7 +193,7 @@ def run_sync(
     start = time.perf_counter()
     paths = spec.names
     state = SyncState(storage, paths.state_key)
-    lease = Lease(storage, paths.lease, run_id, ttl=config.sync.lease_seconds)
+    lease = Lease(storage.shared, paths.lease, run_id, ttl=config.sync.lease_seconds)
     waited = lease.acquire(config.sync.lease_wait_seconds)
     try:
         report = _send(config, storage, state, lease, plan, run_id, workspace, on_progress, spec)
@@ -336,7 +336,7 @@ def _send_merges(
 ) -> tuple[int, int]:
     """Send the identity merges this sync's Braze profiles need, then record them in the state
     (see amp_braze.sync.merges); returns (merged, renamed)."""
-    all_merges = IdMap(storage).merges()
+    all_merges = IdMap(storage.shared).merges()
     if all_merges.height == 0:
         return 0, 0
     state_ids = view.frame.select(ID).collect().get_column(ID)

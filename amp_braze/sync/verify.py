@@ -13,6 +13,7 @@ from amp_braze.braze.identifiers import ID, identifier_columns
 from amp_braze.braze.payload import object_json
 from amp_braze.braze.plan_columns import AttrSpec, flag, subscription_column
 from amp_braze.config import Config, SyncSpec
+from amp_braze.shards import shard_stores
 from amp_braze.storage import Storage
 from amp_braze.sync.wanted import Wanted, wanted_state
 
@@ -127,9 +128,17 @@ def compare(
     braze_users: list[dict],
     syncs: list[SyncSpec],
 ) -> Comparison:
-    """What a workspace holds against what the given syncs to it want."""
-    wanted = {spec.name: wanted_state(config, storage, spec) for spec in syncs}
-    want, booleans = expected_profiles(config, storage, syncs, wanted)
+    """What a workspace holds against what the given syncs to it want (over every shard)."""
+    want: dict[str, dict] = {}
+    booleans: set[str] = set()
+    states, off = 0, []
+    for store in shard_stores(storage, config.scale.shards):
+        wanted = {spec.name: wanted_state(config, store, spec) for spec in syncs}
+        shard_want, shard_booleans = expected_profiles(config, store, syncs, wanted)
+        want |= shard_want
+        booleans |= shard_booleans
+        shard_states, shard_off = _subscription_states(config, wanted, braze_users, syncs)
+        states, off = states + shard_states, off + shard_off
     have = {
         u.get("external_id") or u.get("braze_id"): flatten_braze_profile(u, booleans)
         for u in braze_users
@@ -147,5 +156,4 @@ def compare(
     missing = sorted(set(want) - set(have))
     unexpected = sorted(set(have) - set(want))
     different = [(k, want[k], have[k]) for k in sorted(want) if k in have and want[k] != have[k]]
-    states, off = _subscription_states(config, wanted, braze_users, syncs)
     return Comparison(len(want), len(have), missing, unexpected, different, states, off)

@@ -105,7 +105,8 @@ class Brand:
 
 
 def make_brand(folder: Path, url: str, n: int = 1500, rate: int = 5000, concurrency: int = 4,
-               checkpoint_rows: int = 300, on_removed: str = "ignore") -> Brand:  # fmt: skip
+               checkpoint_rows: int = 300, on_removed: str = "ignore", extra: str = "") -> Brand:  # fmt: skip
+    """``extra``: more of the configuration (YAML, appended as written)."""
     body = CONFIG.format(
         url=url,
         rate=rate,
@@ -113,11 +114,23 @@ def make_brand(folder: Path, url: str, n: int = 1500, rate: int = 5000, concurre
         checkpoint_rows=checkpoint_rows,
         on_removed=on_removed,
     )
-    path = write_config(folder, body, SQL)
+    path = write_config(folder, body + extra, SQL)
     cfg = load_config(path)
     brand = Brand(folder, cfg, Storage(cfg.storage))
     brand.write_feed(make_feed(n))
     return brand
+
+
+def day_two(brand: Brand) -> None:
+    """Every 50th customer's ltv moves, 20 customers leave and 30 arrive, 5 of them with an email
+    Braze's field rules set aside (so they never reach Braze)."""
+    df = make_feed(1530).slice(20)
+    row = pl.int_range(pl.len())
+    df = df.with_columns(
+        pl.when(row % 50 == 0).then(pl.col("ltv") + 1).otherwise("ltv"),
+        pl.when((row >= 1480) & (row % 6 == 0)).then(pl.lit("not an email")).otherwise("email").alias("email"),
+    )  # fmt: skip
+    brand.write_feed(df)
 
 
 def braze_profiles(emulator) -> dict[str, dict]:
