@@ -7,8 +7,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amp_braze.config import ENV_VAR, ConfigError, config_path, load_config
+
+if TYPE_CHECKING:
+    from amp_braze.config import Config, SyncSpec
+    from amp_braze.sync.plan import Plan
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -72,9 +77,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from amp_braze.definitions import build_defs
+    from amp_braze.resharding import run_job
+    from amp_braze.shards import shard_stores
     from amp_braze.storage import Storage
-    from amp_braze.sync import subscriptions
-    from amp_braze.sync.run import load_plan, write_dry_run
+    from amp_braze.sync.run import load_plan
 
     path, why = _which_config(args.config)
     print(f"planning with {path} ({why})")
@@ -88,40 +94,66 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         specs = [cfg.syncs[args.sync]]
     defs = build_defs(cfg)
     instance = dg.DagsterInstance.ephemeral()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for spec in specs:
         # The shared steps (feeds, profiles, ...) find their inputs unchanged after the first.
-        defs.resolve_job_def(spec.names.plan_job).execute_in_process(
-            instance=instance, run_config=quiet
-        )
+        run_job(defs, cfg, spec.names.plan_job, instance)
+    stores = shard_stores(Storage(cfg.storage), cfg.scale.shards)
     for spec in specs:
-        plan = load_plan(Storage(cfg.storage), spec.names)
-        out = Path(args.out)
-        if len(specs) > 1:
-            out = out.with_name(f"{out.stem}.{spec.name}{out.suffix}")
-            print(f"sync {spec.name} (destination {spec.destination}):")
-        n_req, n_obj = write_dry_run(plan, cfg, out, spec)
-        s = plan.stats
-        print(
-            f"dry run: nothing was sent. {n_req:,} requests with {n_obj:,} users written to {out}"
-        )
-        if plan.subscriptions:
-            sub_out = out.with_name(f"{out.stem}.subscriptions{out.suffix}")
-            n_sub, n_ids = subscriptions.write_requests(plan.table, plan.subscriptions, sub_out)
-            print(f"  subscription requests: {n_sub:,} with {n_ids:,} ids written to {sub_out}")
-            for group, n in sorted(s["subscription_changes"].items()):
-                print(
-                    f"    {group:<36} subscribe {n['subscribed']:>8,}   "
-                    f"unsubscribe {n['unsubscribed']:>8,}"
-                )
-        print(f"  attributes changed: {s['attributes_changed']:,}   new users: {s['new_users']:,}")
-        print(
-            f"  data points: {s['data_points']:,} (a full resend would cost "
-            f"{s['full_sync_data_points']:,})"
-        )
-        for name, n in sorted(s["attributes_changed_by_column"].items(), key=lambda kv: -kv[1]):
-            if n:
-                print(f"    {name:<30} {n:>10,}")
+        for store in stores:
+            out = Path(args.out)
+            if len(specs) > 1:
+                out = out.with_name(f"{out.stem}.{spec.name}{out.suffix}")
+                print(f"sync {spec.name} (destination {spec.destination}):")
+            if len(stores) > 1:
+                shard = store.root.rsplit("/", 1)[1]
+                out = out.with_name(f"{out.stem}.{shard}{out.suffix}")
+                print(f"{shard}:")
+            _write_plan(cfg, spec, load_plan(store, spec.names), out)
+    return 0
+
+
+def _write_plan(cfg: Config, spec: SyncSpec, plan: Plan, out: Path) -> None:
+    """Write one plan's requests and print what they change."""
+    from amp_braze.sync import subscriptions
+    from amp_braze.sync.run import write_dry_run
+
+    n_req, n_obj = write_dry_run(plan, cfg, out, spec)
+    s = plan.stats
+    print(f"dry run: nothing was sent. {n_req:,} requests with {n_obj:,} users written to {out}")
+    if plan.subscriptions:
+        sub_out = out.with_name(f"{out.stem}.subscriptions{out.suffix}")
+        n_sub, n_ids = subscriptions.write_requests(plan.table, plan.subscriptions, sub_out)
+        print(f"  subscription requests: {n_sub:,} with {n_ids:,} ids written to {sub_out}")
+        for group, n in sorted(s["subscription_changes"].items()):
+            print(
+                f"    {group:<36} subscribe {n['subscribed']:>8,}   "
+                f"unsubscribe {n['unsubscribed']:>8,}"
+            )
+    print(f"  attributes changed: {s['attributes_changed']:,}   new users: {s['new_users']:,}")
+    print(
+        f"  data points: {s['data_points']:,} (a full resend would cost "
+        f"{s['full_sync_data_points']:,})"
+    )
+    for name, n in sorted(s["attributes_changed_by_column"].items(), key=lambda kv: -kv[1]):
+        if n:
+            print(f"    {name:<30} {n:>10,}")
+
+
+def _cmd_reshard(args: argparse.Namespace) -> int:
+    """Split the sync state in the configured number of shards (nothing is sent)."""
+    from amp_braze.resharding import reshard
+
+    path, why = _which_config(args.config)
+    cfg = load_config(path)
+    print(f"resharding with {path} ({why})")
+    old, done = reshard(cfg)
+    if not done:
+        print(f"the sync state is already split in {old} shard(s): nothing to do")
+        return 0
+    print(f"split in {cfg.scale.shards} shard(s), was {old}:")
+    for r in done:
+        shares = ", ".join(f"{k} {n:,}" for k, n in r.per_shard.items())
+        print(f"  sync {r.sync}: {r.users:,} users ({shares})")
     return 0
 
 
@@ -213,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl_.add_argument("--sync", help="plan only this sync (default: every configured sync)")
     pl_.set_defaults(func=_cmd_plan)
+
+    r = sub.add_parser(
+        "reshard", help="split the sync state in scale.shards shards (after changing it)"
+    )
+    r.add_argument(
+        "--config", help="config file (default $AMP_BRAZE_CONFIG, ./amp_braze.yaml, bundled)"
+    )
+    r.set_defaults(func=_cmd_reshard)
 
     d = sub.add_parser("demo", help="run the whole loop offline on generated data")
     d.add_argument("--profiles", type=int, default=10_000)

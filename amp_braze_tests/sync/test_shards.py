@@ -1,0 +1,212 @@
+"""The pipeline split in shards (scale.shards): Braze ends as one shard leaves it, with the same
+data points and rejections; each shard holds only its customers; changing the number of shards
+resends nothing; the schedule reads the feeds once and the sensor then runs every shard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from amp_braze.config import load_config
+from amp_braze.resharding import run_job
+from amp_braze.shards import shard_of, shard_stores
+from amp_braze.storage import Storage
+from amp_braze_tests.support.brand import (
+    Brand,
+    assert_braze_matches,
+    braze_profiles,
+    day_two,
+    make_brand,
+    make_feed,
+)
+from amp_braze_tests.support.servers import start_emulator
+
+
+def _sharded(n: int) -> str:
+    return f"scale: {{shards: {n}}}\n"
+
+
+def _sync(brand: Brand, instance: dg.DagsterInstance) -> dict[str, int]:
+    """One sync of every shard, as the schedule and its sensor run it: the feeds, then each
+    shard; the figures braze_sync reports, added up over the shards."""
+    records: list[dg.EventLogRecord] = []
+    before = {r.storage_id for r in _sync_records(instance)}
+    run_job(brand.defs(), brand.config, "braze_sync_job", instance)
+    records = [r for r in _sync_records(instance) if r.storage_id not in before]
+    assert len(records) == brand.config.scale.shards
+    total: dict[str, int] = {}
+    for r in records:
+        meta = r.asset_materialization.metadata
+        for k in ("data_points", "users_sent", "rejected_rows"):
+            total[k] = total.get(k, 0) + meta[k].value
+    return total
+
+
+def _sync_records(instance: dg.DagsterInstance) -> list:
+    return list(instance.fetch_materializations(dg.AssetKey("braze_sync"), limit=1000).records)
+
+
+def _rejections(brand: Brand) -> int:
+    stores = shard_stores(brand.storage, brand.config.scale.shards)
+    return sum(s.read_table("braze_customer_attributes_rejections").height for s in stores)
+
+
+@pytest.fixture
+def api_key(monkeypatch):
+    monkeypatch.setenv("BRAZE_API_KEY", "test-key")
+
+
+@pytest.mark.slow
+def test_four_shards_leave_braze_as_one_does(tmp_path, api_key):
+    results = {}
+    for n in (1, 4):
+        emulator = start_emulator("test-key")
+        try:
+            brand = make_brand(
+                tmp_path / f"n{n}", emulator.url, extra=_sharded(n), on_removed="unset"
+            )
+            instance = dg.DagsterInstance.ephemeral()
+            first = _sync(brand, instance)
+            day_two(brand)
+            second = _sync(brand, instance)
+            assert_braze_matches(brand, emulator)
+            results[n] = (first, second, _rejections(brand), braze_profiles(emulator))
+        finally:
+            emulator.server.stop()
+    one, four = results[1], results[4]
+    assert four[0] == one[0] and four[1] == one[1]  # data points, users, rejections per day
+    assert four[2] == one[2] > 0  # rows set aside by the field rules
+    # 1500 sent, 20 of them left (their attributes unset), 30 came of whom 5 were set aside.
+    assert four[3] == one[3] and len(one[3]) == 1525
+    assert len([p for p in one[3].values() if p]) == 1505
+    assert 0 < one[1]["data_points"] < one[0]["data_points"] / 10  # day two: only the change
+    # Each shard holds its own customers, and together all of them once.
+    stores = shard_stores(brand.storage, 4)
+    keys = []
+    for i, store in enumerate(stores):
+        ids = store.read_table("customer_profiles").get_column("id")
+        assert ids.len() > 0 and (shard_of(ids, 4) == i).all()
+        keys += ids.to_list()
+    assert sorted(keys) == sorted(make_feed(1530).slice(20).get_column("id").to_list())
+    assert four[2] == 5
+    assert not brand.storage.exists("tables/customer_profiles.parquet")
+
+
+@pytest.mark.slow
+def test_changing_the_number_of_shards_resends_nothing(tmp_path, api_key):
+    """2 shards, then 4 (refused until `amp-braze reshard`, as the README's docs say to type
+    it), then back to 1: each next sync sends exactly what one unsharded brand sends."""
+    emulator = start_emulator("test-key")
+    whole = start_emulator("test-key")
+    try:
+        brand = make_brand(tmp_path / "split", emulator.url, extra=_sharded(2), on_removed="unset")
+        same = make_brand(tmp_path / "whole", whole.url, on_removed="unset")
+        instance = dg.DagsterInstance.ephemeral()
+        assert _sync(brand, instance) == _sync(same, instance)
+        path = brand.folder / "amp_braze.yaml"
+        # The state's users: the first 1500; then 30 came (5 set aside) and 20 left (unset).
+        for n, users in ((4, "1,500"), (1, "1,525")):
+            path.write_text(path.read_text().replace(_sharded(2 if n == 4 else 4), _sharded(n)))
+            brand = Brand(brand.folder, load_config(path), brand.storage)
+            failed = run_job_quietly(brand, instance)
+            assert "amp-braze reshard" in failed
+            out = _cli("reshard", "--config", str(path))
+            assert f"split in {n} shard(s)" in out and f"{users} users" in out
+            assert "nothing to do" in _cli("reshard", "--config", str(path))
+            day_two(brand) if n == 4 else brand.write_feed(make_feed(1500))
+            day_two(same) if n == 4 else same.write_feed(make_feed(1500))
+            assert _sync(brand, instance) == _sync(same, instance)
+            assert braze_profiles(emulator) == braze_profiles(whole)
+            assert_braze_matches(brand, emulator)
+    finally:
+        emulator.server.stop()
+        whole.server.stop()
+
+
+def run_job_quietly(brand: Brand, instance: dg.DagsterInstance) -> str:
+    """Run a sync that should be refused; the failure's text."""
+    with pytest.raises(dg.Failure) as info:
+        run_job(brand.defs(), brand.config, "braze_sync_job", instance)
+    return info.value.description
+
+
+def _cli(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "amp_braze.cli", *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_the_schedule_reads_the_feeds_and_the_sensor_runs_every_shard(tmp_path):
+    brand = make_brand(tmp_path, "http://127.0.0.1:9", extra=_sharded(3))
+    defs = brand.defs()
+    schedule = defs.resolve_schedule_def("braze_sync_schedule")
+    assert schedule.job_name == "braze_sync_job_feeds"
+    feeds = defs.resolve_job_def("braze_sync_job_feeds")
+    chain = defs.resolve_job_def("braze_sync_job")
+    assert {k.to_user_string() for k in feeds.asset_layer.executable_asset_keys} == {"sources/crm"}
+    assert dg.AssetKey("customer_profiles") in chain.asset_layer.executable_asset_keys
+    profiles = defs.resolve_assets_def("customer_profiles")
+    assert profiles.partitions_def.get_partition_keys() == ["shard_00", "shard_01", "shard_02"]
+    sensor = defs.resolve_sensor_def("braze_sync_job_shards")
+    instance = dg.DagsterInstance.ephemeral()
+    result = feeds.execute_in_process(instance=instance)
+    run = result.dagster_run
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=result.get_run_success_event(),
+    )
+    requests = sensor(context)
+    assert [r.partition_key for r in requests] == ["shard_00", "shard_01", "shard_02"]
+    assert len({r.run_key for r in requests}) == 3 and all(
+        run.run_id in r.run_key for r in requests
+    )
+
+
+def test_one_shard_keeps_the_graph_as_it_was(tmp_path):
+    brand = make_brand(tmp_path, "http://127.0.0.1:9")
+    defs = brand.defs()
+    assert all(a.partitions_def is None for a in defs.assets)
+    assert defs.resolve_schedule_def("braze_sync_schedule").job_name == "braze_sync_job"
+    assert not list(defs.sensors or [])
+    assert Storage(brand.config.storage).shared.root == Storage(brand.config.storage).root
+
+
+def test_every_job_of_several_syncs_goes_on_to_its_shards(tmp_path):
+    from amp_braze.definitions import build_defs
+    from amp_braze_tests.support.brand import SQL
+    from amp_braze_tests.support.configs import write_config
+    from amp_braze_tests.sync.test_many_syncs import CONFIG, LOYALTY
+
+    (tmp_path / "loyalty.sql").write_text(LOYALTY)
+    body = CONFIG.format(us="http://127.0.0.1:9", eu="http://127.0.0.1:8", rate=100)
+    defs = build_defs(load_config(write_config(tmp_path, body + _sharded(3), SQL)))
+    syncs = ["profiles_us", "loyalty_us", "winback_eu"]
+    assert {s.name for s in defs.sensors} == {
+        f"{j}_shards" for j in ["braze_sync_job"] + [f"{s}_job" for s in syncs]
+    }
+    for name in syncs:
+        assert defs.resolve_schedule_def(f"{name}_schedule").job_name == f"{name}_job_feeds"
+    # The sync with its own query: its attributes are split too.
+    own = defs.resolve_assets_def(dg.AssetKey(["loyalty_us", "attributes"]))
+    assert own.partitions_def.get_partition_keys() == ["shard_00", "shard_01", "shard_02"]
+
+
+def test_the_dry_run_plans_every_shard(tmp_path, api_key):
+    brand = make_brand(tmp_path, "http://127.0.0.1:9", extra=_sharded(2))
+    out = _cli(
+        "plan", "--config", str(brand.folder / "amp_braze.yaml"), "--out", str(tmp_path / "r.jsonl")
+    )
+    users = 0
+    for shard in ("shard_00", "shard_01"):
+        assert f"{shard}:" in out
+        lines = (tmp_path / f"r.{shard}.jsonl").read_text().splitlines()
+        users += sum(len(json.loads(line)["attributes"]) for line in lines)
+    assert users == 1500  # every customer once, in one shard or the other
