@@ -47,6 +47,17 @@ def test_identity_chunks_benchmark_compares_the_links():
     assert _row(out, "largest difference of a link's match probability")[0] == "0.0e+00"
 
 
+@pytest.mark.slow
+def test_shards_benchmark_compares_braze():
+    out = _bench("shards", "--profiles", "1500", "--shards", "1,3")
+    one = _row(out, "1 shard(s): Braze profiles / digest, as 1 shard(s) leave it")
+    three = _row(out, "3 shard(s): Braze profiles / digest, as 1 shard(s) leave it")
+    assert one[0] == three[0] and three[-1] == "equal"
+    assert int(one[0].split(" / ")[0].replace(",", "")) > 1_400
+    points = _row(out, "3 shard(s), 1% changed: data points / rejected by Braze")
+    assert points[0] == points[1] and 0 < int(points[0].split(" / ")[0]) < 1_000
+
+
 def test_database_benchmark_reads_the_changes():
     out = _bench("database", "--rows", "20000", "--runs", "2")
     made = re.search(

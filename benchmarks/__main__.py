@@ -51,6 +51,10 @@ SCENARIOS = {
         "benchmarks.events",
         "event streams: events/s against the emulator, the ledger's cost at 10M sent ids",
     ),
+    "shards": (
+        "benchmarks.shards",
+        "the pipeline in 1, 4 and 16 shards (1M): the same Braze, data points; wall, peak memory",
+    ),
     "phones": (
         "benchmarks.phones",
         "the Braze phone rule, libphonenumber against the old regex rule (10M values, 1M distinct)",

@@ -1,0 +1,182 @@
+"""The pipeline split in shards against one shard: the end-to-end brand (three feeds, three
+segments, the demo's profile SQL) synced twice, the second time with 1% of the customers changed,
+once per number of shards, each into an emulator of its own. Braze must end the same in every
+case, with the same data points and rejections; the figures are each case's wall time and its
+heaviest step's peak memory.
+
+Every shard runs in this process one after another (``amp_braze.resharding.run_job``, as
+``amp-braze plan`` runs them): the peak memory of a step is its process's high-water mark since
+the step began (``StepCost``), which holds what earlier steps left allocated, an upper bound of
+what the step needs in a process of its own."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import orjson
+import requests
+
+from amp_braze.config import load_config
+from amp_braze.definitions import build_defs
+from amp_braze.demo.run import _day_two
+from amp_braze.resharding import run_job
+from amp_braze.shards import shard_stores
+from amp_braze.storage import Storage
+from amp_braze.sync.verify import flatten_braze_profile
+from benchmarks.end_to_end import CONFIG
+from benchmarks.harness import Row, report
+
+SEGMENT_FLAGS = {"amp_vip", "amp_lapsed", "amp_loyal_gold"}
+CHAIN = ("customer_profiles", "braze_customer_attributes", "segment_memberships",
+         "braze_sync_plan", "braze_sync")  # fmt: skip
+
+
+def _emulator(rate: int) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "amp_braze.cli", "emulator", "--port", "0", "--api-key", "k",
+           "--rate-limit", str(rate * 3), "--rate-window", "3"]  # fmt: skip
+    emu = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    return emu, emu.stdout.readline().split()[-1]
+
+
+def braze_digest(url: str) -> tuple[int, str]:
+    """(profiles, a digest of every profile's attributes as the comparison sees them)."""
+    users = requests.get(f"{url}/_emulator/users", timeout=600).json()
+    flat = sorted(
+        (u.get("external_id") or "", flatten_braze_profile(u, SEGMENT_FLAGS)) for u in users
+    )
+    digest = hashlib.sha256()
+    for key, profile in flat:
+        digest.update(orjson.dumps([key, profile], option=orjson.OPT_SORT_KEYS))
+    return len(flat), digest.hexdigest()[:16]
+
+
+def _figures(instance: dg.DagsterInstance, since: int) -> dict:
+    """What the runs since event ``since`` reported: data points, rejected rows, the heaviest
+    step's peak and which step."""
+    out = {"data_points": 0, "braze_rejected": 0, "peak_mb": 0, "peak_step": ""}
+    for key in CHAIN:
+        records = instance.fetch_materializations(dg.AssetKey(key), limit=10_000).records
+        for r in records:
+            if r.storage_id <= since:
+                continue
+            meta = r.asset_materialization.metadata
+            if key == "braze_sync":
+                out["data_points"] += meta["data_points"].value
+                out["braze_rejected"] += meta["rejected_rows"].value
+            mb = meta["peak_memory_mb"].value
+            if mb > out["peak_mb"]:
+                out["peak_mb"], out["peak_step"] = mb, key
+    return out
+
+
+def _last_event(instance: dg.DagsterInstance) -> int:
+    records = instance.fetch_materializations(dg.AssetKey("braze_sync"), limit=1).records
+    return records[0].storage_id if records else 0
+
+
+def one_case(home: Path, data: Path, sql: Path, shards: int, rate: int) -> dict:
+    """Two syncs of the brand in ``shards`` shards; their figures and Braze's digest."""
+    emu, url = _emulator(rate)
+    try:
+        body = CONFIG.format(home=home, sql=sql, url=url, limit=rate * 3).replace(
+            f"{home}/data", str(data)
+        )
+        cfg_path = home / f"amp_braze_{shards}.yaml"
+        cfg_path.write_text(
+            body.replace(f"{home}/storage", f"{home}/storage_{shards}")
+            + f"scale: {{shards: {shards}}}\n"
+        )
+        cfg = load_config(cfg_path)
+        defs = build_defs(cfg)
+        instance = dg.DagsterInstance.ephemeral()
+        out = {}
+        for day in ("first sync", "1% changed"):
+            if day == "1% changed":
+                _day_two(data / "pos_customers.csv")
+            since = _last_event(instance)
+            t = time.perf_counter()
+            run_job(defs, cfg, "braze_sync_job", instance)
+            out[day] = {"wall": time.perf_counter() - t, **_figures(instance, since)}
+        stores = shard_stores(Storage(cfg.storage), shards)
+        out["field_rejections"] = sum(
+            s.read_table("braze_customer_attributes_rejections").height for s in stores
+        )
+        out["braze"] = braze_digest(url)
+        return out
+    finally:
+        emu.terminate()
+        emu.wait()
+
+
+def run(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks shards")
+    p.add_argument("--profiles", type=int, default=1_000_000)
+    p.add_argument("--shards", default="1,4,16", help="numbers of shards, the first the baseline")
+    p.add_argument("--rate", type=int, default=1000, help="requests/s (Braze: 1,000)")
+    p.add_argument("--no-record", action="store_true")
+    a = p.parse_args(argv)
+    counts = [int(n) for n in a.shards.split(",")]
+    demo_sql = Path(__file__).resolve().parents[1] / "amp_braze/demo/sql"
+    os.environ["BRAZE_API_KEY"] = "k"
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        sql = home / "p.sql"
+        text = (demo_sql / "braze_customer_attributes.sql").read_text()
+        sql.write_text(text.replace("p.amp_id", "p.customer_id"))
+        gen = [sys.executable, "-m", "amp_braze.cli", "generate", "--profiles", str(a.profiles),
+               "--out", str(home / "data"), "--shared-key"]  # fmt: skip
+        subprocess.run(gen, check=True, stdout=subprocess.DEVNULL)
+        cases = {}
+        for n in counts:
+            data = home / f"data_{n}"
+            shutil.copytree(home / "data", data)  # each case changes its own copy on day two
+            cases[n] = one_case(home, data, sql, n, a.rate)
+            print(f"{n} shard(s): {cases[n]}", flush=True)
+    base = cases[counts[0]]
+    rows = []
+    for n in counts:
+        c = cases[n]
+        same = (
+            c["braze"] == base["braze"]
+            and all(
+                c[d]["data_points"] == base[d]["data_points"]
+                and c[d]["braze_rejected"] == base[d]["braze_rejected"]
+                for d in ("first sync", "1% changed")
+            )
+            and c["field_rejections"] == base["field_rejections"]
+        )
+        rows.append(Row(f"{n} shard(s): Braze profiles / digest, as {counts[0]} shard(s) leave it",
+                        f"{c['braze'][0]:,} / {c['braze'][1]}", "", "",
+                        "equal" if same else "DIFFERENT"))  # fmt: skip
+        for day in ("first sync", "1% changed"):
+            d, b = c[day], base[day]
+            rows += [
+                Row(f"{n} shard(s), {day}: data points / rejected by Braze",
+                    f"{d['data_points']:,} / {d['braze_rejected']:,}",
+                    f"{b['data_points']:,} / {b['braze_rejected']:,}"),
+                Row(f"{n} shard(s), {day}: wall, feeds and every shard in one process",
+                    round(d["wall"], 1), round(b["wall"], 1), "s", "<= 1.5x at 16 shards"),
+                Row(f"{n} shard(s), {day}: heaviest step's peak ({d['peak_step']})",
+                    d["peak_mb"], b["peak_mb"], "MB", "<= 1/8 at 16 shards"),
+            ]  # fmt: skip
+        rows.append(Row(f"{n} shard(s): rows set aside by field rules", c["field_rejections"],
+                        base["field_rejections"]))  # fmt: skip
+        if not same:
+            raise SystemExit(f"{n} shard(s) left Braze otherwise than {counts[0]}: {c} / {base}")
+    report(
+        f"Shards, {a.profiles:,} profiles at R={a.rate}/s",
+        "shards " + " ".join(argv),
+        rows,
+        notes="Each case syncs into its own emulator process; the feeds job, then every shard, "
+        "one after another in this process (peaks are upper bounds: memory earlier steps kept).",
+        record=not a.no_record,
+    )
