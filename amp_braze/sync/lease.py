@@ -32,13 +32,24 @@ class LeaseLost(RuntimeError):
 def _process_gone(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname() or not holder.get("pid"):
         return False
+    pid = int(holder["pid"])
     try:
-        os.kill(int(holder["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that exited but was never reaped (a killed worker's child, adopted by a
+    container's first process that reaps nothing) still answers signal 0: it holds nothing."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _free(holder: dict | None, now: float) -> bool:

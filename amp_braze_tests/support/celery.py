@@ -104,7 +104,12 @@ class CeleryWorker:
                 "task_acks_late": True,
                 "task_reject_on_worker_lost": True,
                 "worker_prefetch_multiplier": 1,
-                "broker_transport_options": {"visibility_timeout": redelivery_seconds},
+                # Kombu looks for unacknowledged tasks every tenth check: check each second, so a
+                # dead worker's task goes out again soon after the redelivery time.
+                "broker_transport_options": {
+                    "visibility_timeout": redelivery_seconds,
+                    "unacked_restore_interval": 1,
+                },
             },
         }
         self.config.write_text(yaml.safe_dump({"execution": {"config": execution}}))

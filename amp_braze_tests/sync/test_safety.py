@@ -261,6 +261,27 @@ def test_the_lease_admits_one_holder_and_frees_when_the_holder_dies(tmp_path):
     c.release()
 
 
+def test_a_holder_that_exited_unreaped_holds_nothing():
+    """A killed worker's child whose parent died too is adopted by the container's first process,
+    which may never reap it: it still answers signal 0, but it is gone."""
+    import subprocess
+    import sys
+
+    from amp_braze.sync.lease import _process_gone
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        holder = {"host": socket.gethostname(), "pid": child.pid}
+        assert _process_gone(holder)  # exited, not yet reaped
+        assert not _process_gone({"host": socket.gethostname(), "pid": os.getpid()})
+    finally:
+        child.wait()
+
+
 @pytest.mark.slow
 def test_two_syncs_of_one_destination_at_once_send_the_change_once(tmp_path, emulator, monkeypatch):
     """Before: two overlapping syncs each sent the whole change (2.00x the data points)."""
