@@ -1,10 +1,10 @@
 """Changing the number of shards: every sync's state split again by the new shards, so the next
 sync sends only what changed (docs/scale.md, "Changing the number of shards").
 
-A state row belongs to the new shard whose attributes table holds its user (the shards' tables
-are built first, by ``amp-braze reshard``); a user no shard wants any more (one Braze still has
-from an earlier sync) goes to the shard its identifier hashes to, which treats it as it would have
-(``braze.on_removed_user``). Each row lands in exactly one shard. The old shards' folders are left
+A state row belongs to the new shard whose attributes table holds its user, or whose field
+rejections do (the shards' tables are built first, by ``amp-braze reshard``); a user no shard
+wants any more (one Braze still has from an earlier sync) goes to the shard its identifier hashes
+to, which treats it as it would have (``braze.on_removed_user``). Each row lands in exactly one shard. The old shards' folders are left
 as they are; only the layout says which split is current.
 """
 
@@ -48,13 +48,9 @@ def _resplit(spec: SyncSpec, shared: Storage, old: int, new: int) -> Resplit:
     )
     targets = shard_stores(shared, new)
     wanted = pl.concat(
-        [
-            store.scan_table(spec.names.attributes)
-            .select(ID, pl.lit(i, pl.UInt16).alias(_HOME))
-            .collect()
-            for i, store in enumerate(targets)
-        ]
-    ).unique(ID, keep="first")
+        [_held_ids(store, spec).with_columns(pl.lit(i, pl.UInt16).alias(_HOME))
+         for i, store in enumerate(targets)]
+    ).unique(ID, keep="first")  # fmt: skip
     homed = rows.join(wanted, on=ID, how="left", maintain_order="left")
     home = homed.get_column(_HOME).fill_null(shard_of(rows.get_column(ID), new))
     per_shard = {}
@@ -76,3 +72,13 @@ def _resplit(spec: SyncSpec, shared: Storage, old: int, new: int) -> Resplit:
 
 
 _HOME = "__home"
+
+
+def _held_ids(store: Storage, spec: SyncSpec) -> pl.DataFrame:
+    """The users a shard's sync answers for: those its attributes hold, and those whose rows a
+    field rule set aside there (kept as they are in Braze, never taken for users who left)."""
+    ids = [store.scan_table(spec.names.attributes).select(ID).collect()]
+    if store.table_exists(spec.names.field_rejections):
+        rejected = store.scan_table(spec.names.field_rejections).select(ID).collect()
+        ids.append(rejected.drop_nulls().cast({ID: pl.String}))
+    return pl.concat(ids).unique(ID)

@@ -121,16 +121,19 @@ def make_brand(folder: Path, url: str, n: int = 1500, rate: int = 5000, concurre
     return brand
 
 
-def day_two(brand: Brand) -> None:
+def day_two_feed() -> pl.DataFrame:
     """Every 50th customer's ltv moves, 20 customers leave and 30 arrive, 5 of them with an email
     Braze's field rules set aside (so they never reach Braze)."""
     df = make_feed(1530).slice(20)
     row = pl.int_range(pl.len())
-    df = df.with_columns(
+    return df.with_columns(
         pl.when(row % 50 == 0).then(pl.col("ltv") + 1).otherwise("ltv"),
         pl.when((row >= 1480) & (row % 6 == 0)).then(pl.lit("not an email")).otherwise("email").alias("email"),
     )  # fmt: skip
-    brand.write_feed(df)
+
+
+def day_two(brand: Brand) -> None:
+    brand.write_feed(day_two_feed())
 
 
 def braze_profiles(emulator) -> dict[str, dict]:

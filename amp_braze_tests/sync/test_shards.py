@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from amp_braze.config import load_config
@@ -20,6 +21,7 @@ from amp_braze_tests.support.brand import (
     assert_braze_matches,
     braze_profiles,
     day_two,
+    day_two_feed,
     make_brand,
     make_feed,
 )
@@ -107,6 +109,11 @@ def test_changing_the_number_of_shards_resends_nothing(tmp_path, api_key):
         same = make_brand(tmp_path / "whole", whole.url, on_removed="unset")
         instance = dg.DagsterInstance.ephemeral()
         assert _sync(brand, instance) == _sync(same, instance)
+        # user-77, whom Braze has, gets an email the field rules set aside: its row is held, not
+        # taken for a user who left (unset), in whichever shard it lands after a re-split.
+        for b in (brand, same):
+            b.write_feed(_spoiled(make_feed(1500)))
+        assert _sync(brand, instance) == _sync(same, instance)
         path = brand.folder / "amp_braze.yaml"
         # The state's users: the first 1500; then 30 came (5 set aside) and 20 left (unset).
         for n, users in ((4, "1,500"), (1, "1,525")):
@@ -117,14 +124,25 @@ def test_changing_the_number_of_shards_resends_nothing(tmp_path, api_key):
             out = _cli("reshard", "--config", str(path))
             assert f"split in {n} shard(s)" in out and f"{users} users" in out
             assert "nothing to do" in _cli("reshard", "--config", str(path))
-            day_two(brand) if n == 4 else brand.write_feed(make_feed(1500))
-            day_two(same) if n == 4 else same.write_feed(make_feed(1500))
+            for b in (brand, same):
+                b.write_feed(_spoiled(day_two_feed() if n == 4 else make_feed(1500)))
             assert _sync(brand, instance) == _sync(same, instance)
             assert braze_profiles(emulator) == braze_profiles(whole)
-            assert_braze_matches(brand, emulator)
+            # Held, not unset. (assert_braze_matches would call user-77 unexpected: the wanted
+            # state leaves out a row set aside; the unsplit brand is the reference here.)
+            assert braze_profiles(emulator)["user-77"]["tier"]
     finally:
         emulator.server.stop()
         whole.server.stop()
+
+
+def _spoiled(df: pl.DataFrame) -> pl.DataFrame:
+    return df.with_columns(
+        pl.when(pl.col("id") == "user-77")
+        .then(pl.lit("not an email"))
+        .otherwise("email")
+        .alias("email")
+    )
 
 
 def run_job_quietly(brand: Brand, instance: dg.DagsterInstance) -> str:
@@ -210,3 +228,38 @@ def test_the_dry_run_plans_every_shard(tmp_path, api_key):
         lines = (tmp_path / f"r.{shard}.jsonl").read_text().splitlines()
         users += sum(len(json.loads(line)["attributes"]) for line in lines)
     assert users == 1500  # every customer once, in one shard or the other
+
+
+def test_a_resplit_puts_each_user_with_the_shard_that_answers_for_it(tmp_path):
+    """Into the shard whose attributes hold the user, or whose field rejections do (a user Braze
+    has whose row a rule set aside: that shard keeps it as it is), else by its identifier's hash."""
+    from amp_braze.shards import shard_names
+    from amp_braze.sync.reshard import resplit_state
+    from amp_braze.sync.state import SyncState
+
+    brand = make_brand(tmp_path, "http://127.0.0.1:9", extra=_sharded(2))
+    spec = brand.config.syncs["braze"]
+    shared = brand.storage
+    ids = ["held-by-00", "held-by-01", "set-aside", "gone"]
+    state = pl.DataFrame({"__id": ids, "tier": ["a", "b", "c", "d"]}).sort("__id")
+    assert SyncState(shared, spec.names.state_key).write_version(1, state, 0)
+    stores = dict(zip(shard_names(2), shard_stores(shared, 2), strict=True))
+    stores["shard_00"].write_table(spec.names.attributes, pl.DataFrame({"__id": ["held-by-00"]}))
+    stores["shard_01"].write_table(spec.names.attributes, pl.DataFrame({"__id": ["held-by-01"]}))
+    stores["shard_01"].write_table(
+        spec.names.field_rejections, pl.DataFrame({"__id": ["set-aside", None]})
+    )
+    stores["shard_00"].write_table(
+        spec.names.field_rejections, pl.DataFrame({"__id": pl.Series([], dtype=pl.String)})
+    )
+    assert shard_of(pl.Series(["set-aside"]), 2)[0] == 0  # its hash alone would take it elsewhere
+    (done,) = resplit_state(brand.config, shared, 1, 2)
+    held = {
+        name: SyncState(store, spec.names.state_key).current().table.get_column("__id").to_list()
+        for name, store in stores.items()
+    }
+    gone_home = shard_names(2)[shard_of(pl.Series(["gone"]), 2)[0]]
+    assert "held-by-00" in held["shard_00"] and "held-by-01" in held["shard_01"]
+    assert "set-aside" in held["shard_01"] and "gone" in held[gone_home]
+    assert sorted(held["shard_00"] + held["shard_01"]) == sorted(ids)  # each once
+    assert done.users == 4 and sum(done.per_shard.values()) == 4
