@@ -78,7 +78,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     from amp_braze.definitions import build_defs
     from amp_braze.resharding import run_job
-    from amp_braze.shards import shard_stores
+    from amp_braze.shards import shard_names, shard_stores
     from amp_braze.storage import Storage
     from amp_braze.sync.run import load_plan
 
@@ -97,15 +97,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for spec in specs:
         # The shared steps (feeds, profiles, ...) find their inputs unchanged after the first.
         run_job(defs, cfg, spec.names.plan_job, instance)
-    stores = shard_stores(Storage(cfg.storage), cfg.scale.shards)
+    n = cfg.scale.shards
+    stores = shard_stores(Storage(cfg.storage), n)
     for spec in specs:
-        for store in stores:
+        for shard, store in zip(shard_names(n) if n > 1 else [None], stores, strict=True):
             out = Path(args.out)
             if len(specs) > 1:
                 out = out.with_name(f"{out.stem}.{spec.name}{out.suffix}")
                 print(f"sync {spec.name} (destination {spec.destination}):")
-            if len(stores) > 1:
-                shard = store.root.rsplit("/", 1)[1]
+            if shard:
                 out = out.with_name(f"{out.stem}.{shard}{out.suffix}")
                 print(f"{shard}:")
             _write_plan(cfg, spec, load_plan(store, spec.names), out)

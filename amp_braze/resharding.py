@@ -11,7 +11,7 @@ import dagster as dg
 from amp_braze.catalogue import SYNC_PLAN
 from amp_braze.config import Config
 from amp_braze.definitions import build_defs
-from amp_braze.shards import LAYOUT, RULE, recorded_shards, shard_names
+from amp_braze.shards import record_layout, recorded_shards, shard_names
 from amp_braze.storage import Storage
 from amp_braze.sync.jobs import feeds_job_name
 from amp_braze.sync.lease import Lease
@@ -68,5 +68,5 @@ def reshard(cfg: Config) -> tuple[int, list[Resplit]]:
         for spec in cfg.syncs.values():
             run_job(defs, cfg, spec.names.plan_job, instance, without=plans)
         done = resplit_state(cfg, shared, old, new)
-        shared.write_json(LAYOUT, {"shards": new, "rule": RULE})
+        record_layout(shared, new, replace=True)
     return old, done

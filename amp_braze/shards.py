@@ -15,6 +15,7 @@ sync state split another way.
 from __future__ import annotations
 
 import duckdb
+import orjson
 import polars as pl
 
 from amp_braze.storage import Storage
@@ -36,7 +37,7 @@ def shard_index(name: str) -> int:
 def shard_of(keys: pl.Series, n: int) -> pl.Series:
     """Each key's shard number (UInt16) among n shards."""
     if n == 1:
-        return pl.Series(keys.name, [0] * len(keys), dtype=pl.UInt16)
+        return pl.zeros(len(keys), pl.UInt16, eager=True).rename(keys.name)
     text = pl.DataFrame({"k": keys.cast(pl.String)}).to_arrow()
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
@@ -69,6 +70,16 @@ def recorded_shards(shared: Storage) -> int:
     return int(recorded["shards"]) if recorded else 1
 
 
+def record_layout(shared: Storage, n: int, replace: bool = False) -> None:
+    """Write the layout: create-only on first use (two first runs agree on one), replacing it
+    only when the state was split again (``amp-braze reshard``)."""
+    body = orjson.dumps({"shards": n, "rule": RULE})
+    if replace:
+        shared.write_bytes(LAYOUT, body)
+    else:
+        shared.create_bytes(LAYOUT, body)
+
+
 def check_layout(shared: Storage, n: int) -> None:
     """Record the layout on first use; refuse a run whose number of shards differs from the
     recorded one (each shard's sync state holds only its own customers: planned against another
@@ -78,7 +89,7 @@ def check_layout(shared: Storage, n: int) -> None:
         if n == 1:
             return  # an unsharded root stays as it always was
         if not any("/state/" in name for name in shared.list("sync")):
-            shared.create_bytes(LAYOUT, f'{{"shards": {n}, "rule": "{RULE}"}}'.encode())
+            record_layout(shared, n)
         recorded = shared.read_json(LAYOUT) or {"shards": 1, "rule": RULE}
     if recorded.get("shards") != n or recorded.get("rule") != RULE:
         raise LayoutChanged(
