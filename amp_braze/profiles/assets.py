@@ -26,6 +26,7 @@ from amp_braze.metadata import (
 )
 from amp_braze.profiles.database_feed import read_database_feed
 from amp_braze.profiles.databases import DatabaseError
+from amp_braze.profiles.feed_split import shard_part, split_feed
 from amp_braze.profiles.feeds import FeedError, feed_files, feed_fingerprint, read_feed
 from amp_braze.profiles.incremental import (
     FINGERPRINT,
@@ -39,7 +40,23 @@ from amp_braze.resources import StorageResource, shard_partitions
 from amp_braze.storage import parts
 
 
-def _database_asset(src: SourceConfig) -> dg.AssetsDefinition:
+def _split(context: dg.AssetExecutionContext, store, src: SourceConfig, shards: int) -> dict:
+    """Split the feed in its shards' parts (``shards`` 0: not split); its metadata."""
+    if not shards:
+        return {}
+    lap = Laps()
+    written = split_feed(store, src, shards)
+    lap("split")
+    if written:
+        context.log.info(f"{src.name}: split in {shards} shards' parts")
+    return {
+        "split_in_shards": dg.MetadataValue.int(shards),
+        "split_this_run": dg.MetadataValue.bool(bool(written)),
+        "split_seconds": dg.MetadataValue.float(round(lap.seconds["split"], 3)),
+    }
+
+
+def _database_asset(src: SourceConfig, shards: int) -> dg.AssetsDefinition:
     uri = src.database
     what = f"table {src.table}" if src.table else "query"
 
@@ -83,6 +100,7 @@ def _database_asset(src: SourceConfig) -> dg.AssetsDefinition:
             "written": dg.MetadataValue.text(done.written),
             "seconds": stage_seconds({k: v for k, v in done.seconds.items() if k != "total"}),
         }
+        meta |= _split(context, store, src, shards)
         context.log.info(
             f"{src.name}: {done.read} read of {uri.kind} {what}: {done.rows_read} rows read, "
             f"{done.rows_changed} changed, {done.rows_deleted} deleted; {done.rows} rows"
@@ -92,9 +110,10 @@ def _database_asset(src: SourceConfig) -> dg.AssetsDefinition:
     return _feed
 
 
-def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
+def _source_asset(src: SourceConfig, shards: int = 0) -> dg.AssetsDefinition:
+    """A feed's asset; with ``shards`` it also writes each shard's part of it."""
     if src.is_database:
-        return _database_asset(src)
+        return _database_asset(src, shards)
 
     @dg.asset(
         key=dg.AssetKey([SOURCES, src.name]),
@@ -117,6 +136,7 @@ def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
             return dg.MaterializeResult(
                 metadata=stored_table_metadata(schema, footer["rows"], uri)
                 | _feed_metadata(footer["feed_summary"], read=False)
+                | _split(context, store, src, shards)
             )
         df = read_feed(src)
         key = pl.col(src.customer_key or src.record_id)
@@ -136,8 +156,9 @@ def _source_asset(src: SourceConfig) -> dg.AssetsDefinition:
         extra = {"feed_fingerprint": fingerprint, "feed_summary": summary} if fingerprint else None
         uri = store.write_table(table, df, extra)
         context.log.info(f"{src.name}: {df.height} rows from {len(files)} file(s)")
+        split = _split(context, store, src, shards)
         return dg.MaterializeResult(
-            metadata=table_metadata(df, uri) | _feed_metadata(summary, read=True)
+            metadata=table_metadata(df, uri) | _feed_metadata(summary, read=True) | split
         )
 
     return _feed
@@ -174,11 +195,18 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
         # Each table read as one version, its rows and its write id together: a feed rewritten by
         # another run meanwhile must not be recorded as read when its older rows were.
         snaps = {name: shared.table_snapshot(source_table(name)) for name in cfg.profile_sources}
-        feeds = {name: (src, snaps[name].frame) for name, src in cfg.profile_sources.items()}
+        srcs = cfg.profile_sources.items()
+        feeds = {name: (src, snaps[name].frame) for name, src in srcs}
+        split: list[str] = []  # the feeds read as this shard's parts of them
         if cfg.identity is not None:
             snaps[CLUSTERS] = shared.table_snapshot(CLUSTERS)
             feeds = with_amp_ids(feeds, snaps[CLUSTERS].frame)
-        if context.has_partition_key:
+        if context.has_partition_key and cfg.identity is None:  # the feeds' parts of this shard
+            shard, n = context.partition_key, cfg.scale.shards
+            own = {name: shard_part(snaps[name], store, src, shard, n) for name, src in srcs}
+            feeds = {name: (src, own[name][0]) for name, src in srcs}
+            split = [name for name, (_, from_part) in own.items() if from_part]
+        elif context.has_partition_key:  # keys from identity: the feeds are not split
             feeds = shard_feeds(feeds, context.partition_key, cfg.scale.shards)
         versions = {name: snap.footer.get("write_id", "") for name, snap in snaps.items()}
         lap = Laps()
@@ -210,6 +238,8 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
             [{"source": name, **c} for name, c in result.contribution.items()]
         )
         meta["customer_key"] = dg.MetadataValue.text(result.key)
+        if context.has_partition_key:
+            meta["feeds_read_as_shard_parts"] = dg.MetadataValue.text(", ".join(split) or "none")
         meta["seconds"] = stage_seconds(
             (built.seconds or {"build": lap.seconds["build"]})
             | {"write": lap.seconds.get("write", 0)}
@@ -220,10 +250,16 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
     return customer_profiles
 
 
+def _split_shards(cfg: Config, src: SourceConfig) -> int:
+    """The shards a feed is split in as it is read (0: not split; amp_braze.profiles.feed_split)."""
+    split = cfg.scale.shards > 1 and cfg.identity is None and src.name in cfg.profile_sources
+    return cfg.scale.shards if split else 0
+
+
 def profile_assets(cfg: Config) -> list[dg.AssetsDefinition]:
     """The feeds, customer_profiles and braze_customer_attributes (with its rejections)."""
     return [
-        *(_source_asset(src) for src in cfg.sources.values()),
+        *(_source_asset(src, _split_shards(cfg, src)) for src in cfg.sources.values()),
         _customer_profiles(cfg),
         attributes_assets(cfg),
     ]

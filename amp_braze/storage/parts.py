@@ -102,6 +102,63 @@ def _layout_now(storage: Storage, head: str) -> dict | None:
         return None
 
 
+class PartWriter:
+    """Writes one table's rows as base parts of about ``part_rows`` rows each, the file writes on
+    ``pool`` (a part is written while the next one is gathered), and then its head."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        head: str,
+        schema: pl.Schema,
+        pool: ThreadPoolExecutor,
+        part_rows: int | None = None,
+    ):
+        self.storage, self.head, self.schema, self.pool = storage, head, schema, pool
+        self.part_rows = part_rows or PART_ROWS
+        self.before = _layout_now(storage, head) if storage.exists(head) else None
+        self.files: list[str] = []
+        self.rows, self.non_null = 0, dict.fromkeys(schema.names(), 0)
+        self._pending: list[pl.DataFrame] = []
+        self._in_flight: Future | None = None
+
+    def add(self, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        if df.schema != self.schema:
+            df = df.select(pl.col(c).cast(t) for c, t in self.schema.items())
+        self.rows += df.height
+        for c, n in df.null_count().row(0, named=True).items():
+            self.non_null[c] += df.height - n
+        self._pending.append(df)
+        if sum(p.height for p in self._pending) >= self.part_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.result()  # one part of this table in flight at a time
+        name = _part_name(self.head, "base")
+        self.files.append(name)
+        part = pl.concat(self._pending)
+        self._pending.clear()
+        self._in_flight = self.pool.submit(
+            self.storage._write_parquet_file, name, part, PART_OPTIONS
+        )
+
+    def close(self, footer: dict) -> str:
+        """Write what is left, then the head with ``footer``; returns the head's URI."""
+        if self._pending:
+            self._flush()
+        if self._in_flight is not None:
+            self._in_flight.result()
+        layout = {"files": self.files, "key": None, "drop": None, "delta": None}
+        uri = _write_head(
+            self.storage, self.head, self.schema, layout, self.rows, self.non_null, footer
+        )
+        _tidy(self.storage, self.head, named(layout) | named(self.before))
+        return uri
+
+
 def write_stream(
     storage: Storage,
     head: str,
@@ -109,45 +166,14 @@ def write_stream(
     frames: Iterable[pl.DataFrame],
     footer: Callable[[], dict],
 ) -> tuple[str, int]:
-    """Write frames as base parts of ``PART_ROWS`` rows, each with polars' writer on a thread
-    while the next one is gathered (a table larger than memory takes the memory of about two
-    parts), then the head; ``footer`` is called once the last frame is in. Returns the head's
-    URI and the rows written."""
-    before = _layout_now(storage, head) if storage.exists(head) else None
-    files: list[str] = []
-    rows, non_null = 0, dict.fromkeys(schema.names(), 0)
-    pending: list[pl.DataFrame] = []
-    in_flight: Future | None = None
+    """Write frames as base parts of ``PART_ROWS`` rows (a table larger than memory takes the
+    memory of about two parts), then the head; ``footer`` is called once the last frame is in.
+    Returns the head's URI and the rows written."""
     with ThreadPoolExecutor(1, thread_name_prefix="amp-braze-part") as pool:
-
-        def flush() -> Future:
-            name = _part_name(head, "base")
-            files.append(name)
-            part = pl.concat(pending)
-            pending.clear()
-            return pool.submit(storage._write_parquet_file, name, part, PART_OPTIONS)
-
+        writer = PartWriter(storage, head, schema, pool)
         for df in frames:
-            if df.height == 0:
-                continue
-            if df.schema != schema:
-                df = df.select(pl.col(c).cast(t) for c, t in schema.items())
-            rows += df.height
-            for c, n in df.null_count().row(0, named=True).items():
-                non_null[c] += df.height - n
-            pending.append(df)
-            if sum(p.height for p in pending) >= PART_ROWS:
-                if in_flight is not None:
-                    in_flight.result()
-                in_flight = flush()
-        if in_flight is not None:
-            in_flight.result()
-        if pending:
-            flush().result()
-    layout = {"files": files, "key": None, "drop": None, "delta": None}
-    uri = _write_head(storage, head, schema, layout, rows, non_null, footer())
-    _tidy(storage, head, named(layout) | named(before))
-    return uri, rows
+            writer.add(df)
+        return writer.close(footer()), writer.rows
 
 
 def write_changes(
