@@ -11,6 +11,7 @@ import dagster as dg
 from amp_braze.catalogue import SYNC_PLAN
 from amp_braze.config import Config
 from amp_braze.definitions import build_defs
+from amp_braze.shard_figures import ROUND_TAG
 from amp_braze.shards import record_layout, recorded_shards, shard_names
 from amp_braze.storage import Storage
 from amp_braze.sync.jobs import feeds_job_name
@@ -36,12 +37,17 @@ def run_job(
     if cfg.scale.shards == 1:
         job_def.execute_in_process(instance=instance, run_config=QUIET, asset_selection=keys)
         return
-    defs.resolve_job_def(feeds_job_name(job)).execute_in_process(
+    feeds = defs.resolve_job_def(feeds_job_name(job)).execute_in_process(
         instance=instance, run_config=QUIET
     )
+    tags = {ROUND_TAG: feeds.run_id}  # as the shards' sensor tags them
     for shard in shard_names(cfg.scale.shards):
         job_def.execute_in_process(
-            instance=instance, run_config=QUIET, partition_key=shard, asset_selection=keys
+            instance=instance,
+            run_config=QUIET,
+            partition_key=shard,
+            asset_selection=keys,
+            tags=tags,
         )
 
 

@@ -15,7 +15,8 @@ LAYERS: list[set[str]] = [
     {"failpoints", "sql_reads", "sorted_rows", "catalogue", "engagement_schema", "metadata"},
     {"config"},
     {"storage"},
-    {"shards"},  # which shard a customer is in, and the layout a storage root is split in
+    # Which shard a customer is in, the layout a storage root is split in; figures over shards.
+    {"shards", "shard_figures"},
     {"resources"},
     {"profiles", "identity", "currents"},
     {"audiences"},

@@ -16,6 +16,7 @@ from amp_braze.config import Config
 from amp_braze.metadata import StepCost, rows_table, table_metadata
 from amp_braze.profiles.sql import base_tables, sql_upstream, table_assets
 from amp_braze.resources import StorageResource, shard_partitions
+from amp_braze.shard_figures import over_shards
 from amp_braze.storage import Storage
 
 BASELINE = "audiences/accepted_sizes.json"
@@ -116,6 +117,9 @@ def audience_assets(cfg: Config) -> list[dg.AssetsDefinition]:
                 for s in segments
             ]
         )
+        figures = [f"{k}_{s}" for s in segments for k in ("size", "joiners", "leavers")]
+        n = cfg.scale.shards
+        meta |= over_shards(context, store.shared, n, dg.AssetKey(MEMBERSHIPS), meta, figures)
         for s in segments:
             context.log.info(
                 f"segment {s}: {changes.sizes[s]:,} members (+{changes.joiners[s]:,} / -{changes.leavers[s]:,})"

@@ -37,6 +37,7 @@ from amp_braze.profiles.incremental import (
 from amp_braze.profiles.sql import base_tables, run_sql, sql_upstream, table_assets
 from amp_braze.profiles.unify import shard_feeds, with_amp_ids
 from amp_braze.resources import StorageResource, shard_partitions
+from amp_braze.shard_figures import over_shards
 from amp_braze.storage import parts
 
 
@@ -245,6 +246,8 @@ def _customer_profiles(cfg: Config) -> dg.AssetsDefinition:
             | {"write": lap.seconds.get("write", 0)}
         )
         context.log.info(f"customer_profiles: {meta['dagster/row_count'].value} customers")
+        key, n = dg.AssetKey(PROFILES), cfg.scale.shards
+        meta |= over_shards(context, shared, n, key, meta, ["dagster/row_count"])
         return dg.MaterializeResult(metadata=meta | cost.metadata())
 
     return customer_profiles
@@ -315,6 +318,7 @@ def attributes_assets(
         partitions_def=shard_partitions(cfg.scale.shards),
     )
     def attributes(context: dg.AssetExecutionContext, storage: StorageResource):
+        key = dg.AssetKey(keys[0])
         cost = StepCost(context)
         store = storage.for_run(context)
         sql = sql_path.read_text()
@@ -345,6 +349,8 @@ def attributes_assets(
             ),
             "rejection_sample": rows_table(result.rejections.drop("__id").head(20).to_dicts()),
         }
+        figures = ["dagster/row_count", "rejected_rows"]
+        meta |= over_shards(context, store.shared, cfg.scale.shards, key, meta, figures)
         limit = braze.max_rejected_share
         passed = result.rejected_share <= limit
         yield dg.MaterializeResult(

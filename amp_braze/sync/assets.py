@@ -13,6 +13,7 @@ from amp_braze.config import Config, SyncSpec
 from amp_braze.metadata import StepCost, rows_table, stage_seconds, table_metadata
 from amp_braze.profiles.assets import attributes_assets
 from amp_braze.resources import StorageResource, shard_partitions
+from amp_braze.shard_figures import over_shards
 from amp_braze.shards import LayoutChanged, check_layout
 from amp_braze.storage import Storage
 from amp_braze.sync import subscriptions as subscription
@@ -23,6 +24,12 @@ from amp_braze.sync.state import StateMovedError
 
 class SyncRunConfig(dg.Config):
     dry_run: bool = False  # write the planned requests as JSON lines instead of sending them
+
+
+# What the UI shows as one figure, added up over the shards (amp_braze.shard_figures).
+PLAN_FIGURES = ["dagster/row_count", "users_changed", "estimated_data_points", "requests_needed",
+                "users_in_state"]  # fmt: skip
+SYNC_FIGURES = ["users_sent", "data_points", "requests", "rejected_rows", "failed_rows"]
 
 
 def _plan_metadata(stats: dict) -> dict:
@@ -101,6 +108,7 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
     what = f"sync {spec.name!r} ({kind}) to destination {spec.destination!r}"
     own: list = []
     plan_deps = [dg.AssetKey(MEMBERSHIPS)]  # which reads braze_customer_attributes
+    plan_key, sync_key = sync_asset_key(spec, SYNC_PLAN), sync_asset_key(spec, SYNC)
     if spec.sql is not None:
         own = [
             attributes_assets(
@@ -139,9 +147,9 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
             f"plan: {s['users_changed']:,} users, {s['attributes_changed']:,} attributes, "
             f"{s['data_points']:,} data points (a full sync: {s['full_sync_data_points']:,})"
         )
-        return dg.MaterializeResult(
-            metadata=table_metadata(plan.table, uri) | _plan_metadata(s) | cost.metadata()
-        )
+        meta = table_metadata(plan.table, uri) | _plan_metadata(s)
+        meta |= over_shards(context, store.shared, cfg.scale.shards, plan_key, meta, PLAN_FIGURES)
+        return dg.MaterializeResult(metadata=meta | cost.metadata())
 
     @dg.multi_asset(
         specs=[
@@ -251,6 +259,7 @@ def sync_assets(cfg: Config, spec: SyncSpec) -> list:
                 store.uri(store.table_name(paths.rejections))
             ),
         }
+        meta |= over_shards(context, store.shared, cfg.scale.shards, sync_key, meta, SYNC_FIGURES)
         context.log.info(
             f"sent {report.users_sent:,} users, {report.attributes_sent:,} attributes, {report.data_points:,} "
             f"data points in {st.requests:,} requests ({st.rate_limited} 429s, {st.retries} retries, "

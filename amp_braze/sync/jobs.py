@@ -18,6 +18,7 @@ from amp_braze.catalogue import (
     SYNC_REJECTIONS,
 )
 from amp_braze.config import Config, SyncSpec
+from amp_braze.shard_figures import ROUND_TAG
 from amp_braze.shards import shard_names
 from amp_braze.sync.assets import sync_asset_key
 
@@ -156,7 +157,12 @@ def shard_runs(
     )
     def _shards(context: dg.RunStatusSensorContext):
         run_id = context.dagster_run.run_id
-        return [dg.RunRequest(run_key=f"{run_id}:{shard}", partition_key=shard) for shard in shards]
+        return [
+            dg.RunRequest(
+                run_key=f"{run_id}:{shard}", partition_key=shard, tags={ROUND_TAG: run_id}
+            )
+            for shard in shards
+        ]
 
     return _shards
 

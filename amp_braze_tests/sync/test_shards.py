@@ -14,6 +14,7 @@ import pytest
 
 from amp_braze.config import load_config
 from amp_braze.resharding import run_job
+from amp_braze.shard_figures import ROUND_TAG
 from amp_braze.shards import shard_of, shard_stores
 from amp_braze.storage import Storage
 from amp_braze_tests.support.brand import (
@@ -45,7 +46,23 @@ def _sync(brand: Brand, instance: dg.DagsterInstance) -> dict[str, int]:
         meta = r.asset_materialization.metadata
         for k in ("data_points", "users_sent", "rejected_rows"):
             total[k] = total.get(k, 0) + meta[k].value
+    if brand.config.scale.shards > 1:  # the last shard's materialization adds up every shard's
+        last = max(records, key=lambda r: r.storage_id).asset_materialization.metadata
+        assert {k: last[f"all_shards_{k}"].value for k in total} == total
+        assert last["shards_in_this_round"].value == brand.config.scale.shards
     return total
+
+
+def _segment_sizes(brand: Brand, instance: dg.DagsterInstance) -> dict[str, int]:
+    """Each segment's size as the UI shows it: the last materialization's, over all shards."""
+    (last,) = instance.fetch_materializations(dg.AssetKey("segment_memberships"), limit=1).records
+    meta = last.asset_materialization.metadata
+    split = brand.config.scale.shards > 1
+    return {
+        k.removeprefix("all_shards_"): v.value
+        for k, v in meta.items()
+        if k.startswith("all_shards_size_" if split else "size_")
+    }
 
 
 def _sync_records(instance: dg.DagsterInstance) -> list:
@@ -76,12 +93,14 @@ def test_four_shards_leave_braze_as_one_does(tmp_path, api_key):
             day_two(brand)
             second = _sync(brand, instance)
             assert_braze_matches(brand, emulator)
-            results[n] = (first, second, _rejections(brand), braze_profiles(emulator))
+            sizes = _segment_sizes(brand, instance)
+            results[n] = (first, second, _rejections(brand), braze_profiles(emulator), sizes)
         finally:
             emulator.server.stop()
     one, four = results[1], results[4]
     assert four[0] == one[0] and four[1] == one[1]  # data points, users, rejections per day
     assert four[2] == one[2] > 0  # rows set aside by the field rules
+    assert four[4] == one[4] and one[4]["size_gold"] > 0  # as the UI shows the segments
     # 1500 sent, 20 of them left (their attributes unset), 30 came of whom 5 were set aside.
     assert four[3] == one[3] and len(one[3]) == 1525
     assert len([p for p in one[3].values() if p]) == 1505
@@ -183,6 +202,7 @@ def test_the_schedule_reads_the_feeds_and_the_sensor_runs_every_shard(tmp_path):
     )
     requests = sensor(context)
     assert [r.partition_key for r in requests] == ["shard_00", "shard_01", "shard_02"]
+    assert {r.tags[ROUND_TAG] for r in requests} == {run.run_id}  # one round's figures
     assert len({r.run_key for r in requests}) == 3 and all(
         run.run_id in r.run_key for r in requests
     )
