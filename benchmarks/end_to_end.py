@@ -57,17 +57,22 @@ from amp_braze.demo.run import QUIET
 defs = build_defs(load_config(sys.argv[1]))
 step = [a for a in defs.assets if a.node_def.name == sys.argv[2]]
 t = time.perf_counter()
-dg.materialize(step, resources=defs.resources, run_config=QUIET, selection=list(step[0].keys))
+part = sys.argv[3] if len(sys.argv) > 3 and step[0].partitions_def else None
+dg.materialize(step, resources=defs.resources, run_config=QUIET, selection=list(step[0].keys),
+               partition_key=part)
 hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
 print(json.dumps({"seconds": time.perf_counter() - t, "mb": int(hwm.split()[1]) / 1024}))
 """
 
 
-def steps_in_own_processes(cfg_path: Path, steps: list[str]) -> dict[str, tuple[float, float]]:
-    """Per step (in the order given), its seconds and peak memory in a fresh process."""
+def steps_in_own_processes(
+    cfg_path: Path, steps: list[str], shard: str | None = None
+) -> dict[str, tuple[float, float]]:
+    """Per step (in the order given), its seconds and peak memory in a fresh process; a step
+    split in shards runs ``shard``."""
     out = {}
     for step in steps:
-        cmd = [sys.executable, "-c", STEP, str(cfg_path), step]
+        cmd = [sys.executable, "-c", STEP, str(cfg_path), step, *([shard] if shard else [])]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"step {step} failed in its own process:\n{done.stderr[-3000:]}")

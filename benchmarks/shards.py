@@ -29,10 +29,10 @@ from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
 from amp_braze.demo.run import _day_two
 from amp_braze.resharding import run_job
-from amp_braze.shards import shard_stores
+from amp_braze.shards import shard_names, shard_stores
 from amp_braze.storage import Storage
 from amp_braze.sync.verify import flatten_braze_profile
-from benchmarks.end_to_end import CONFIG
+from benchmarks.end_to_end import CONFIG, steps_in_own_processes
 from benchmarks.harness import Row, report
 
 SEGMENT_FLAGS = {"amp_vip", "amp_lapsed", "amp_loyal_gold"}
@@ -83,8 +83,10 @@ def _last_event(instance: dg.DagsterInstance) -> int:
     return records[0].storage_id if records else 0
 
 
-def one_case(home: Path, data: Path, sql: Path, shards: int, rate: int) -> dict:
-    """Two syncs of the brand in ``shards`` shards; their figures and Braze's digest."""
+def one_case(home: Path, data: Path, sql: Path, shards: int, rate: int, own: bool) -> dict:
+    """Two syncs of the brand in ``shards`` shards; their figures and Braze's digest. With
+    ``own``, the second sync's steps again, each in a process of its own, from a copy of the
+    storage as the first sync left it (split: the feeds, then the first shard's steps)."""
     emu, url = _emulator(rate)
     try:
         body = CONFIG.format(home=home, sql=sql, url=url, limit=rate * 3).replace(
@@ -99,8 +101,11 @@ def one_case(home: Path, data: Path, sql: Path, shards: int, rate: int) -> dict:
         defs = build_defs(cfg)
         instance = dg.DagsterInstance.ephemeral()
         out = {}
+        storage, before = home / f"storage_{shards}", home / f"storage_{shards}_before"
         for day in ("first sync", "1% changed"):
             if day == "1% changed":
+                if own:
+                    shutil.copytree(storage, before)
                 _day_two(data / "pos_customers.csv")
             since = _last_event(instance)
             t = time.perf_counter()
@@ -111,10 +116,28 @@ def one_case(home: Path, data: Path, sql: Path, shards: int, rate: int) -> dict:
             s.read_table("braze_customer_attributes_rejections").height for s in stores
         )
         out["braze"] = braze_digest(url)
+        if own:  # Braze already has the change: sending it again leaves Braze as it is
+            again = home / f"amp_braze_{shards}_own.yaml"
+            again.write_text(cfg_path.read_text().replace(str(storage), str(before)))
+            steps = [
+                a.node_def.name for a in defs.assets if a.node_def.name.startswith("sources__")
+            ]
+            feeds = steps_in_own_processes(again, steps)
+            chain = steps_in_own_processes(again, list(CHAIN), shard_names(shards)[0])
+            out["own"] = feeds | chain
+            shutil.rmtree(before)
         return out
     finally:
         emu.terminate()
         emu.wait()
+
+
+def _heaviest(
+    own: dict[str, tuple[float, float]], among: tuple[str, ...] | None = None
+) -> tuple[str, float]:
+    """The step with the highest peak (of ``among``, or of all) and its peak in MB."""
+    step = max((k for k in own if among is None or k in among), key=lambda k: own[k][1])
+    return step, own[step][1]
 
 
 def run(argv: list[str]) -> None:
@@ -122,6 +145,11 @@ def run(argv: list[str]) -> None:
     p.add_argument("--profiles", type=int, default=1_000_000)
     p.add_argument("--shards", default="1,4,16", help="numbers of shards, the first the baseline")
     p.add_argument("--rate", type=int, default=1000, help="requests/s (Braze: 1,000)")
+    p.add_argument(
+        "--own-process",
+        action="store_true",
+        help="also each step of the second sync in a process of its own (its peak)",
+    )
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args(argv)
     counts = [int(n) for n in a.shards.split(",")]
@@ -139,7 +167,7 @@ def run(argv: list[str]) -> None:
         for n in counts:
             data = home / f"data_{n}"
             shutil.copytree(home / "data", data)  # each case changes its own copy on day two
-            cases[n] = one_case(home, data, sql, n, a.rate)
+            cases[n] = one_case(home, data, sql, n, a.rate, a.own_process)
             print(f"{n} shard(s): {cases[n]}", flush=True)
     base = cases[counts[0]]
     rows = []
@@ -170,6 +198,24 @@ def run(argv: list[str]) -> None:
             ]  # fmt: skip
         rows.append(Row(f"{n} shard(s): rows set aside by field rules", c["field_rejections"],
                         base["field_rejections"]))  # fmt: skip
+        if "own" in c:
+            # A shard's steps against every step of the baseline; the feeds are read once for
+            # all shards (not split), so they are a row of their own.
+            step, mb = _heaviest(c["own"], CHAIN if n > 1 else None)
+            base_step, base_mb = _heaviest(base["own"])
+            feed, feed_mb = _heaviest({k: v for k, v in c["own"].items() if k not in CHAIN})
+            where = "" if n == 1 else f" ({shard_names(n)[0]})"
+            rows += [
+                Row(f"{n} shard(s), 1% changed, each step in its own process{where}: heaviest "
+                    f"{'shard ' if n > 1 else ''}step's peak ({step}; baseline {base_step})",
+                    round(mb), round(base_mb), "MB", "<= 1/8 at 16 shards"),
+                Row(f"{n} shard(s), 1% changed, each step in its own process: heaviest feed "
+                    f"step's peak ({feed}; read once for every shard)", round(feed_mb),
+                    unit="MB"),
+                Row(f"{n} shard(s), 1% changed, each step in its own process{where}: peak "
+                    "memory (MB) and seconds",
+                    ", ".join(f"{k} {m:,.0f} MB {t:.1f} s" for k, (t, m) in c["own"].items())),
+            ]  # fmt: skip
         if not same:
             raise SystemExit(f"{n} shard(s) left Braze otherwise than {counts[0]}: {c} / {base}")
     report(
