@@ -9,8 +9,9 @@ nothing from Dagster or the pipeline. Run it with ``amp-braze emulator`` or::
     with EmulatorServer(settings=Settings(api_key="k")) as server:
         print(server.url)
 
-Admin routes (no key needed): GET /_emulator/users, GET /_emulator/stats, POST /_emulator/reset,
-GET|POST /_emulator/faults, GET|POST /_emulator/config.
+Admin routes (no key needed): GET /_emulator/users (a JSON body {"offset": k, "limit": m} asks
+for one page), GET /_emulator/stats, POST /_emulator/reset, GET|POST /_emulator/faults,
+GET|POST /_emulator/config.
 """
 
 from amp_braze.braze.emulator.core import Emulator, Faults, Settings

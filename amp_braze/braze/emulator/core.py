@@ -105,9 +105,9 @@ class Emulator:
             self._bad_request = frozenset(self.faults.bad_request_external_ids)
             return asdict(self.faults)
 
-    def users(self) -> list[dict]:
+    def users(self, offset: int = 0, limit: int | None = None) -> list[dict]:
         with self.lock:
-            return self.store.users()
+            return self.store.users(offset, limit)
 
     def dump(self) -> bytes:
         return orjson.dumps(self.users())
@@ -209,8 +209,8 @@ class Emulator:
         except orjson.JSONDecodeError as e:
             return 400, {}, {"message": f"invalid JSON: {e}"}
         try:
-            if route == "users":
-                return 200, {}, self.users()
+            if route == "users":  # a body {"offset": k, "limit": m} asks for one page
+                return 200, {}, self.users(int(args.get("offset", 0)), args.get("limit"))
             if route == "stats":
                 with self.lock:
                     return 200, {}, self.stats.to_json() | {"users": len(self.store)}

@@ -13,6 +13,7 @@ external_id never does.
 
 from __future__ import annotations
 
+import itertools
 import marshal
 import time
 import uuid
@@ -180,11 +181,13 @@ class ProfileStore:
             if self._indexes[kind].get(key) == home:
                 del self._indexes[kind][key]
 
-    def users(self) -> list[dict]:
+    def users(self, offset: int = 0, limit: int | None = None) -> list[dict]:
         """Every profile once, as /users/export/ids shows it, with the event and purchase objects
-        it holds (``event_objects``, ``purchase_objects``)."""
+        it holds (``event_objects``, ``purchase_objects``); ``offset`` and ``limit`` page through
+        them in a stable order while nothing is written."""
         out = []
-        for home, blob in self._home.items():
+        end = None if limit is None else offset + limit
+        for home, blob in itertools.islice(self._home.items(), offset, end):
             p = self._unpack(blob, home)
             out.append(exported(p, objects=self.objects(p)))
         return out
