@@ -55,6 +55,10 @@ SCENARIOS = {
         "benchmarks.shards",
         "the pipeline in 1, 4 and 16 shards (1M): the same Braze, data points; wall, peak memory",
     ),
+    "shard-plans": (
+        "benchmarks.shard_plans",
+        "delta plans of a brand split in 16 shards against the whole (--profiles 100000000)",
+    ),
     "phones": (
         "benchmarks.phones",
         "the Braze phone rule, libphonenumber against the old regex rule (10M values, 1M distinct)",

@@ -26,11 +26,19 @@ SEGMENTS = ["amp_vip", "amp_lapsed", "amp_engaged"]
 
 
 def make_tables(
-    n: int, changed_share: float = 0.01, seed: int = 3, lazy: bool = False
+    n: int,
+    changed_share: float = 0.01,
+    seed: int = 3,
+    lazy: bool = False,
+    rows: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """(wanted, state, users changed): ids sorted, 20 attributes of mixed types, 3 segment flags
-    (LazyFrames with ``lazy``: for tables larger than memory, written by streaming)."""
-    i = pl.int_range(n, eager=True, dtype=pl.Int64).alias("i")
+    (LazyFrames with ``lazy``: for tables larger than memory, written by streaming). ``rows``:
+    only these users of the n (sorted row numbers), each as the whole brand has it."""
+    if rows is None:
+        i = pl.int_range(n, eager=True, dtype=pl.Int64).alias("i")
+    else:
+        i = rows.cast(pl.Int64).alias("i")
     frame = pl.DataFrame(i).lazy() if lazy else pl.DataFrame(i)
     base = frame.with_columns(
         pl.format("user-{}", pl.col("i").cast(pl.String).str.zfill(9)).alias(ID)
@@ -45,26 +53,23 @@ def make_tables(
         else:
             cols.append(h.alias(f"attr_{k:02d}"))
     cols += [((pl.col("i") * (s + 3)) % 5 == 0).alias(seg) for s, seg in enumerate(SEGMENTS)]
-    state = base.with_columns(cols).drop("i")
+    numbered = base.with_columns(cols)
+    state = numbered.drop("i")
     names = state.collect_schema().names() if lazy else state.columns
     step = int(1 / changed_share)
-    change = pl.col("__i") % step == 0
-    which = (pl.col("__i") // step) % 20  # the one attribute that changes
-    wanted = (
-        state.with_row_index("__i")
-        .with_columns(
-            [
-                pl.when(change & (which == k))
-                .then(_bump(pl.col(f"attr_{k:02d}"), k))
-                .otherwise(pl.col(f"attr_{k:02d}"))
-                .alias(f"attr_{k:02d}")
-                for k in range(20)
-            ]
-        )
-        .drop("__i")
-    )
+    change = pl.col("i") % step == 0
+    which = (pl.col("i") // step) % 20  # the one attribute that changes
+    wanted = numbered.with_columns(
+        [
+            pl.when(change & (which == k))
+            .then(_bump(pl.col(f"attr_{k:02d}"), k))
+            .otherwise(pl.col(f"attr_{k:02d}"))
+            .alias(f"attr_{k:02d}")
+            for k in range(20)
+        ]
+    ).drop("i")
     wanted = wanted.with_columns(pl.col(ID).alias("external_id")).select(["external_id", *names])
-    changed = len(range(0, n, step))
+    changed = len(range(0, n, step)) if rows is None else int((rows % step == 0).sum())
     return wanted, state, changed
 
 
@@ -117,20 +122,31 @@ def _write_brand(n: int, root: str) -> int:
     table, segment memberships, and a sync state version per destination (one equal to last
     run's users, one missing 0.5% of them, as if they were new today)."""
     wanted, state, changed = make_tables(n)
-    storage = Storage(_config(root, ALIGNED).storage)
+    write_tables(Storage(_config(root, ALIGNED).storage), root, wanted, state)
+    return changed
+
+
+def write_tables(
+    storage: Storage,
+    root: str,
+    wanted: pl.DataFrame,
+    state: pl.DataFrame,
+    instances: tuple[str, ...] = (ALIGNED, NEW_USERS),
+) -> None:
+    """``_write_brand``'s tables in ``storage`` (a shard's, say), the state of each instance."""
     attributes = wanted.drop(SEGMENTS)
     storage.write_table(ATTRIBUTES, attributes, id_footer(attributes))
     seg = [pl.col(s).alias(s.removeprefix("amp_")) for s in SEGMENTS]
     memberships = wanted.select("external_id", ID, *seg)
     storage.write_table(MEMBERSHIPS, memberships, id_footer(memberships))
     del wanted
-    for instance, table in [
-        (ALIGNED, state),
-        (NEW_USERS, state.filter(pl.int_range(pl.len()) % 200 != 7)),
-    ]:
+    states = {
+        ALIGNED: state,
+        NEW_USERS: state.filter(pl.col(ID).str.slice(5).cast(pl.Int64) % 200 != 7),
+    }
+    for instance in instances:
         cfg = _config(root, instance)
-        SyncState(storage, cfg.syncs["braze"].names.state_key).write_version(1, table, 0)
-    return changed
+        SyncState(storage, cfg.syncs["braze"].names.state_key).write_version(1, states[instance], 0)
 
 
 STREAM_ABOVE = 20_000_000  # larger brands are generated and written without being in memory
@@ -152,7 +168,9 @@ def _sink(storage: Storage, name: str, frame: pl.LazyFrame, extra: dict | None =
     return rows
 
 
-def _write_brand_streaming(n: int, root: str) -> int:
+def _write_brand_streaming(
+    n: int, root: str, instances: tuple[str, ...] = (ALIGNED, NEW_USERS)
+) -> int:
     """``_write_brand`` for brands too large for memory: the same tables and state versions."""
     wanted, state, changed = make_tables(n, lazy=True)
     storage = Storage(_config(root, ALIGNED).storage)
@@ -160,7 +178,8 @@ def _write_brand_streaming(n: int, root: str) -> int:
     seg = [pl.col(s).alias(s.removeprefix("amp_")) for s in SEGMENTS]
     _sink(storage, storage.table_name(MEMBERSHIPS), wanted.select("external_id", ID, *seg))
     row = pl.col(ID).str.slice(5).cast(pl.Int64)  # ids are "user-<row>": streams, unlike int_range
-    for instance, table in [(ALIGNED, state), (NEW_USERS, state.filter(row % 200 != 7))]:
+    states = {ALIGNED: state, NEW_USERS: state.filter(row % 200 != 7)}
+    for instance, table in ((k, states[k]) for k in instances):
         st = SyncState(storage, _config(root, instance).syncs["braze"].names.state_key)
         vdir = st._version_dir(1)
         rows = _sink(storage, f"{vdir}/part-00000.parquet", table)

@@ -65,6 +65,15 @@ def machine() -> str:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM where Linux has it: ``ru_maxrss`` carries over
+    exec, so a process spawned by a large parent would report at least the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -108,9 +108,10 @@ class IdentityConfig(Section):
     score_chunks: bounded(int, low=1) = Field(
         1,
         description="Score the candidate pairs in pieces: each side of a pair is split in this "
-        "many chunks by record id and the chunk pairs are scored one at a time (Splink's "
-        "`predict_chunk`), so a full scoring holds one piece's pairs at once, not all of them. "
-        "The links are the same as in one piece.",
+        "many chunks by record id and each chunk pair is scored in a Dagster step of its own "
+        "(Splink's `predict_chunk`; `identity_score_<i>_<j>`, which any worker runs), so a full "
+        "scoring holds one piece's pairs at a time, not all of them. The links are the same as "
+        "in one piece.",
     )
 
     @property

@@ -160,18 +160,33 @@ def score(records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any]) -> 
             )
         )
     _term_frequencies(linker, cfg)  # once, not once per piece
-    pieces = []
-    for left in range(1, n + 1):
-        for right in range(1, n + 1):
-            scored = linker.inference.predict_chunk(
-                left_chunk=(left, n),
-                right_chunk=(right, n),
-                threshold_match_probability=cfg.threshold,
-                warning_mode="never",
-            )
-            pieces.append(_links(scored))
-            scored.drop_table_from_database_and_remove_from_cache()
-    return pl.concat(pieces)
+    return pl.concat(_piece(linker, cfg, left, right) for left in range(n) for right in range(n))
+
+
+def _piece(linker: Any, cfg: IdentityConfig, left: int, right: int) -> pl.DataFrame:
+    """The pairs of piece (left, right) of score_chunks x score_chunks (from 0)."""
+    n = cfg.score_chunks
+    scored = linker.inference.predict_chunk(
+        left_chunk=(left + 1, n),
+        right_chunk=(right + 1, n),
+        threshold_match_probability=cfg.threshold,
+        warning_mode="never",
+    )
+    links = _links(scored)
+    scored.drop_table_from_database_and_remove_from_cache()
+    return links
+
+
+def score_piece(
+    records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any], left: int, right: int
+) -> pl.DataFrame:
+    """One piece of ``score`` in pieces, on its own (a step of its own): the same pairs, names
+    and emails weighted by their frequency in all records as the whole scoring weighs them."""
+    from splink import Linker
+
+    linker = Linker(database_api().register(records.to_arrow()), model, log_level=logging.ERROR)
+    _term_frequencies(linker, cfg)
+    return _piece(linker, cfg, left, right)
 
 
 def score_changed(

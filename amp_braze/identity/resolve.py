@@ -46,6 +46,20 @@ class Resolution:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Prepared:
+    """What scoring needs and what comes before it: the normalised records, the model (trained
+    or stored), the deterministic links, and which records changed (None: score every pair)."""
+
+    records: Records
+    model: dict[str, Any]
+    trained: bool
+    training: dict[str, Any]
+    rules: pl.DataFrame
+    changed: pl.Series | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 def resolve(
     feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]],
     cfg: IdentityConfig,
@@ -58,6 +72,27 @@ def resolve(
     """Link, cluster and assign ids. With the previous run's fingerprints (in ``previous``), its
     model links and an unchanged model, only new or changed records are scored (against all the
     others): links between unchanged records are the previous run's."""
+    prepared = prepare_links(feeds, cfg, previous, model, previous_links, training_report)
+    lap = Laps()
+    if prepared.changed is None:
+        scored = linkage.score(prepared.records.table, cfg, prepared.model)
+    else:
+        scored = score_changed(prepared, cfg, previous_links)
+    lap("predict")
+    prepared.seconds |= lap.seconds
+    return finish(prepared, cfg, previous, next_id, scored)
+
+
+def prepare_links(
+    feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]],
+    cfg: IdentityConfig,
+    previous: pl.DataFrame,
+    model: dict[str, Any] | None,
+    previous_links: pl.DataFrame | None,
+    training_report: dict[str, Any] | None,
+) -> Prepared:
+    """Normalise the records, train the model unless one is stored, link by the rules, and find
+    the records whose identity values changed since the previous run."""
     lap = Laps()
     records, absent = prepare(feeds, cfg)
     if absent:
@@ -75,15 +110,36 @@ def resolve(
     rules = linkage.deterministic_edges(records.table, cfg)
     recs = records.table
     changed = _changed(recs, previous) if previous_links is not None and not trained else None
-    if changed is None:
-        scored = linkage.score(recs, cfg, model)
-    else:
-        kept = _links_to_ids(previous_links, recs.filter(~changed))
-        fresh = linkage.score_changed(recs, changed, cfg, model) if changed.any() else None
-        scored = pl.concat([kept] + ([fresh.select(kept.columns)] if fresh is not None else []))
+    return Prepared(
+        records, model, trained, training_report or {}, rules, changed, seconds=lap.seconds
+    )
+
+
+def score_changed(
+    prepared: Prepared, cfg: IdentityConfig, previous_links: pl.DataFrame
+) -> pl.DataFrame:
+    """The previous run's links between unchanged records, and the changed records scored."""
+    recs, changed = prepared.records.table, prepared.changed
+    assert changed is not None
+    kept = _links_to_ids(previous_links, recs.filter(~changed))
+    fresh = linkage.score_changed(recs, changed, cfg, prepared.model) if changed.any() else None
+    return pl.concat([kept] + ([fresh.select(kept.columns)] if fresh is not None else []))
+
+
+def finish(
+    prepared: Prepared,
+    cfg: IdentityConfig,
+    previous: pl.DataFrame,
+    next_id: int,
+    scored: pl.DataFrame,
+) -> Resolution:
+    """Cluster the rules' and the model's links (``scored``: unique_id_l, unique_id_r,
+    match_probability) and give every record its stable amp_id."""
+    lap = Laps()
+    records, recs = prepared.records, prepared.records.table
     scored = scored.with_columns(pl.lit(MODEL_RULE).alias("rule"))
-    rescored = recs.height if changed is None else int(changed.sum())
-    lap("predict")
+    rescored = recs.height if prepared.changed is None else int(prepared.changed.sum())
+    rules = prepared.rules
     edges = pl.concat([rules, scored.select(rules.columns)]).unique(
         [f"{SPLINK_ROW_ID}_l", f"{SPLINK_ROW_ID}_r"], keep="first", maintain_order=True
     )
@@ -111,14 +167,14 @@ def resolve(
         clustered=clustered,
         assignment=assignment,
         table=table,
-        model=model,
-        trained=trained,
-        training=training_report or {},
+        model=prepared.model,
+        trained=prepared.trained,
+        training=prepared.training,
         deterministic_links=rules.height,
         model_links=scored.height,
         links=_links_to_records(scored, recs),
         rescored_records=rescored,
-        seconds=lap.seconds,
+        seconds=prepared.seconds | lap.seconds,
     )
 
 
@@ -172,13 +228,25 @@ def stored_model(
 
 def run(config: Config, storage: Storage, feeds: dict[str, tuple[SourceConfig, pl.LazyFrame]]):
     """Resolve, then store the model (when trained), the mapping's new version and the table."""
-    cfg = config.identity
-    if cfg is None:
-        raise IdentityError("identity: is not configured")
+    cfg = identity_config(config)
     ids = IdMap(storage)
     version, previous, next_id = ids.current()
     model, report = stored_model(storage, cfg)
     result = resolve(feeds, cfg, previous, next_id, model, ids.links(version), report)
+    return (result, *store(storage, cfg, ids, version, result))
+
+
+def identity_config(config: Config) -> IdentityConfig:
+    if config.identity is None:
+        raise IdentityError("identity: is not configured")
+    return config.identity
+
+
+def store(
+    storage: Storage, cfg: IdentityConfig, ids: IdMap, version: int, result: Resolution
+) -> tuple[int, str]:
+    """Store a resolution made from mapping ``version``: the model (when trained), the mapping's
+    next version and the table; returns that version and the table's URI."""
     if result.trained:
         storage.write_bytes(
             MODEL,
@@ -199,4 +267,4 @@ def run(config: Config, storage: Storage, feeds: dict[str, tuple[SourceConfig, p
             f"{storage.uri('identity')} while this one ran; run identity_clusters again"
         )
     uri = storage.write_table(CLUSTERS, result.table)
-    return result, version + 1, uri
+    return version + 1, uri
