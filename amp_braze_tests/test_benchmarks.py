@@ -39,12 +39,17 @@ def test_delta_benchmark_plans_the_changed_users():
 
 
 def test_identity_chunks_benchmark_compares_the_links():
-    out = _bench("identity-chunks", "--people", "3000", "--chunks", "2")
-    one, pieces = _row(out, "links at or above the threshold (one predict / pieces)")[0].split(
-        " / "
-    )
-    assert one == pieces and int(one.replace(",", "")) > 1_000
-    assert _row(out, "largest difference of a link's match probability")[0] == "0.0e+00"
+    out = _bench("identity-chunks", "--people", "3000", "--chunks", "2", "--steps")
+    for what in ("pieces", "piece steps"):
+        row = _row(out, f"links at or above the threshold (one predict / {what})")
+        one, pieces = row[0].split(" / ")
+        assert one == pieces and int(one.replace(",", "")) > 1_000
+        assert _row(out, f"largest difference of a link's match probability ({what})")[0] == (
+            "0.0e+00"
+        )
+    heaviest = "each piece a step in its own process: heaviest step's peak"
+    (peak,) = [ln for ln in out.splitlines() if ln.strip("| ").startswith(heaviest)]
+    assert int(peak.split("|")[2].strip().replace(",", "")) > 100  # MB
 
 
 @pytest.mark.slow

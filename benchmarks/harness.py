@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
-import resource
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from amp_braze.metadata import StepCost
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
@@ -65,16 +66,9 @@ def machine() -> str:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM where Linux has it: ``ru_maxrss`` carries over
-    exec, so a process spawned by a large parent would report at least the parent's size."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory: VmHWM where Linux has it (``ru_maxrss`` carries over
+    exec, so a process spawned by a large parent would report at least the parent's size)."""
+    return StepCost.peak_mb()
 
 
 def table(rows: list[Row]) -> str:
