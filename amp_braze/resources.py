@@ -8,7 +8,10 @@ needs a Braze key, and the key's value is never part of run config, metadata or 
 
 from __future__ import annotations
 
-from functools import cache
+import threading
+from collections.abc import Callable
+from functools import cache, wraps
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -18,6 +21,8 @@ from amp_braze.braze.retry import RetryPolicy
 from amp_braze.config import BrazeConfig
 from amp_braze.shards import shard_names
 from amp_braze.storage import Storage
+
+T = TypeVar("T")
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -38,13 +43,27 @@ class StorageResource(dg.ConfigurableResource):
         return store.shard(context.partition_key, shards)
 
 
-@cache
+def _one_per_key(fn: Callable[..., T]) -> Callable[..., T]:
+    """``functools.cache`` under a lock: two threads building definitions at once would each make
+    their own object on a miss, and one build could end up naming both (``Definitions.merge``
+    refuses two resources under one key)."""
+    cached, lock = cache(fn), threading.Lock()
+
+    @wraps(fn)
+    def once(*args: Any) -> T:
+        with lock:
+            return cached(*args)
+
+    return once
+
+
+@_one_per_key
 def shard_partitions(shards: int) -> dg.StaticPartitionsDefinition | None:
     """The partitions of a pipeline split in shards (None: not split), one object per count."""
     return dg.StaticPartitionsDefinition(shard_names(shards)) if shards > 1 else None
 
 
-@cache
+@_one_per_key
 def storage_resource(root: str) -> StorageResource:
     """One resource object per root: every area's Definitions name the same one, as
     ``Definitions.merge`` requires."""
@@ -110,7 +129,7 @@ def braze_workspace(b: BrazeConfig) -> BrazeWorkspace:
     )
 
 
-@cache
+@_one_per_key
 def _workspace(
     destination: str,
     rest_endpoint: str,
