@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -178,15 +179,32 @@ def _piece(linker: Any, cfg: IdentityConfig, left: int, right: int) -> pl.DataFr
 
 
 def score_piece(
-    records: pl.DataFrame, cfg: IdentityConfig, model: dict[str, Any], left: int, right: int
+    records: Path, cfg: IdentityConfig, model: dict[str, Any], left: int, right: int
 ) -> pl.DataFrame:
     """One piece of ``score`` in pieces, on its own (a step of its own): the same pairs, names
-    and emails weighted by their frequency in all records as the whole scoring weighs them."""
+    and emails weighted by their frequency in all records as the whole scoring weighs them.
+
+    ``records`` is the prepared records' Parquet file, which DuckDB reads itself, only the columns
+    the model compares: the records are never held in Python, so a piece step's memory is
+    DuckDB's working set (the records with their frequencies, and the piece's pairs)."""
     from splink import Linker
 
-    linker = Linker(database_api().register(records.to_arrow()), model, log_level=logging.ERROR)
+    db = database_api()
+    columns = ", ".join(f'"{c}"' for c in model_columns(cfg))
+    where = str(records).replace("'", "''")
+    db.duckdb_con.execute(
+        f"CREATE VIEW amp_records AS SELECT {columns} FROM read_parquet('{where}')"
+    )
+    linker = Linker(db.register("amp_records"), model, log_level=logging.ERROR)
     _term_frequencies(linker, cfg)
     return _piece(linker, cfg, left, right)
+
+
+def model_columns(cfg: IdentityConfig) -> list[str]:
+    """The records' columns Splink reads: the row id, every identity column (compared, blocked
+    on or used by a rule) and the canonical form of each name."""
+    canonical = [c + CANONICAL_SUFFIX for c, kind in cfg.fields.items() if kind == "name"]
+    return [SPLINK_ROW_ID, *cfg.columns, *canonical]
 
 
 def score_changed(

@@ -99,10 +99,9 @@ def score_step(
     if storage.exists(f"{folder}/{CHANGED_LINKS}"):
         context.log.info("identity: incremental run, the changed records were scored already")
         return 0
-    _, prepared = _prepared(context, storage)
-    links = linkage.score_piece(
-        prepared.records.table, identity_config(cfg), prepared.model, left, right
-    )
+    _, prepared = pickle.loads(storage.read_bytes(f"{folder}/{PREPARED}"))
+    with storage.local_file(f"{folder}/{RECORDS}") as records:
+        links = linkage.score_piece(records, identity_config(cfg), prepared.model, left, right)
     storage.write_parquet(f"{folder}/{_piece_file(left, right)}", links)
     return links.height
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
+import tempfile
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -154,6 +157,17 @@ class Storage(ABC):
     def _pinned(self, name: str) -> IO[bytes]:
         """The object as it is now, to be read later (a writer replacing it meanwhile does not
         change what this handle reads); FileNotFoundError if there is none."""
+
+    @contextlib.contextmanager
+    def local_file(self, name: str) -> Iterator[Path]:
+        """A path on this machine to read ``name`` from, for engines that read paths (DuckDB's
+        ``read_parquet``): a temporary copy of the version there now, gone when the block ends.
+        A local root hands out the file itself, so keep to files that are written once."""
+        with self._pinned_or_missing(name) as src, tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            with open(path, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            yield path
 
     # -- shared ---------------------------------------------------------------------------------
     def write_json(self, name: str, value: Any) -> None:

@@ -18,7 +18,7 @@ from typing import IO, Any
 import polars as pl
 
 from amp_braze.failpoints import failpoint
-from amp_braze.storage.base import Storage
+from amp_braze.storage.base import Storage, _not_materialized
 
 
 @contextmanager
@@ -119,6 +119,13 @@ class LocalStorage(Storage):
         with _staged(self._path(name)) as (tmp, target):
             yield tmp
             os.replace(tmp, target)
+
+    @contextmanager
+    def local_file(self, name: str) -> Iterator[Path]:
+        path = self._path(name)
+        if not path.exists():
+            raise _not_materialized(str(path))
+        yield path
 
     def _pinned(self, name: str) -> IO[bytes]:
         """An open file: a writer renaming a new version over it leaves this one readable

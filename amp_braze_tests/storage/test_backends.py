@@ -91,6 +91,22 @@ def test_parquet_footer_snapshot_and_missing_files(storage):
             read("p/missing.parquet")
 
 
+def test_a_local_file_to_hand_to_an_engine_that_reads_paths(storage):
+    df = pl.DataFrame({"id": [1, 2, 3], "v": ["a", None, "c"]})
+    storage.write_parquet("p/t.parquet", df)
+    with storage.local_file("p/t.parquet") as path:
+        assert path.is_file() and pl.read_parquet(path).equals(df)
+        import duckdb
+
+        where = str(path).replace("'", "''")
+        assert duckdb.sql(f"SELECT sum(id) FROM read_parquet('{where}')").fetchall() == [(6,)]
+    # A copy goes when the block ends; a local root's own file stays.
+    assert path.exists() == (not storage.is_s3)
+    with pytest.raises(FileNotFoundError, match="materialize it first"):
+        with storage.local_file("p/missing.parquet"):
+            pass
+
+
 def test_stale_temporary_files_are_removed_and_fresh_ones_kept(storage):
     """What a killed write leaves (locally a dot-file beside its target, on S3 a multipart upload
     never completed) is removed once older than the limit, and never listed."""
