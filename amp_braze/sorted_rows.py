@@ -46,7 +46,7 @@ def put_columns(table: pl.DataFrame, edits: dict[str, tuple[pl.Series, pl.Series
         return table.with_columns(written)
 
 
-SLICE_ROWS = 2_000_000  # rows of a stored table read at a time
+SLICE_ROWS = 250_000  # rows of a stored table read (and changed) at a time
 
 
 def replace_rows(

@@ -64,8 +64,10 @@ class Attributes:
         parts = [self.row_rejections]
         for col in held:
             attr = col[len(field_rules.HELD_PREFIX) :]
+            # Only the columns read here are filtered (filtering the table copies every column).
+            needed = self.table.select(ID, *self.identifier_columns, col)
             parts.append(
-                self.table.filter(pl.col(col).is_not_null()).select(
+                needed.filter(pl.col(col).is_not_null()).select(
                     pl.col(ID),
                     ident.alias("identifier"),
                     pl.lit(attr).alias("column"),

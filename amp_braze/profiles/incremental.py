@@ -96,7 +96,8 @@ def attributes_from_changes(
         .drop(RAW_HASH)
     )
     known = _mask(raw.height, pairs.get_column("now"))
-    ids = raw.rename(braze.columns).select(id_expr(braze.identifier)).to_series()
+    # Lazily: only the identifier columns are renamed and read (an eager rename copies the result).
+    ids = raw.lazy().rename(braze.columns).select(id_expr(braze.identifier)).collect().to_series()
     # Rows reused were accepted last time, so no two of them share an identifier: a duplicate
     # now needs a row checked again, and those are few.
     fresh_ids = ids.filter(~known).drop_nulls()
