@@ -14,7 +14,6 @@ sync state split another way.
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 import polars as pl
 
@@ -39,6 +38,8 @@ def shard_of(keys: pl.Series, n: int) -> pl.Series:
     if n == 1:
         return pl.zeros(len(keys), pl.UInt16, eager=True).rename(keys.name)
     text = pl.DataFrame({"k": keys.cast(pl.String)}).to_arrow()
+    import duckdb  # here: most steps never hash a key, and a step process stays smaller
+
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
         con.register("keys", text)

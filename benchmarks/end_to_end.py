@@ -53,7 +53,9 @@ STEP = """
 import json, sys, time, dagster as dg
 from amp_braze.config import load_config
 from amp_braze.definitions import build_defs
-from amp_braze.demo.run import QUIET
+# The run config of amp_braze.demo.run.QUIET, inline: a step process loads the code location, not
+# the demo (which imports the sample-data generator and numpy).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 defs = build_defs(load_config(sys.argv[1]))
 step = [a for a in defs.assets if a.node_def.name == sys.argv[2]]
 t = time.perf_counter()

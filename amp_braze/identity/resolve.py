@@ -14,7 +14,7 @@ import polars as pl
 
 from amp_braze.catalogue import CLUSTERS
 from amp_braze.config import Config, IdentityConfig, SourceConfig
-from amp_braze.identity import linkage, training
+from amp_braze.identity import linkage
 from amp_braze.identity.clusters import CLUSTER, Clustered, cluster
 from amp_braze.identity.ids import AMP_ID, Assignment, IdMap, assign
 from amp_braze.identity.linkage import SPLINK_ROW_ID
@@ -104,6 +104,8 @@ def prepare_links(
     lap("normalise")
     trained = model is None
     if model is None:
+        from amp_braze.identity import training  # numpy and Splink: only when training
+
         fitted = training.train(records.table, cfg)
         model, training_report = fitted.model, fitted.report()
         lap("train")
