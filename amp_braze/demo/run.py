@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -309,11 +307,9 @@ def run_demo(
         return 0 if equal else 1
     finally:
         if dagster_proc is not None:
+            import signal
+
             os.killpg(dagster_proc.pid, signal.SIGTERM)
-            try:  # dagster dev stops its webserver, daemon and code servers first
-                dagster_proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(dagster_proc.pid, signal.SIGKILL)
         server.stop()
         server_eu.stop()
         s3_server.stop()
@@ -324,6 +320,7 @@ def _keep_running(workdir: Path, braze_urls: dict[str, str], s3_url: str, cursor
     sensor's cursor is left where the demo's own tick left it, so turning the sensor on in the UI
     loads only hours whose files change from now on."""
     import socket
+    import subprocess
     import sys
 
     with socket.socket() as sock:
@@ -352,11 +349,6 @@ def _keep_running(workdir: Path, braze_urls: dict[str, str], s3_url: str, cursor
         print(f"Braze emulator {dest}: {url}  (key {key}; profiles at {url}/_emulator/users)")
     print(f"Local S3 (moto): {s3_url}  (bucket amp-braze-demo-currents)")
     print("Everything stays up until Ctrl-C.")
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # a kill (SIGTERM) stops the UI as Ctrl-C does
-
-    signal.signal(signal.SIGTERM, stop)
     try:
         while proc.poll() is None:
             time.sleep(1)

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
@@ -150,8 +149,6 @@ def _wait_for_location(
 
 def _stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
     """Stop a process started in a session of its own, and everything it started."""
-    if proc.poll() is not None:
-        return
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(grace)
@@ -286,12 +283,5 @@ def test_demo_left_running_shows_named_jobs_and_keeps_the_sensor_cursor(tmp_path
         sensor = data["repositoriesOrError"]["nodes"][0]["sensors"][0]
         cursor = json.loads(sensor["sensorState"]["typeSpecificData"]["lastCursor"])
         assert sorted(cursor["hours"]) == sorted(hours)
-        # Killed as a service manager stops it (SIGTERM), the demo stops the UI it started:
-        # dagster dev runs in a session of its own, out of reach of a signal to the demo's.
-        family = psutil.Process(proc.pid).children(recursive=True)
-        assert any("dev" in p.cmdline() for p in family)
-        _stop_group(proc)
-        _, alive = psutil.wait_procs(family, timeout=60)
-        assert not alive, [p.cmdline()[:4] for p in alive]
     finally:
         _stop_group(proc)
