@@ -84,10 +84,14 @@ def prepare_step(
     storage.write_bytes(f"{folder}/{PREPARED}", pickle.dumps((version, light)))
 
 
+def _light(context: dg.OpExecutionContext, storage: Storage) -> tuple[int, Prepared]:
+    """The preparation without its records (a piece step has DuckDB read them from the file)."""
+    return pickle.loads(storage.read_bytes(f"{_folder(context)}/{PREPARED}"))
+
+
 def _prepared(context: dg.OpExecutionContext, storage: Storage) -> tuple[int, Prepared]:
-    folder = _folder(context)
-    version, light = pickle.loads(storage.read_bytes(f"{folder}/{PREPARED}"))
-    table = storage.read_parquet(f"{folder}/{RECORDS}")
+    version, light = _light(context, storage)
+    table = storage.read_parquet(f"{_folder(context)}/{RECORDS}")
     return version, replace(light, records=replace(light.records, table=table))
 
 
@@ -99,7 +103,7 @@ def score_step(
     if storage.exists(f"{folder}/{CHANGED_LINKS}"):
         context.log.info("identity: incremental run, the changed records were scored already")
         return 0
-    _, prepared = pickle.loads(storage.read_bytes(f"{folder}/{PREPARED}"))
+    _, prepared = _light(context, storage)
     with storage.local_file(f"{folder}/{RECORDS}") as records:
         links = linkage.score_piece(records, identity_config(cfg), prepared.model, left, right)
     storage.write_parquet(f"{folder}/{_piece_file(left, right)}", links)
