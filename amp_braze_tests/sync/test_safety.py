@@ -289,7 +289,9 @@ def test_two_syncs_of_one_destination_at_once_send_the_change_once(tmp_path, emu
     brand = make_brand(tmp_path, emulator.url, n=1500, concurrency=2)
     brand.sync()
     brand.write_feed(make_feed(1500).with_columns(pl.col("ltv") + 1))
-    emulator.faults(latency_ms=60)
+    # Long enough requests that the second sync plans while the first sends, even on a busy
+    # machine (two test processes): otherwise it plans after the first committed, and plans 0.
+    emulator.faults(latency_ms=250)
     before = emulator.stats()["data_points"]
     out: list = []
     threads = [threading.Thread(target=lambda: out.append(brand.sync()[1])) for _ in range(2)]
